@@ -1,0 +1,247 @@
+"""Fitted encoders: table rows -> tensors, with every statistic taken from the training rows only.
+
+- Numeric columns are standardised with the training mean and standard deviation; a missing
+  value becomes the training mean (0 after standardising); a constant column keeps std 1.
+- Categorical columns map each value seen in training to its own slot; slot 0 of every column is
+  reserved for values never seen in training. A missing value is the category "<missing>", so it
+  gets a slot of its own when training has missing values and slot 0 otherwise.
+- Binary labels become 0/1 (positive = 1); regression labels stay in their own units, and their
+  training mean and std go into the `Task` so that the loss can standardise them.
+
+The encoder is saved as JSON beside the model weights and used again by `mmoe predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmoe.data.dataset import InputSpec, Split, Task
+from mmoe.errors import MmoeError
+
+MISSING_CATEGORY = "<missing>"
+TRUE_WORDS = ("1", "1.0", "true", "yes", "y", "t")
+FALSE_WORDS = ("0", "0.0", "false", "no", "n", "f")
+
+
+def to_numeric_column(values: pd.Series, source: str, column: str) -> np.ndarray:
+    """float64 values with NaN for missing; text or ±inf is an error naming the first bad row.
+
+    Rows are named 1-based, counting data rows (a CSV's header is not a row)."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    missing_before = values.isna().to_numpy()
+    bad = np.flatnonzero(np.isnan(numbers) & ~missing_before)
+    if bad.size:
+        position = int(bad[0])
+        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: "
+                        f"{values.iloc[position]!r} is not a number (expected a numeric value or an empty cell)")
+    infinite = np.flatnonzero(np.isinf(numbers))
+    if infinite.size:
+        position = int(infinite[0])
+        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: {values.iloc[position]!r} is infinite "
+                        f"(expected a finite number or an empty cell)")
+    return numbers
+
+
+def _category_strings(values: pd.Series) -> np.ndarray:
+    strings = values.astype("object").where(values.notna(), MISSING_CATEGORY)
+    return strings.map(str).to_numpy(dtype=object)
+
+
+class BinaryLabelCoder:
+    """Maps a binary column's two values to 0/1.
+
+    0/1 and true/false (any case, also yes/no) are recognised; any other pair of values needs
+    `positive`, the value that means 1.
+    """
+
+    def __init__(self, column: str, positive: str | None = None, negative: str | None = None) -> None:
+        self.column = column
+        self.positive = positive
+        self.negative = negative
+
+    def fit(self, values: pd.Series, source: str) -> BinaryLabelCoder:
+        seen = sorted({str(v) for v in values.dropna().tolist()})
+        if len(seen) > 2:
+            shown = ", ".join(repr(v) for v in seen[:6]) + (", ..." if len(seen) > 6 else "")
+            raise MmoeError(f"{source}: binary task column {self.column!r} has {len(seen)} distinct values ({shown}); "
+                            f"expected two (0/1, true/false, or two values with --positive)")
+        if self.positive is not None:
+            positive = str(self.positive)
+            if len(seen) == 2 and positive not in seen:
+                raise MmoeError(f"{source}: binary task column {self.column!r}: positive value {positive!r} is not "
+                                f"among its values ({', '.join(map(repr, seen))})")
+            others = [v for v in seen if v != positive]
+            self.positive, self.negative = positive, (others[0] if others else None)
+            return self
+        truthy = [v for v in seen if v.lower() in TRUE_WORDS]
+        falsy = [v for v in seen if v.lower() in FALSE_WORDS]
+        if len(truthy) + len(falsy) == len(seen) and len(truthy) <= 1 and len(falsy) <= 1:
+            self.positive = truthy[0] if truthy else "1"
+            self.negative = falsy[0] if falsy else "0"
+            return self
+        raise MmoeError(f"{source}: binary task column {self.column!r} has values {', '.join(map(repr, seen))}; "
+                        f"name the positive one with --positive {self.column}=VALUE")
+
+    def transform(self, values: pd.Series, source: str) -> np.ndarray:
+        present = values.notna().to_numpy()
+        text = np.array([str(v) for v in values.astype("object").to_numpy()], dtype=object)
+        if str(self.positive).lower() in TRUE_WORDS and str(self.negative).lower() in FALSE_WORDS:
+            # 0/1 and true/false read back in other spellings ("1.0", True) still match.
+            lowered = np.char.lower(text.astype(str))
+            is_positive, is_negative = np.isin(lowered, TRUE_WORDS), np.isin(lowered, FALSE_WORDS)
+        else:
+            is_positive, is_negative = text == self.positive, text == self.negative
+        bad = np.flatnonzero(present & ~is_positive & ~is_negative)
+        if bad.size:
+            position = int(bad[0])
+            raise MmoeError(f"{source}: binary task column {self.column!r}, row {position + 1}: value "
+                            f"{values.iloc[position]!r} is neither {self.positive!r} nor {self.negative!r}")
+        labels = np.where(is_positive, 1.0, 0.0)
+        labels[~present] = np.nan
+        return labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"positive": self.positive, "negative": self.negative}
+
+
+class TableEncoder:
+    """Turns a table's rows into a `Split`; fitted once on the training rows.
+
+    numeric, categorical: feature column names. tasks: the label columns with their kinds.
+    positive: per binary task, the value that means 1 (needed unless the column is 0/1 or
+    true/false). standardize_numeric / standardize_regression: whether numeric features and
+    regression labels are standardised (the synthetic study keeps its raw units).
+    """
+
+    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], tasks: Sequence[Task],
+                 positive: Mapping[str, str] | None = None, standardize_numeric: bool = True,
+                 standardize_regression: bool = True) -> None:
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.tasks = list(tasks)
+        self.positive = dict(positive or {})
+        self.standardize_numeric = standardize_numeric
+        self.standardize_regression = standardize_regression
+        self.means: list[float] = []
+        self.stds: list[float] = []
+        self.vocabularies: list[list[str]] = []
+        self.label_coders: dict[str, BinaryLabelCoder] = {}
+        self.fitted = False
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame, source: str = "training data") -> TableEncoder:
+        self._check_columns(frame, source, labels=True)
+        if len(frame) == 0:
+            raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
+        self.means, self.stds = [], []
+        for column in self.numeric:
+            values = to_numeric_column(frame[column], source, column)
+            finite = values[~np.isnan(values)]
+            mean = float(finite.mean()) if finite.size else 0.0
+            std = float(finite.std()) if finite.size > 1 else 1.0
+            if not self.standardize_numeric:
+                mean, std = 0.0, 1.0
+            self.means.append(mean)
+            self.stds.append(std if std > 1e-12 else 1.0)
+        self.vocabularies = [sorted(set(_category_strings(frame[column]).tolist())) for column in self.categorical]
+        fitted_tasks = []
+        for task in self.tasks:
+            if task.kind == "binary":
+                coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit(frame[task.name], source)
+                self.label_coders[task.name] = coder
+                fitted_tasks.append(Task(task.name, task.kind))
+            else:
+                values = to_numeric_column(frame[task.name], source, task.name)
+                finite = values[~np.isnan(values)]
+                mean, std = (float(finite.mean()), float(finite.std())) if finite.size > 1 else (0.0, 1.0)
+                if not self.standardize_regression or not math.isfinite(std) or std <= 1e-12:
+                    mean, std = 0.0, 1.0
+                fitted_tasks.append(Task(task.name, task.kind, mean, std))
+        self.tasks = fitted_tasks
+        self.fitted = True
+        return self
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(tuple(self.numeric), tuple(self.categorical),
+                         tuple(len(vocabulary) + 1 for vocabulary in self.vocabularies))
+
+    # -- transforming ----------------------------------------------------------------------------
+    def _check_columns(self, frame: pd.DataFrame, source: str, labels: bool) -> None:
+        wanted = self.numeric + self.categorical + ([task.name for task in self.tasks] if labels else [])
+        missing = [column for column in wanted if column not in frame.columns]
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise MmoeError(f"{source}: missing column(s) {shown}; the table has "
+                            f"{', '.join(repr(c) for c in list(frame.columns)[:8])}{', ...' if frame.shape[1] > 8 else ''}")
+
+    def transform_features(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns numeric [N, num_numeric] float32 and categorical [N, num_categorical] int64."""
+        if not self.fitted:
+            raise RuntimeError("TableEncoder.transform before fit")
+        self._check_columns(frame, source, labels=False)
+        numeric = np.zeros((len(frame), len(self.numeric)), dtype=np.float32)
+        for j, column in enumerate(self.numeric):
+            values = (to_numeric_column(frame[column], source, column) - self.means[j]) / self.stds[j]
+            numeric[:, j] = np.nan_to_num(values, nan=0.0)
+        categorical = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
+        for j, (column, offset) in enumerate(zip(self.categorical, self.input_spec.offsets)):
+            # Codes are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
+            codes = pd.Categorical(_category_strings(frame[column]), categories=self.vocabularies[j]).codes
+            categorical[:, j] = offset + 1 + codes.astype(np.int64)
+        return torch.from_numpy(numeric), torch.from_numpy(categorical)
+
+    def transform_labels(self, frame: pd.DataFrame, source: str = "data") -> torch.Tensor:
+        """[N, num_tasks] float32 in the labels' own units, NaN where missing."""
+        labels = np.zeros((len(frame), len(self.tasks)), dtype=np.float32)
+        for k, task in enumerate(self.tasks):
+            if task.name not in frame.columns:
+                raise MmoeError(f"{source}: missing task column {task.name!r}")
+            if task.kind == "binary":
+                labels[:, k] = self.label_coders[task.name].transform(frame[task.name], source)
+            else:
+                labels[:, k] = to_numeric_column(frame[task.name], source, task.name)
+        return torch.from_numpy(labels)
+
+    def transform(self, frame: pd.DataFrame, source: str = "data") -> Split:
+        numeric, categorical = self.transform_features(frame, source)
+        return Split(numeric, categorical, self.transform_labels(frame, source))
+
+    # -- saving ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": self.numeric, "categorical": self.categorical,
+            "tasks": [task.to_dict() for task in self.tasks],
+            "positive": {name: coder.positive for name, coder in self.label_coders.items()},
+            "negative": {name: coder.negative for name, coder in self.label_coders.items()},
+            "standardize_numeric": self.standardize_numeric, "standardize_regression": self.standardize_regression,
+            "means": self.means, "stds": self.stds, "vocabularies": self.vocabularies,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TableEncoder:
+        encoder = cls(data["numeric"], data["categorical"], [Task.from_dict(t) for t in data["tasks"]],
+                      data.get("positive"), data["standardize_numeric"], data["standardize_regression"])
+        encoder.means, encoder.stds = list(data["means"]), list(data["stds"])
+        encoder.vocabularies = [list(v) for v in data["vocabularies"]]
+        encoder.label_coders = {name: BinaryLabelCoder(name, positive, data.get("negative", {}).get(name))
+                                for name, positive in data.get("positive", {}).items()}
+        encoder.fitted = True
+        return encoder
+
+    def save(self, path: str | Path) -> None:
+        from mmoe.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TableEncoder:
+        return cls.from_dict(json.loads(Path(path).read_text()))
