@@ -1,0 +1,35 @@
+"""Data sources. Each ends as a `MultiTaskData`; `load_dataset` rebuilds one from the JSON
+description a run saves (so `mmoe evaluate` finds the same split again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
+from mmoe.errors import MmoeError
+
+DATASET_KINDS = ("census", "synthetic", "table")
+
+
+def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
+    """spec: {"kind": "census", "group", "data_dir", "split_seed"} |
+    {"kind": "synthetic", "config": {...SyntheticConfig}, "split_seed"} |
+    {"kind": "table", "path", "tasks", ...load_table's keyword arguments}."""
+    options = {key: value for key, value in spec.items() if key != "kind"}
+    kind = spec.get("kind")
+    if kind == "census":
+        from mmoe.data.census import load_census
+
+        return load_census(**options)
+    if kind == "synthetic":
+        from mmoe.data.synthetic import SyntheticConfig, load_synthetic
+
+        return load_synthetic(SyntheticConfig(**options.pop("config")), **options)
+    if kind == "table":
+        from mmoe.data.tabular import load_table
+
+        return load_table(**options)
+    raise MmoeError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
+
+
+__all__ = ["DATASET_KINDS", "InputSpec", "MultiTaskData", "Split", "Task", "load_dataset"]

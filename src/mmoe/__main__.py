@@ -1,0 +1,5 @@
+import sys
+
+from mmoe.cli import main
+
+sys.exit(main())

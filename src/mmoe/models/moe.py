@@ -1,0 +1,59 @@
+"""Mixtures of experts: OMoE (one gate for all tasks) and MMoE (one gate per task)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from mmoe.data.dataset import InputSpec
+from mmoe.models.base import MultiTaskModel, check_positive, check_units
+from mmoe.models.experts import ExpertBank
+from mmoe.models.layers import Towers
+
+
+class MixtureOfExperts(MultiTaskModel):
+    """Experts f_i shared by all tasks, mixed by softmax gates, then one tower per task.
+
+    f^k(x) = Σ_i g^k(x)_i f_i(x), g^k(x) = softmax(W_gk x), y_k = h_k(f^k(x)). Subclasses fix the
+    number of gates: one per task (MMoE) or one for all (OMoE).
+    """
+
+    shared_gate: bool
+
+    def __init__(self, input_spec: InputSpec, num_tasks: int, num_experts: int = 8,
+                 expert_units: Sequence[int] = (16,), tower_units: Sequence[int] = (8,)) -> None:
+        num_experts = check_positive(self.name, "num_experts", num_experts)
+        expert_units = check_units(self.name, "expert_units", expert_units)
+        tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
+        super().__init__(input_spec, num_tasks, num_experts=num_experts, expert_units=expert_units,
+                         tower_units=tower_units)
+        self.experts = ExpertBank(input_spec, num_experts, expert_units, 1 if self.shared_gate else num_tasks)
+        self.towers = Towers(num_tasks, expert_units[-1], tower_units)
+
+    def gates(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        """[B, num_tasks, num_experts]: each task's gate weights (rows sum to 1)."""
+        return self._experts_and_gates(numeric, categorical)[1]
+
+    def _experts_and_gates(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        experts, gate_logits = self.experts(numeric, categorical)
+        gates = torch.softmax(gate_logits, dim=-1).expand(-1, self.num_tasks, -1)
+        return experts, gates
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        experts, gates = self._experts_and_gates(numeric, categorical)
+        return self.towers(torch.bmm(gates, experts))  # [B, K, E] @ [B, E, U] -> [B, K, U]
+
+
+class MMoE(MixtureOfExperts):
+    """MMoE: shared experts, one softmax gate per task (Ma et al., 2018)."""
+
+    name = "mmoe"
+    shared_gate = False
+
+
+class OMoE(MixtureOfExperts):
+    """OMoE: shared experts, one softmax gate for all tasks."""
+
+    name = "omoe"
+    shared_gate = True

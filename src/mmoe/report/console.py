@@ -1,0 +1,73 @@
+"""What the terminal shows: training progress and the end-of-run summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mmoe.data.dataset import Task
+
+
+class EpochProgress:
+    """A progress bar over epochs showing the training loss and the main validation metric."""
+
+    def __init__(self, epochs: int, enabled: bool = True) -> None:
+        self.bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not enabled, file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def update(self, entry: dict[str, Any]) -> None:
+        main_task, validation = next(iter(entry["validation"].items()))
+        metric = "auc" if "auc" in validation else "mse"
+        value = validation[metric]
+        self.bar.set_postfix_str(f"loss {entry['train_loss']:.4f}  val {main_task} {metric} "
+                                 f"{value:.4f}" if value is not None else f"loss {entry['train_loss']:.4f}")
+        self.bar.update(1)
+        if not self.bar.disable:
+            self.bar.write(f"epoch {entry['epoch']:>3}  loss {entry['train_loss']:.4f}  "
+                           + "  ".join(f"val {task} {_short(m)}" for task, m in entry["validation"].items())
+                           + ("  *" if entry["improved"] else "") + f"  [{entry['seconds']:.1f}s]", file=sys.stderr)
+
+    def __enter__(self) -> EpochProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def _short(metrics: dict[str, Any]) -> str:
+    metric = "auc" if "auc" in metrics else "mse"
+    value = metrics[metric]
+    return f"{metric} {value:.4f}" if value is not None else f"{metric} n/a"
+
+
+def metrics_table(metrics_by_split: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """A plain text table: one row per (split, task), one column per metric."""
+    rows = []
+    for split, per_task in metrics_by_split.items():
+        for task, metrics in per_task.items():
+            rows.append((split, task, metrics))
+    names = [m for m in ("auc", "logloss", "mse", "r2", "rows") if any(m in r[2] for r in rows)]
+    header = ["split", "task", *names]
+    lines = [[split, task, *[_format(metrics.get(name)) for name in names]] for split, task, metrics in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *lines])
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_summary(result: Any, tasks: list[Task], out: Path) -> None:
+    epochs = len(result.history)
+    reason = f"stopped early after {epochs} epochs" if result.stopped_early else f"ran {epochs} epochs"
+    print(f"{result.model.name}: {result.model.num_parameters():,} parameters; {reason}; best epoch "
+          f"{result.best_epoch}; {result.train_seconds:.1f}s training ({result.samples_per_second:,.0f} rows/s)")
+    print(metrics_table({split: result.metrics[split] for split in ("validation", "test")}))
+    print(f"saved to {out}/ (model.pt, encoder.json, config.json, metrics.json, history.json)")

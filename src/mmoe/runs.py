@@ -1,0 +1,165 @@
+"""A run: one trained model saved in a directory, and the Python API the CLI is a layer over.
+
+A run directory holds:
+  config.json    how to get the data again, the model and its hyperparameters, the training
+                 options, the tasks, the input spec, the package version
+  model.pt       the weights (with the model name and hyperparameters to rebuild it)
+  encoder.json   the fitted input encoders (numeric statistics, category vocabularies, labels)
+  metrics.json   {split: {task: {metric: value}}} of the restored best model
+  history.json   one entry per epoch
+  checkpoint.pt  the last epoch's full training state
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmoe.data import load_dataset
+from mmoe.data.dataset import InputSpec, MultiTaskData, Task
+from mmoe.data.encoders import TableEncoder
+from mmoe.errors import MmoeError
+from mmoe.io import atomic_write, atomic_write_json
+from mmoe.models import MultiTaskModel, build_model
+from mmoe.train.metrics import evaluate_predictions, to_predictions
+from mmoe.train.trainer import TrainConfig, TrainResult, evaluate, predict_outputs, train
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = None,
+        checkpoint_path: str | Path | None = None, on_epoch: Any = None, **hyperparameters: Any) -> TrainResult:
+    """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`."""
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    network = build_model(model, data.input_spec, len(data.tasks), **hyperparameters)
+    return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch)
+
+
+def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData, result: TrainResult,
+             config: TrainConfig) -> Path:
+    """Writes the run's files (see the module docstring) into `directory`."""
+    from mmoe import __version__
+
+    directory = Path(directory)
+    model = result.model
+    run_config = {
+        "dataset": dataset,
+        "model": model.name,
+        "hyperparameters": _jsonable(model.hyperparameters),
+        "training": config.to_dict(),
+        "tasks": [task.to_dict() for task in data.tasks],
+        "input_spec": data.input_spec.to_dict(),
+        "parameters": model.num_parameters(),
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "samples_per_second": result.samples_per_second,
+        "versions": {"mmoe": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "data_info": _jsonable(data.info),
+    }
+    weights = {"model": model.name, "hyperparameters": model.hyperparameters, "num_tasks": model.num_tasks,
+               "input_spec": data.input_spec.to_dict(), "state_dict": model.state_dict()}
+    atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
+    if data.encoder is not None:
+        data.encoder.save(directory / "encoder.json")
+    atomic_write_json(directory / "history.json", _jsonable(result.history))
+    atomic_write_json(directory / "config.json", run_config)
+    atomic_write_json(directory / "metrics.json", _jsonable(result.metrics))
+    return directory
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples to lists, tensors and numpy scalars to numbers, for JSON files."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def load_model(path: str | Path) -> MultiTaskModel:
+    """Rebuilds a model from a run's model.pt."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        model = build_model(saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"],
+                            **saved["hyperparameters"])
+        model.load_state_dict(saved["state_dict"])
+    except MmoeError:
+        raise
+    except FileNotFoundError:
+        raise MmoeError(f"{path}: no such file; expected the model.pt of a run made by `mmoe train`") from None
+    except Exception as error:  # torch.load / load_state_dict fail in many ways on a damaged file
+        raise MmoeError(f"{path}: not a readable mmoe model file ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+    model.eval()
+    return model
+
+
+@dataclass
+class Run:
+    """A saved run, loaded: its config, model and fitted encoder."""
+
+    directory: Path
+    config: dict[str, Any]
+    model: MultiTaskModel
+    encoder: TableEncoder | None
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [Task.from_dict(task) for task in self.config["tasks"]]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Run:
+        directory = Path(directory)
+        config_path = directory / "config.json"
+        if not config_path.is_file():
+            raise MmoeError(f"{directory}: not a run directory (no config.json); expected the --out of `mmoe train`")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise MmoeError(f"{config_path}: not valid JSON ({error})") from None
+        encoder_path = directory / "encoder.json"
+        encoder = TableEncoder.load(encoder_path) if encoder_path.is_file() else None
+        return cls(directory, config, load_model(directory / "model.pt"), encoder)
+
+    def evaluate(self, split: str = "test") -> dict[str, dict]:
+        """Metrics on one split of the run's own data set (loaded again the same way)."""
+        data = load_dataset(self.config["dataset"])
+        if split not in data.splits():
+            raise MmoeError(f"unknown split {split!r}; expected train, validation or test")
+        return evaluate(self.model, self.tasks, data.splits()[split])
+
+    def evaluate_frame(self, frame: pd.DataFrame, source: str) -> dict[str, dict]:
+        """Metrics on a labelled table (rows encoded with the run's fitted encoder)."""
+        split = self._encoder(source).transform(frame, source)
+        return evaluate(self.model, self.tasks, split)
+
+    def predict_frame(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+        """One column per task: the positive class's probability (binary) or the value (regression)."""
+        numeric, categorical = self._encoder(source).transform_features(frame, source)
+        from mmoe.data.dataset import Split
+
+        empty_labels = torch.zeros(len(frame), len(self.tasks))
+        outputs = predict_outputs(self.model, Split(numeric, categorical, empty_labels))
+        predictions = to_predictions(self.tasks, outputs).numpy()
+        return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(self.tasks)}, index=frame.index)
+
+    def _encoder(self, source: str) -> TableEncoder:
+        if self.encoder is None:
+            raise MmoeError(f"{self.directory}: the run has no encoder.json, so it cannot encode {source}")
+        return self.encoder
+
+
+__all__ = ["Run", "evaluate_predictions", "fit", "load_model", "save_run"]

@@ -1,0 +1,42 @@
+"""The multi-task loss: per-task BCE-with-logits or MSE, masked where a label is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mmoe.data.dataset import Task
+
+
+class MultiTaskLoss:
+    """Σ_k w_k · mean over rows with a label of ℓ_k(output_k, label_k).
+
+    ℓ_k is BCE with logits for a binary task and the squared error on the standardised label for
+    a regression task. All tasks are computed in one vectorised pass (no loop over tasks): this
+    runs once per batch. Returns the total and the per-task losses [K] (detached).
+    """
+
+    def __init__(self, tasks: Sequence[Task], task_weights: Sequence[float] | None = None) -> None:
+        self.is_binary = torch.tensor([task.kind == "binary" for task in tasks])
+        self.label_mean = torch.tensor([task.label_mean for task in tasks], dtype=torch.float32)
+        self.label_std = torch.tensor([task.label_std for task in tasks], dtype=torch.float32)
+        self.weights = torch.tensor(list(task_weights) if task_weights is not None else [1.0] * len(tasks),
+                                    dtype=torch.float32)
+
+    def to(self, device: torch.device | str) -> MultiTaskLoss:
+        for name in ("is_binary", "label_mean", "label_std", "weights"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        present = ~torch.isnan(labels)
+        targets = torch.nan_to_num((labels - self.label_mean) / self.label_std)
+        per_element = torch.where(
+            self.is_binary,
+            F.binary_cross_entropy_with_logits(outputs, targets, reduction="none"),
+            (outputs - targets).square(),
+        )
+        per_task = (per_element * present).sum(0) / present.sum(0).clamp(min=1)
+        return (per_task * self.weights).sum(), per_task.detach()

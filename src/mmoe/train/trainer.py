@@ -1,0 +1,184 @@
+"""Training one model: a loop you can read top to bottom.
+
+Adam on the weighted multi-task loss (+ the model's own penalty), shuffled mini-batches drawn
+from tensors already in memory (no DataLoader: at these sizes its per-batch collation costs more
+than the model), early stopping on the main task's validation metric with the best weights
+restored, and a checkpoint written atomically after every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmoe.data.dataset import MultiTaskData, Split, Task
+from mmoe.errors import MmoeError
+from mmoe.io import atomic_write
+from mmoe.models.base import MultiTaskModel
+from mmoe.train.loss import MultiTaskLoss
+from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
+
+
+@dataclass
+class TrainConfig:
+    """How to train. epochs is the maximum; patience is how many epochs without a better main-task
+    validation metric end training early (0: never stop early)."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 20
+    weight_decay: float = 0.0
+    patience: int = 3
+    task_weights: tuple[float, ...] | None = None
+    seed: int = 0
+    threads: int | None = None
+    eval_batch_size: int = 65536
+
+    def __post_init__(self) -> None:
+        checks = [("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
+                  ("batch_size", self.batch_size >= 1, "a positive integer"),
+                  ("epochs", self.epochs >= 1, "at least 1"),
+                  ("weight_decay", self.weight_decay >= 0, "zero or more"),
+                  ("patience", self.patience >= 0, "zero or more"),
+                  ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
+                  ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer")]
+        for option, ok, expected in checks:
+            if not ok:
+                raise MmoeError(f"training option {option} must be {expected}, got {getattr(self, option)!r}")
+        if self.task_weights is not None:
+            self.task_weights = tuple(float(w) for w in self.task_weights)
+            if any(w < 0 or not math.isfinite(w) for w in self.task_weights):
+                raise MmoeError(f"training option task_weights must be non-negative numbers, got {self.task_weights}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["task_weights"] = list(self.task_weights) if self.task_weights is not None else None
+        return data
+
+
+@dataclass
+class TrainResult:
+    """What training produced. history: one dict per epoch (epoch, train_loss, per-task train
+    losses, validation metrics, seconds). metrics: {split: {task: {metric: value}}} of the restored
+    best model."""
+
+    model: MultiTaskModel
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+    train_seconds: float
+    samples_per_second: float
+    metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+@torch.inference_mode()
+def predict_outputs(model: MultiTaskModel, split: Split, batch_size: int = 65536) -> torch.Tensor:
+    """Raw model outputs [N, K] (logits / standardised values), computed in chunks."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [model(split.numeric[start:start + batch_size].to(device),
+                    split.categorical[start:start + batch_size].to(device)).float().cpu()
+              for start in range(0, len(split), batch_size)]
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.num_tasks)
+
+
+def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size: int = 65536) -> dict[str, dict]:
+    """{task: metrics} of the model on one split."""
+    return evaluate_predictions(tasks, to_predictions(tasks, predict_outputs(model, split, batch_size)), split.labels)
+
+
+def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
+          checkpoint_path: str | Path | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Trains `model` on data.train, early-stopping on data.validation; returns the best model
+    (restored) with its metrics on every split. `on_epoch` receives each epoch's history entry
+    (the CLI uses it for progress)."""
+    tasks, main_task = data.tasks, data.tasks[0]
+    if config.task_weights is not None and len(config.task_weights) != len(tasks):
+        raise MmoeError(f"training option task_weights has {len(config.task_weights)} values for {len(tasks)} tasks")
+    if len(data.train) == 0:
+        raise MmoeError("the training split has no rows")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = next(model.parameters()).device
+    loss_fn = MultiTaskLoss(tasks, config.task_weights).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    train_split = data.train
+    numeric, categorical, labels = (t.to(device) for t in (train_split.numeric, train_split.categorical,
+                                                           train_split.labels))
+    rows = len(train_split)
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
+    train_seconds, epochs_without_gain, stopped_early = 0.0, 0, False
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(rows, generator=shuffle).to(device)
+        loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
+        for start in range(0, rows, config.batch_size):
+            index = order[start:start + config.batch_size]
+            outputs = model(numeric[index], categorical[index])
+            loss, per_task = loss_fn(outputs, labels[index])
+            loss = loss + model.penalty()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item()
+            task_loss_sum += per_task
+            batches += 1
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        if not math.isfinite(loss_sum):
+            raise MmoeError(f"training diverged at epoch {epoch} (loss is {loss_sum}); "
+                            f"lower the learning rate (now {config.learning_rate})")
+
+        validation = evaluate(model, tasks, data.validation, config.eval_batch_size)
+        score = main_score(main_task, validation[main_task.name])
+        entry = {"epoch": epoch, "train_loss": loss_sum / batches,
+                 "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
+                 "validation": validation, "seconds": epoch_seconds,
+                 "main_metric": f"validation {main_task.name} {main_metric_name(main_task)}",
+                 "improved": score > best_score}
+        history.append(entry)
+        if score > best_score:
+            best_score, best_epoch, epochs_without_gain = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            epochs_without_gain += 1
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, optimizer, epoch, best_state, best_score, best_epoch, history,
+                            shuffle)
+        if on_epoch is not None:
+            on_epoch(entry)
+        if config.patience and epochs_without_gain >= config.patience:
+            stopped_early = True
+            break
+
+    model.load_state_dict(best_state)
+    metrics = {name: evaluate(model, tasks, split, config.eval_batch_size) for name, split in data.splits().items()}
+    epochs_run = len(history)
+    return TrainResult(model, history, best_epoch, best_score, train_seconds,
+                       samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
+                       stopped_early=stopped_early)
+
+
+def save_checkpoint(path: str | Path, model: MultiTaskModel, optimizer: torch.optim.Optimizer, epoch: int,
+                    best_state: dict[str, torch.Tensor], best_score: float, best_epoch: int,
+                    history: Sequence[dict[str, Any]], shuffle: torch.Generator) -> None:
+    """Everything needed to continue training after `epoch`, written atomically."""
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "best_state": best_state, "best_score": best_score, "best_epoch": best_epoch,
+             "history": list(history), "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+    atomic_write(path, lambda temp: torch.save(state, temp))

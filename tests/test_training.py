@@ -1,0 +1,119 @@
+"""The training loop: loss, determinism, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
+from mmoe.errors import MmoeError
+from mmoe.runs import fit
+from mmoe.train.loss import MultiTaskLoss
+from mmoe.train.metrics import main_score, task_metrics
+from mmoe.train.trainer import TrainConfig
+
+
+def toy_data(rows: int = 600, seed: int = 0, missing_second: float = 0.0) -> MultiTaskData:
+    """A binary and a regression task that both depend on the inputs (learnable)."""
+    generator = torch.Generator().manual_seed(seed)
+    spec = InputSpec(("a", "b", "c"), ("colour",), (5,))
+    numeric = torch.randn(rows, 3, generator=generator)
+    categorical = torch.randint(0, 5, (rows, 1), generator=generator)
+    signal = numeric[:, 0] - numeric[:, 1] + (categorical[:, 0] == 2).float()
+    binary = (signal + 0.3 * torch.randn(rows, generator=generator) > 0).float()
+    regression = 3.0 * signal + 10.0 + 0.1 * torch.randn(rows, generator=generator)
+    labels = torch.stack([binary, regression], 1)
+    labels[torch.rand(rows, generator=generator) < missing_second, 1] = math.nan
+    split = Split(numeric, categorical, labels)
+    cut1, cut2 = int(rows * 0.7), int(rows * 0.85)
+    tasks = [Task("clicked", "binary"), Task("watch_time", "regression", float(regression.mean()),
+                                                 float(regression.std()))]
+    return MultiTaskData(tasks, spec, split.subset(torch.arange(cut1)), split.subset(torch.arange(cut1, cut2)),
+                         split.subset(torch.arange(cut2, rows)))
+
+
+def test_loss_leaves_missing_labels_out_of_their_task_only() -> None:
+    tasks = [Task("a", "binary"), Task("b", "regression", 1.0, 2.0)]
+    loss = MultiTaskLoss(tasks)
+    outputs = torch.tensor([[0.0, 0.0], [2.0, 1.0], [-1.0, 5.0]])
+    labels = torch.tensor([[1.0, 1.0], [0.0, math.nan], [math.nan, 3.0]])
+    total, per_task = loss(outputs, labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0]))
+    mse = ((torch.tensor([0.0, 5.0]) - torch.tensor([0.0, 1.0])) ** 2).mean()  # targets standardised
+    torch.testing.assert_close(per_task, torch.stack([bce, mse]))
+    torch.testing.assert_close(total, bce + mse)
+    weighted, _ = MultiTaskLoss(tasks, [1.0, 0.0])(outputs, labels)
+    torch.testing.assert_close(weighted, bce)
+
+
+def test_metrics_skip_missing_labels_and_report_none_for_one_class() -> None:
+    import numpy as np
+
+    binary = Task("a", "binary")
+    metrics = task_metrics(binary, np.array([0.9, 0.2, 0.7, 0.5]), np.array([1.0, 0.0, np.nan, 0.0]))
+    assert metrics["auc"] == 1.0 and metrics["rows"] == 3
+    assert task_metrics(binary, np.array([0.9, 0.2]), np.array([1.0, 1.0]))["auc"] is None
+    regression = task_metrics(Task("b", "regression"), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert regression["mse"] == pytest.approx(1 / 3)
+    assert main_score(Task("b", "regression"), regression) == pytest.approx(-1 / 3)
+
+
+def test_training_lowers_the_loss_and_learns_both_tasks() -> None:
+    result = fit(toy_data(), "mmoe", TrainConfig(epochs=15, batch_size=64, learning_rate=1e-2, patience=0))
+    losses = [entry["train_loss"] for entry in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.metrics["test"]["clicked"]["auc"] > 0.9
+    assert result.metrics["test"]["watch_time"]["r2"] > 0.8
+
+
+@pytest.mark.parametrize("model", ["mmoe", "shared-bottom", "cross-stitch"])
+def test_same_seed_same_numbers(model: str) -> None:
+    config = TrainConfig(epochs=3, batch_size=64, seed=7)
+    first, second = fit(toy_data(), model, config), fit(toy_data(), model, config)
+    assert first.metrics == second.metrics
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    other = fit(toy_data(), model, TrainConfig(epochs=3, batch_size=64, seed=8))
+    assert other.metrics != first.metrics
+
+
+def test_early_stopping_restores_the_best_epoch() -> None:
+    result = fit(toy_data(), "shared-bottom", TrainConfig(epochs=40, batch_size=32, learning_rate=0.05, patience=2))
+    best = result.history[result.best_epoch - 1]
+    assert best["improved"]
+    assert result.metrics["validation"]["clicked"]["auc"] == pytest.approx(best["validation"]["clicked"]["auc"])
+    if result.stopped_early:
+        assert len(result.history) == result.best_epoch + 2
+
+
+def test_rows_missing_one_label_still_train_the_other_task() -> None:
+    result = fit(toy_data(missing_second=0.5), "mmoe",
+                 TrainConfig(epochs=10, batch_size=64, learning_rate=1e-2, patience=0))
+    assert result.metrics["train"]["watch_time"]["rows"] < result.metrics["train"]["clicked"]["rows"]
+    assert result.metrics["test"]["watch_time"]["r2"] > 0.5
+
+
+def test_checkpoint_is_written_and_loadable(tmp_path) -> None:
+    path = tmp_path / "run" / "checkpoint.pt"
+    fit(toy_data(), "omoe", TrainConfig(epochs=2, batch_size=64), checkpoint_path=path)
+    state = torch.load(path, weights_only=False)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"task_weights": (1.0, -2.0)}, "task_weights must be non-negative"),
+])
+def test_bad_training_options(options: dict, fragment: str) -> None:
+    with pytest.raises(MmoeError, match=fragment):
+        TrainConfig(**options)
+
+
+def test_task_weights_must_match_the_tasks() -> None:
+    with pytest.raises(MmoeError, match="task_weights has 3 values for 2 tasks"):
+        fit(toy_data(), "mmoe", TrainConfig(epochs=1, task_weights=(1.0, 1.0, 1.0)))
