@@ -15,7 +15,8 @@ class MultiTaskLoss:
 
     ℓ_k is BCE with logits for a binary task and the squared error on the standardised label for
     a regression task. All tasks are computed in one vectorised pass (no loop over tasks): this
-    runs once per batch. Returns the total and the per-task losses [K] (detached).
+    runs once per batch. Outputs and labels are [..., B, K] (a leading replica dimension is
+    allowed); returns the total [...] and the per-task losses [..., K] (detached).
     """
 
     def __init__(self, tasks: Sequence[Task], task_weights: Sequence[float] | None = None) -> None:
@@ -24,6 +25,14 @@ class MultiTaskLoss:
         self.label_std = torch.tensor([task.label_std for task in tasks], dtype=torch.float32)
         self.weights = torch.tensor(list(task_weights) if task_weights is not None else [1.0] * len(tasks),
                                     dtype=torch.float32)
+
+    @classmethod
+    def stacked(cls, task_lists: Sequence[Sequence[Task]], task_weights: Sequence[float] | None = None) -> MultiTaskLoss:
+        """One loss for N replicas with their own label statistics (outputs [N, B, K])."""
+        loss = cls(task_lists[0], task_weights)
+        loss.label_mean = torch.tensor([[t.label_mean for t in tasks] for tasks in task_lists]).unsqueeze(1)
+        loss.label_std = torch.tensor([[t.label_std for t in tasks] for tasks in task_lists]).unsqueeze(1)
+        return loss
 
     def to(self, device: torch.device | str) -> MultiTaskLoss:
         for name in ("is_binary", "label_mean", "label_std", "weights"):
@@ -38,5 +47,5 @@ class MultiTaskLoss:
             F.binary_cross_entropy_with_logits(outputs, targets, reduction="none"),
             (outputs - targets).square(),
         )
-        per_task = (per_element * present).sum(0) / present.sum(0).clamp(min=1)
-        return (per_task * self.weights).sum(), per_task.detach()
+        per_task = (per_element * present).sum(-2) / present.sum(-2).clamp(min=1)
+        return (per_task * self.weights).sum(-1), per_task.detach()

@@ -1,0 +1,245 @@
+"""Population training: N independent replicas of one architecture trained at once.
+
+The paper's protocol trains every configuration hundreds of times. Instead of N loops, the N
+replicas' weights are stacked ([N, ...] per parameter) and one `torch.func.vmap` of the model
+runs them all per step; a stacked Adam updates every replica with its own learning rate.
+Replicas are independent: replica r sees only its own initialisation (`seeds[r]`), its own
+shuffling (the same seed), optionally its own data set, its own learning rate and its own early
+stopping. Its result equals, within float rounding, `mmoe.runs.fit` of that replica alone with
+the same seed and options (tests/test_population.py checks this).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from mmoe.data.dataset import MultiTaskData, Split
+from mmoe.errors import MmoeError
+from mmoe.models import MultiTaskModel, build_model
+from mmoe.train.loss import MultiTaskLoss
+from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
+from mmoe.train.trainer import TrainConfig
+
+
+@dataclass
+class ReplicaResult:
+    """One replica's outcome; the same fields as a single run's `TrainResult` (less the model)."""
+
+    seed: int
+    learning_rate: float
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+    metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+@dataclass
+class PopulationResult:
+    replicas: list[ReplicaResult]
+    train_seconds: float
+    state_dicts: list[dict[str, torch.Tensor]]
+
+    def model(self, index: int, data: MultiTaskData, name: str, **hyperparameters: Any) -> MultiTaskModel:
+        """Replica `index` as an ordinary model (its best weights)."""
+        network = build_model(name, data.input_spec, len(data.tasks), **hyperparameters)
+        network.load_state_dict(self.state_dicts[index])
+        return network
+
+
+class StackedAdam:
+    """Adam (as torch.optim.Adam, L2-style weight decay) over stacked parameters [N, ...], with a
+    learning rate per replica. Replicas whose `active` flag is off are left untouched."""
+
+    def __init__(self, params: dict[str, torch.Tensor], learning_rates: torch.Tensor, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = params
+        self.learning_rates = learning_rates
+        self.weight_decay, self.betas, self.eps = weight_decay, betas, eps
+        self.first = {name: torch.zeros_like(p) for name, p in params.items()}
+        self.second = {name: torch.zeros_like(p) for name, p in params.items()}
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1, correction2 = 1 - beta1 ** self.steps, math.sqrt(1 - beta2 ** self.steps)
+        rates = self.learning_rates * active
+        for (name, param), grad in zip(self.params.items(), grads):
+            if self.weight_decay:
+                grad = grad.add(param, alpha=self.weight_decay)
+            first, second = self.first[name], self.second[name]
+            first.lerp_(grad, 1 - beta1)
+            second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (second.sqrt() / correction2).add_(self.eps)
+            step_size = (rates / correction1).view(-1, *([1] * (param.dim() - 1)))
+            param.sub_(step_size * first / denominator)
+
+
+class _Penalty(torch.nn.Module):
+    """Lets `functional_call` evaluate a model's penalty() with stacked parameters."""
+
+    def __init__(self, model: MultiTaskModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self) -> torch.Tensor:
+        return self.model.penalty()
+
+
+def _stack_splits(splits: Sequence[Split]) -> Split:
+    rows = {len(split) for split in splits}
+    if len(rows) != 1:
+        raise MmoeError(f"population training needs replicas' data sets of one size; got row counts {sorted(rows)}")
+    return Split(torch.stack([s.numeric for s in splits]), torch.stack([s.categorical for s in splits]),
+                 torch.stack([s.labels for s in splits]))
+
+
+def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
+                     seeds: Sequence[int], learning_rates: Sequence[float] | None = None,
+                     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+                     **hyperparameters: Any) -> PopulationResult:
+    """Trains len(seeds) replicas of `model`.
+
+    data: one data set shared by all replicas (each shuffles it with its own seed), or one per
+        replica (e.g. fresh synthetic draws), all with the same tasks, inputs and sizes.
+    config: shared options; config.seed and config.learning_rate are replaced by seeds[r] and
+        learning_rates[r] (default: config.learning_rate for all).
+    on_epoch(epoch, active): called after each epoch with the [N] mask of replicas still training.
+    """
+    num_replicas = len(seeds)
+    if num_replicas < 1:
+        raise MmoeError("population training needs at least one replica (seed)")
+    rates = list(learning_rates) if learning_rates is not None else [config.learning_rate] * num_replicas
+    if len(rates) != num_replicas or any(not (r > 0 and math.isfinite(r)) for r in rates):
+        raise MmoeError(f"population training needs one positive learning rate per replica; got {rates}")
+    shared = isinstance(data, MultiTaskData)
+    datasets = [data] * num_replicas if shared else list(data)
+    if len(datasets) != num_replicas:
+        raise MmoeError(f"population training got {len(datasets)} data sets for {num_replicas} replicas")
+    reference = datasets[0]
+    tasks, main_task = reference.tasks, reference.tasks[0]
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    networks = []
+    for seed in seeds:  # the same draws as `fit` with that seed
+        torch.manual_seed(seed)
+        networks.append(build_model(model, reference.input_spec, len(tasks), **hyperparameters))
+    params, _ = stack_module_state(networks)
+    template = copy.deepcopy(networks[0]).to("meta")
+    forward = vmap(lambda p, numeric, categorical: functional_call(template, p, (numeric, categorical)))
+    has_penalty = type(template).penalty is not MultiTaskModel.penalty
+    penalty = vmap(lambda p: functional_call(_Penalty(template), {f"model.{k}": v for k, v in p.items()}, ()))
+
+    # Each replica's own data set has its own regression label statistics.
+    task_lists = [d.tasks for d in datasets]
+    loss_fn = MultiTaskLoss.stacked(task_lists, config.task_weights)
+    optimizer = StackedAdam(params, torch.tensor(rates), config.weight_decay)
+    shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
+    if shared:
+        train, validation = reference.train, reference.validation
+    else:
+        train = _stack_splits([d.train for d in datasets])
+        validation = _stack_splits([d.validation for d in datasets])
+    rows = len(reference.train)
+    replica_index = torch.arange(num_replicas).unsqueeze(1)
+
+    def batch(split: Split, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """index [N, b] -> each replica's rows: [N, b, ...]."""
+        if shared:
+            return split.numeric[index], split.categorical[index], split.labels[index]
+        return (split.numeric[replica_index, index], split.categorical[replica_index, index],
+                split.labels[replica_index, index])
+
+    active = torch.ones(num_replicas)
+    best_scores = torch.full((num_replicas,), -math.inf)
+    best_epochs = [0] * num_replicas
+    without_gain = [0] * num_replicas
+    stopped = [False] * num_replicas
+    best_params = {name: p.detach().clone() for name, p in params.items()}
+    histories: list[list[dict[str, Any]]] = [[] for _ in range(num_replicas)]
+    train_seconds = 0.0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        orders = torch.stack([torch.randperm(rows, generator=g) for g in shufflers])
+        loss_sums = torch.zeros(num_replicas)
+        task_sums = torch.zeros(num_replicas, len(tasks))
+        batches = 0
+        for start in range(0, rows, config.batch_size):
+            numeric, categorical, labels = batch(train, orders[:, start:start + config.batch_size])
+            losses, per_task = loss_fn(forward(params, numeric, categorical), labels)
+            if has_penalty:
+                losses = losses + penalty(params)
+            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+            optimizer.step(grads, active)
+            loss_sums += losses.detach()
+            task_sums += per_task
+            batches += 1
+        train_seconds += time.perf_counter() - started
+
+        validation_metrics = _evaluate_stack(forward, params, task_lists, validation, shared,
+                                             config.eval_batch_size)
+        for r in range(num_replicas):
+            if stopped[r]:
+                continue
+            score = main_score(main_task, validation_metrics[r][main_task.name])
+            improved = score > best_scores[r]
+            histories[r].append({"epoch": epoch, "train_loss": float(loss_sums[r]) / batches,
+                                 "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_sums[r])},
+                                 "validation": validation_metrics[r], "improved": bool(improved)})
+            if improved:
+                best_scores[r], best_epochs[r], without_gain[r] = score, epoch, 0
+                for name, p in params.items():
+                    best_params[name][r] = p.detach()[r]
+            else:
+                without_gain[r] += 1
+            if config.patience and without_gain[r] >= config.patience:
+                stopped[r] = True
+                active[r] = 0.0
+        if on_epoch is not None:
+            on_epoch(epoch, active.clone())
+        if not active.any():
+            break
+
+    split_metrics = {}
+    for name in ("train", "validation", "test"):
+        split = getattr(reference, name) if shared else _stack_splits([getattr(d, name) for d in datasets])
+        split_metrics[name] = _evaluate_stack(forward, best_params, task_lists, split, shared,
+                                              config.eval_batch_size)
+    replicas = [ReplicaResult(seed, rate, histories[r], best_epochs[r], float(best_scores[r]),
+                              {name: split_metrics[name][r] for name in split_metrics}, stopped[r])
+                for r, (seed, rate) in enumerate(zip(seeds, rates))]
+    state_dicts = [{name: p[r].clone() for name, p in best_params.items()} for r in range(num_replicas)]
+    return PopulationResult(replicas, train_seconds, state_dicts)
+
+
+@torch.no_grad()
+def _evaluate_stack(forward: Callable, params: dict[str, torch.Tensor], task_lists: Sequence[list], split: Split,
+                    shared: bool, chunk_rows: int) -> list[dict[str, dict]]:
+    """Per replica, {task: metrics} on its split; rows go through in chunks to bound memory."""
+    num_replicas = next(iter(params.values())).shape[0]
+    rows = split.labels.shape[-2]
+    chunk_rows = max(1, chunk_rows // num_replicas)
+    outputs = []
+    for start in range(0, rows, chunk_rows):
+        part = slice(start, start + chunk_rows)
+        if shared:
+            numeric = split.numeric[part].expand(num_replicas, -1, -1)
+            categorical = split.categorical[part].expand(num_replicas, -1, -1)
+        else:
+            numeric, categorical = split.numeric[:, part], split.categorical[:, part]
+        outputs.append(forward(params, numeric, categorical))
+    stacked = torch.cat(outputs, 1)
+    labels = split.labels if not shared else split.labels.expand(num_replicas, -1, -1)
+    return [evaluate_predictions(tasks, to_predictions(tasks, stacked[r]), labels[r])
+            for r, tasks in enumerate(task_lists)]
