@@ -55,6 +55,12 @@ def _category_strings(values: pd.Series) -> np.ndarray:
     return strings.map(str).to_numpy(dtype=object)
 
 
+def _label_texts(values: pd.Series) -> list[str]:
+    """Label values as text; whole floats lose their ".0" (a 0/1 column with empty cells is read
+    as 0.0/1.0, yet --positive 1 must match it)."""
+    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.tolist()]
+
+
 class BinaryLabelCoder:
     """Maps a binary column's two values to 0/1.
 
@@ -68,7 +74,7 @@ class BinaryLabelCoder:
         self.negative = negative
 
     def fit(self, values: pd.Series, source: str) -> BinaryLabelCoder:
-        seen = sorted({str(v) for v in values.dropna().tolist()})
+        seen = sorted(set(_label_texts(values.dropna())))
         if len(seen) > 2:
             shown = ", ".join(repr(v) for v in seen[:6]) + (", ..." if len(seen) > 6 else "")
             raise MmoeError(f"{source}: binary task column {self.column!r} has {len(seen)} distinct values ({shown}); "
@@ -92,7 +98,7 @@ class BinaryLabelCoder:
 
     def transform(self, values: pd.Series, source: str) -> np.ndarray:
         present = values.notna().to_numpy()
-        text = np.array([str(v) for v in values.astype("object").to_numpy()], dtype=object)
+        text = np.array(_label_texts(values.astype("object")), dtype=object)
         if str(self.positive).lower() in TRUE_WORDS and str(self.negative).lower() in FALSE_WORDS:
             # 0/1 and true/false read back in other spellings ("1.0", True) still match.
             lowered = np.char.lower(text.astype(str))
@@ -195,7 +201,7 @@ class TableEncoder:
         categorical = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
         for j, (column, offset) in enumerate(zip(self.categorical, self.input_spec.offsets)):
             # Codes are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
-            codes = pd.Categorical(_category_strings(frame[column]), categories=self.vocabularies[j]).codes
+            codes = pd.Index(self.vocabularies[j]).get_indexer(_category_strings(frame[column]))
             categorical[:, j] = offset + 1 + codes.astype(np.int64)
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
 

@@ -1,0 +1,431 @@
+"""The user's own tables (CSV or Parquet) as a `MultiTaskData`.
+
+`load_table` reads a table, checks the task and feature columns, splits the rows (a seeded
+shuffle, or the user's own validation / test files), fits a `TableEncoder` on the training rows
+only and turns the three splits into tensors. Every problem with the input is an `MmoeError`
+whose one line names the file, and the column or row where it can, and says what was expected.
+
+Missing values (docs/tables.md has the full story): empty cells and pandas' usual spellings
+("NaN", "NA", "null", ...) are missing. A missing numeric feature becomes the training mean; a
+missing categorical value is its own "<missing>" category; a missing label leaves that row out
+of that one task's loss and metrics; a row with no label at all is dropped. ±inf is an error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmoe.data.dataset import TASK_KINDS, MultiTaskData, Task
+from mmoe.data.encoders import BinaryLabelCoder, TableEncoder, to_numeric_column
+from mmoe.errors import MmoeError
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+COLUMN_TYPES = ("numeric", "categorical")
+EXPECTED_TABLE = "expected a CSV (.csv, .tsv, .txt) or Parquet (.parquet, .pq) file, or a directory of Parquet files"
+
+
+# -- task specs -----------------------------------------------------------------------------------
+def parse_task_spec(text: str) -> list[Task]:
+    """Tasks from "name:kind,name:kind" (e.g. "clicked:binary,watch_time:regression").
+
+    The first task is the main task (the one model selection and reports centre on). Kinds are
+    "binary" and "regression". Spaces around names and kinds are ignored.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise MmoeError(f"task spec {text!r} is empty; expected NAME:KIND[,NAME:KIND...], "
+                        f"e.g. clicked:binary,watch_time:regression")
+    tasks: list[Task] = []
+    for item in text.split(","):
+        # rpartition: a column name may itself contain ':', the kind never does.
+        name, colon, kind = (part.strip() for part in item.rpartition(":"))
+        if not colon or not name or not kind:
+            raise MmoeError(f"task spec {text!r}: {item.strip()!r} is not NAME:KIND; expected e.g. "
+                            f"clicked:binary,watch_time:regression")
+        kind = kind.lower()
+        if kind not in TASK_KINDS:
+            raise MmoeError(f"task spec {text!r}: task {name!r} has unknown kind {kind!r}; "
+                            f"expected one of {', '.join(TASK_KINDS)}")
+        tasks.append(Task(name, kind))
+    _check_unique_tasks(tasks, f"task spec {text!r}")
+    return tasks
+
+
+def _repeated(names: Sequence[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def _check_unique_tasks(tasks: Sequence[Task], source: str) -> None:
+    names = [task.name for task in tasks]
+    duplicated = _repeated(names)
+    if duplicated:
+        raise MmoeError(f"{source}: task {', '.join(map(repr, duplicated))} is listed more than once; "
+                        f"expected each task once")
+
+
+# -- reading --------------------------------------------------------------------------------------
+def read_table(path: str | Path, delimiter: str | None = None) -> pd.DataFrame:
+    """A CSV / TSV / Parquet file, or a directory of Parquet files, as a DataFrame.
+
+    CSV: UTF-8 (a byte-order mark is fine), comma-separated unless `delimiter` says otherwise
+    (.tsv defaults to a tab), first row the header. Parquet directories: every *.parquet / *.pq
+    file below the directory, in sorted path order, with the same columns (partition directory
+    names do not become columns). Empty cells and "NaN"/"NA"/"null"-like strings are missing.
+
+    Raises MmoeError for a missing file, an unknown extension, a table without data rows,
+    non-UTF-8 bytes, a row with more fields than the header, duplicate column names, or an
+    unreadable Parquet file.
+    """
+    path = Path(path)
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\""):
+        raise MmoeError(f"{path}: CSV delimiter {delimiter!r} is not allowed; expected one character such as ',', "
+                        f"';' or a tab")
+    if not path.exists():
+        raise MmoeError(f"{path}: no such file or directory; {EXPECTED_TABLE}")
+    if path.is_dir():
+        frame = _read_parquet_directory(path)
+    else:
+        suffix = path.suffix.lower()
+        if suffix in CSV_SUFFIXES:
+            frame = _read_csv(path, delimiter if delimiter is not None else ("\t" if suffix == ".tsv" else ","))
+        elif suffix in PARQUET_SUFFIXES:
+            frame = _read_parquet_file(path)
+        else:
+            raise MmoeError(f"{path}: unknown file extension {path.suffix or '(none)'!r}; {EXPECTED_TABLE}")
+    if len(frame) == 0:
+        raise MmoeError(f"{path}: the table has a header but no data rows; expected at least one row")
+    return frame
+
+
+def _read_csv(path: Path, delimiter: str) -> pd.DataFrame:
+    header = _read_csv_header(path, delimiter)
+    duplicated = _repeated(header)
+    if duplicated:
+        # pandas would silently rename the second copy to "name.1"; the user meant one column.
+        raise MmoeError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))} in the header; "
+                        f"expected every column name once")
+    try:
+        with warnings.catch_warnings():
+            # pandas only warns (and drops data) when the first data row is longer than the header;
+            # turning the warning into an error sends both cases to the same ragged-row report.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # index_col=False: never take the first column as an index when rows are longer than
+            # the header; low_memory=False: one dtype per column rather than per chunk.
+            return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", index_col=False, low_memory=False)
+    except UnicodeDecodeError:
+        raise MmoeError(_describe_bad_utf8(path)) from None
+    except pd.errors.EmptyDataError:
+        raise MmoeError(f"{path}: the file is empty; expected a header row and at least one data row") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as error:
+        raise MmoeError(_describe_ragged_row(path, delimiter, len(header), error)) from None
+
+
+def _read_csv_header(path: Path, delimiter: str) -> list[str]:
+    """The header's field names as written (before pandas renames duplicates)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for record in csv.reader(handle, delimiter=delimiter):
+                if record:  # pandas skips blank lines before the header too
+                    return record
+    except UnicodeDecodeError:
+        raise MmoeError(_describe_bad_utf8(path)) from None
+    except csv.Error as error:
+        raise MmoeError(f"{path}: cannot read the header row ({error}); expected a CSV header") from None
+    raise MmoeError(f"{path}: the file is empty; expected a header row and at least one data row")
+
+
+def _describe_bad_utf8(path: Path) -> str:
+    # Only on the error path: decode the file incrementally to find the first bad byte's offset.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            try:
+                # final=True on the last (empty) read reports a sequence cut off at the end of the file.
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                # error.start counts from the bytes the decoder still held back from earlier blocks.
+                held = len(error.object) - len(block)
+                bad = offset - held + error.start
+                line += error.object[:error.start].count(b"\n")
+                return (f"{path}: byte 0x{error.object[error.start]:02x} at byte offset {bad} (line {line}) is "
+                        f"not UTF-8; expected a UTF-8 text file (re-save it as UTF-8)")
+            if not block:
+                break
+            offset += len(block)
+            line += block.count(b"\n")
+    return f"{path}: the file is not valid UTF-8; expected a UTF-8 text file (re-save it as UTF-8)"
+
+
+def _describe_ragged_row(path: Path, delimiter: str, width: int, error: Exception) -> str:
+    # Only on the error path: find the first record with more fields than the header ourselves,
+    # since pandas does not report a line for every case.
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            next(reader, None)
+            for record in reader:
+                if len(record) > width:
+                    return (f"{path}: line {reader.line_num} has {len(record)} fields but the header has {width}; "
+                            f"expected at most {width} fields per row (quote values that contain "
+                            f"{delimiter!r}, and check for a trailing {delimiter!r})")
+    except (csv.Error, UnicodeDecodeError):
+        pass
+    reason = " ".join(str(error).split())
+    match = re.search(r"line (\d+)", reason)
+    where = f"line {match.group(1)}" if match else "a row"
+    return f"{path}: {where} cannot be parsed ({reason}); expected every row to have the header's {width} fields"
+
+
+def _read_parquet_file(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several unrelated types for a bad file
+        reason = " ".join(str(error).split())[:200]
+        raise MmoeError(f"{path}: cannot read as Parquet ({type(error).__name__}: {reason}); "
+                        f"expected a Parquet file") from None
+    duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise MmoeError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))}; "
+                        f"expected every column name once")
+    frame.columns = [str(name) for name in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def _read_parquet_directory(path: Path) -> pd.DataFrame:
+    files = sorted(file for file in path.rglob("*")
+                   if file.is_file() and file.suffix.lower() in PARQUET_SUFFIXES
+                   and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts))
+    if not files:
+        raise MmoeError(f"{path}: the directory holds no .parquet / .pq files; {EXPECTED_TABLE}")
+    frames = [_read_parquet_file(file) for file in files]
+    for file, frame in zip(files[1:], frames[1:]):
+        if list(frame.columns) != list(frames[0].columns):
+            raise MmoeError(f"{file}: columns {list(frame.columns)} differ from {files[0].name}'s "
+                            f"{list(frames[0].columns)}; expected every file in {path} to have the same columns")
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- columns --------------------------------------------------------------------------------------
+def infer_column_types(frame: pd.DataFrame, features: Sequence[str],
+                       overrides: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Splits `features` into (numeric, categorical), each in the order given.
+
+    Numeric dtypes (integers and floats, not booleans) are numeric; everything else (text,
+    booleans, pandas categoricals) is categorical. `overrides` maps a feature to "numeric" or
+    "categorical" and wins over the dtype (e.g. a zip code stored as a number).
+    """
+    overrides = dict(overrides or {})
+    for column, kind in overrides.items():
+        if column not in features:
+            raise MmoeError(f"column type override: {column!r} is not a feature column; the features are "
+                            f"{_shown(features)}")
+        if kind not in COLUMN_TYPES:
+            raise MmoeError(f"column type override for {column!r}: {kind!r} is not one of {', '.join(COLUMN_TYPES)}")
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for column in features:
+        kind = overrides.get(column)
+        if kind is None:
+            dtype = frame[column].dtype
+            is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            kind = "numeric" if is_number else "categorical"
+        (numeric if kind == "numeric" else categorical).append(column)
+    return numeric, categorical
+
+
+def _shown(names: Sequence[str], limit: int = 12) -> str:
+    names = list(names)
+    text = ", ".join(repr(str(name)) for name in names[:limit])
+    return text + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+# -- splitting ------------------------------------------------------------------------------------
+def split_indices(rows: int, validation_fraction: float | None, test_fraction: float | None, seed: int,
+                  source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded shuffle of range(rows) cut into (train, validation, test) index arrays.
+
+    A fraction of None carves nothing (the split comes from elsewhere, e.g. a file). Sizes are
+    rounded; each index array is sorted, so every split keeps the source's row order (training
+    shuffles its own batches). MmoeError, naming `source`, for a fraction outside (0, 1) or a
+    split that would be empty.
+    """
+    sizes = {}
+    for name, fraction in (("validation", validation_fraction), ("test", test_fraction)):
+        if fraction is None:
+            sizes[name] = 0
+            continue
+        if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0.0 < fraction < 1.0):
+            raise MmoeError(f"{source}: {name}_fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+        sizes[name] = int(round(rows * fraction))
+        if sizes[name] == 0:
+            raise MmoeError(f"{source}: a {name} fraction of {fraction} of {rows} row(s) is an empty {name} split; "
+                            f"expected at least one {name} row (use a larger table, a larger {name}_fraction, "
+                            f"or a separate {name} file)")
+    train_size = rows - sizes["validation"] - sizes["test"]
+    if train_size < 1:
+        raise MmoeError(f"{source}: {rows} row(s) leave no training rows after {sizes['validation']} validation and "
+                        f"{sizes['test']} test rows; expected at least one training row (use a larger table or "
+                        f"smaller fractions)")
+    order = np.random.default_rng(seed).permutation(rows)
+    validation_end = sizes["validation"]
+    test_end = validation_end + sizes["test"]
+    return np.sort(order[test_end:]), np.sort(order[:validation_end]), np.sort(order[validation_end:test_end])
+
+
+# -- loading --------------------------------------------------------------------------------------
+def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
+               column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
+               validation_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
+               validation_path: str | Path | None = None, test_path: str | Path | None = None,
+               delimiter: str | None = None) -> MultiTaskData:
+    """A user's table as a `MultiTaskData`.
+
+    tasks: `Task`s or a spec string ("clicked:binary,watch_time:regression"); the first is the
+        main task.
+    features: the input columns; by default every column that is not a task.
+    column_types: per feature, "numeric" or "categorical", overriding the dtype-based guess.
+    positive: per binary task, the label value that means 1 (not needed for 0/1, true/false,
+        yes/no).
+    validation_fraction, test_fraction, split_seed: the seeded random split of `path`'s rows;
+        a fraction is ignored when the matching file (validation_path / test_path) is given.
+    delimiter: CSV field separator for all files (default: comma, tab for .tsv).
+
+    Rows of `path` without any task label are dropped before splitting (counted in
+    info["dropped_unlabelled_rows"]); a row missing some labels keeps the others (NaN in `labels`).
+    The encoder is fitted on the training rows only.
+    """
+    task_list = parse_task_spec(tasks) if isinstance(tasks, str) else list(tasks)
+    if not task_list:
+        raise MmoeError("no tasks given; expected at least one NAME:KIND task")
+    if not all(isinstance(task, Task) for task in task_list):
+        raise MmoeError(f"tasks must be Task objects or a NAME:KIND spec string, got {tasks!r}")
+    _check_unique_tasks(task_list, str(path))
+    task_names = [task.name for task in task_list]
+    source = str(path)
+
+    frame = _integral_binary_labels(read_table(path, delimiter), task_list)
+    for name in task_names:
+        if name not in frame.columns:
+            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(frame.columns)}")
+    if features is None:
+        feature_list = [column for column in frame.columns if column not in task_names]
+    else:
+        feature_list = list(features)
+        unknown = [column for column in feature_list if column not in frame.columns]
+        if unknown:
+            raise MmoeError(f"{source}: feature column(s) {_shown(unknown)} not found; the table has columns "
+                            f"{_shown(frame.columns)}")
+        repeated = _repeated(feature_list)
+        if repeated:
+            raise MmoeError(f"{source}: feature column(s) {_shown(repeated)} listed more than once; "
+                            f"expected each feature once")
+        as_feature = [name for name in task_names if name in feature_list]
+        if as_feature:
+            raise MmoeError(f"{source}: task column(s) {_shown(as_feature)} also listed as feature(s); a label "
+                            f"cannot be an input, remove it from the features")
+    if not feature_list:
+        raise MmoeError(f"{source}: no feature columns besides the tasks {_shown(task_names)}; "
+                        f"expected at least one input column")
+    positive_values = {name: str(value) for name, value in (positive or {}).items()}
+    kinds = {task.name: task.kind for task in task_list}
+    for name in positive_values:
+        if kinds.get(name) != "binary":
+            raise MmoeError(f"positive value given for {name!r}, which is not a binary task; binary tasks: "
+                            f"{_shown([t for t, k in kinds.items() if k == 'binary']) or 'none'}")
+    numeric, categorical = infer_column_types(frame, feature_list, column_types)
+
+    # Check every value against the whole file before splitting, so that an error names the row
+    # as it is in the file rather than its position inside a shuffled split.
+    labels = _validate_frame(frame, source, numeric, task_list, positive_values)
+    labelled = ~np.isnan(labels).all(axis=1)
+    dropped = int((~labelled).sum())
+    frame = frame.loc[labelled].reset_index(drop=True)
+    if len(frame) == 0:
+        raise MmoeError(f"{source}: no row has a value in any task column ({_shown(task_names)}); "
+                        f"expected labelled rows")
+
+    train_index, validation_index, test_index = split_indices(
+        len(frame), None if validation_path is not None else validation_fraction,
+        None if test_path is not None else test_fraction, split_seed, source)
+    parts = {"train": (frame.iloc[train_index], source)}
+    for name, index, extra_path in (("validation", validation_index, validation_path),
+                                    ("test", test_index, test_path)):
+        if extra_path is None:
+            parts[name] = (frame.iloc[index], source)
+            continue
+        extra = _integral_binary_labels(read_table(extra_path, delimiter), task_list)
+        extra_source = str(extra_path)
+        missing = [column for column in feature_list + task_names if column not in extra.columns]
+        if missing:
+            raise MmoeError(f"{extra_source}: missing column(s) {_shown(missing)} that {source} has; expected the "
+                            f"same feature and task columns as the training table")
+        _validate_frame(extra, extra_source, numeric, task_list, positive_values)
+        parts[name] = (extra, extra_source)
+
+    encoder = TableEncoder(numeric, categorical, task_list, positive_values)
+    encoder.fit(parts["train"][0], source)
+    splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
+    info = {
+        "dataset": "table",
+        "path": source,
+        "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
+        "rows": {name: len(split) for name, split in splits.items()},
+        "dropped_unlabelled_rows": dropped,
+        "split_seed": split_seed,
+    }
+    if validation_path is not None:
+        info["validation_path"] = str(validation_path)
+    if test_path is not None:
+        info["test_path"] = str(test_path)
+    return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
+                         validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+
+
+def _integral_binary_labels(frame: pd.DataFrame, tasks: Sequence[Task]) -> pd.DataFrame:
+    """A 0/1 label column with missing cells is read as floats (0.0, 1.0); make it integers again.
+
+    The label coder compares values as text, so without this `positive={"clicked": "1"}` would
+    not match "1.0"."""
+    for task in tasks:
+        if task.kind != "binary" or task.name not in frame.columns:
+            continue
+        values = frame[task.name]
+        if pd.api.types.is_float_dtype(values.dtype):
+            present = values.dropna().to_numpy()
+            if np.isfinite(present).all() and (present == np.round(present)).all():
+                frame[task.name] = values.astype("Int64")
+    return frame
+
+
+def _validate_frame(frame: pd.DataFrame, source: str, numeric: Sequence[str], tasks: Sequence[Task],
+                    positive: Mapping[str, str]) -> np.ndarray:
+    """Raises MmoeError for a bad value anywhere in `frame`; returns its labels [rows, tasks], NaN = missing.
+
+    The binary label coding here is only a check (it sees every row); the encoder's own coding is
+    fitted on the training rows."""
+    for column in numeric:
+        to_numeric_column(frame[column], source, column)
+    labels = np.empty((len(frame), len(tasks)), dtype=np.float64)
+    for k, task in enumerate(tasks):
+        values = frame[task.name]
+        if task.kind == "binary":
+            coder = BinaryLabelCoder(task.name, positive.get(task.name)).fit(values, source)
+            labels[:, k] = coder.transform(values, source)
+        else:
+            labels[:, k] = to_numeric_column(values, source, task.name)
+    return labels
+
+
+__all__ = ["infer_column_types", "load_table", "parse_task_spec", "read_table", "split_indices"]
