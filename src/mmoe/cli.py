@@ -196,9 +196,12 @@ def command_train(args: argparse.Namespace) -> int:
     spec = dataset_spec(args)
     config = training_config(args)
     hyperparameters = model_hyperparameters(args)
-    from mmoe.models import build_model, model_class
+    from mmoe.models import build_model, model_hyperparameters as accepted
 
-    model_class(args.model)  # an unknown model fails before any data is read
+    unexpected = sorted(set(hyperparameters) - set(accepted(args.model)))  # fail before reading any data
+    if unexpected:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unexpected)
+        raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
     started = time.perf_counter()
     data = load_dataset(spec)
     _log(f"data: {spec['kind']} — {len(data.train):,} train / {len(data.validation):,} validation / "

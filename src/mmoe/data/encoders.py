@@ -51,8 +51,14 @@ def to_numeric_column(values: pd.Series, source: str, column: str) -> np.ndarray
 
 
 def _category_strings(values: pd.Series) -> np.ndarray:
-    strings = values.astype("object").where(values.notna(), MISSING_CATEGORY)
-    return strings.map(str).to_numpy(dtype=object)
+    """Each value as text, "<missing>" for a missing one; vectorised, as this runs on every row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Name each category once and pick by code; code -1 (missing) picks the last entry.
+        names = np.array([str(c) for c in values.cat.categories] + [MISSING_CATEGORY], dtype=object)
+        return names[values.cat.codes.to_numpy()]
+    strings = values.astype(str).to_numpy(dtype=object)
+    strings[values.isna().to_numpy()] = MISSING_CATEGORY
+    return strings
 
 
 def _label_texts(values: pd.Series) -> list[str]:
@@ -201,7 +207,7 @@ class TableEncoder:
         categorical = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
         for j, (column, offset) in enumerate(zip(self.categorical, self.input_spec.offsets)):
             # Codes are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
-            codes = pd.Index(self.vocabularies[j]).get_indexer(_category_strings(frame[column]))
+            codes = pd.Index(self.vocabularies[j], dtype=object).get_indexer(_category_strings(frame[column]))
             categorical[:, j] = offset + 1 + codes.astype(np.int64)
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
 
