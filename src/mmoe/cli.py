@@ -209,11 +209,46 @@ def command_train(args: argparse.Namespace) -> int:
          f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
     build_model(args.model, data.input_spec, len(data.tasks), **hyperparameters)  # options checked before training
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
+    if args.replicas < 1:
+        raise MmoeError(f"--replicas must be at least 1, got {args.replicas}")
+    if args.replicas > 1:
+        return _train_replicas(args, spec, data, config, hyperparameters, out)
     with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
         result = fit(data, args.model, config, checkpoint_path=out / "checkpoint.pt", on_epoch=progress.update,
                      **hyperparameters)
     save_run(out, spec, data, result, config)
     print_summary(result, data.tasks, out)
+    return 0
+
+
+def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, config: Any,
+                    hyperparameters: dict[str, Any], out: Path) -> int:
+    """--replicas N: N seeds trained at once; the run keeps the best replica (by the main task's
+    validation metric) and replicas.json holds every replica's metrics with their spread."""
+    from tqdm.auto import tqdm
+
+    from mmoe.io import atomic_write_json
+    from mmoe.report.console import print_summary
+    from mmoe.runs import _jsonable, fit_replicas, save_run, summarize_replicas
+
+    with tqdm(total=config.epochs, desc=f"{args.replicas} replicas", unit="epoch", disable=args.quiet,
+              file=sys.stderr) as bar:
+        def on_epoch(epoch: int, active: Any) -> None:
+            bar.set_postfix_str(f"{int(active.sum())} still training")
+            bar.update(1)
+
+        result, summary = fit_replicas(data, args.model, config, args.replicas, on_epoch=on_epoch, **hyperparameters)
+    save_run(out, spec, data, result, config)
+    spread = summarize_replicas(summary)
+    atomic_write_json(out / "replicas.json", _jsonable({"replicas": summary, "test_summary": spread}))
+    print_summary(result, data.tasks, out)
+    print(f"{args.replicas} replicas (seeds {config.seed}..{config.seed + args.replicas - 1}), test metrics:")
+    for task, metrics in spread.items():
+        print(f"  {task}: " + ", ".join(f"{name} {v['mean']:.4f} ± {v['std']:.4f} (min {v['min']:.4f}, "
+                                        f"max {v['max']:.4f})" for name, v in metrics.items()))
+    kept = next(r["seed"] for r in summary if r["kept"])
+    print(f"the run's model is the replica with the best main-task validation metric (seed {kept}); "
+          f"every replica's metrics: {out / 'replicas.json'}")
     return 0
 
 
@@ -308,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(train)
     add_training_options(train)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET)")
+    train.add_argument("--replicas", type=int, default=1,
+                       help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     train.set_defaults(handler=command_train)
 

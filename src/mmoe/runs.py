@@ -43,6 +43,44 @@ def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = N
     return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch)
 
 
+def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas: int,
+                 on_epoch: Any = None, **hyperparameters: Any) -> tuple[TrainResult, list[dict[str, Any]]]:
+    """Trains `replicas` copies at once (seeds config.seed, config.seed + 1, ...) with the population
+    trainer. Returns the replica with the best main-task validation score as an ordinary
+    TrainResult, and a summary of every replica (seed, best epoch, metrics)."""
+    from mmoe.train.population import train_population
+
+    seeds = [config.seed + r for r in range(replicas)]
+    population = train_population(model, data, config, seeds, on_epoch=on_epoch, **hyperparameters)
+    best = max(range(replicas), key=lambda r: population.replicas[r].best_score)
+    replica = population.replicas[best]
+    network = population.model(best, data, model, **hyperparameters)
+    epochs_run = sum(len(r.history) for r in population.replicas)
+    result = TrainResult(network, replica.history, replica.best_epoch, replica.best_score,
+                         population.train_seconds, epochs_run * len(data.train) / max(population.train_seconds, 1e-9),
+                         replica.metrics, replica.stopped_early)
+    summary = [{"seed": r.seed, "kept": i == best, "best_epoch": r.best_epoch, "stopped_early": r.stopped_early,
+                "metrics": r.metrics} for i, r in enumerate(population.replicas)]
+    return result, summary
+
+
+def summarize_replicas(summary: list[dict[str, Any]], split: str = "test") -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {metric: {"mean", "std", "min", "max"}}} over the replicas' metrics on one split."""
+    import numpy as np
+
+    tasks = summary[0]["metrics"][split]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for task, metrics in tasks.items():
+        table[task] = {}
+        for metric in metrics:
+            values = np.array([r["metrics"][split][task][metric] for r in summary
+                               if r["metrics"][split][task][metric] is not None], dtype=float)
+            if metric != "rows" and values.size:
+                table[task][metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1
+                                       else 0.0, "min": float(values.min()), "max": float(values.max())}
+    return table
+
+
 def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData, result: TrainResult,
              config: TrainConfig) -> Path:
     """Writes the run's files (see the module docstring) into `directory`."""

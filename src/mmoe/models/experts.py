@@ -36,8 +36,10 @@ class ExpertBank(nn.Module):
         self.out_features = expert_units[-1]
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = self.input_layer(numeric, categorical)
-        split = self.num_experts * self.first_units
-        hidden = torch.relu(first[:, :split].view(-1, self.num_experts, self.first_units) + self.expert_bias)
-        gate_logits = first[:, split:].view(-1, self.num_gates, self.num_experts)
+        # split (not slicing): its backward concatenates the two gradients instead of zero-filling
+        # a full-size buffer for each part.
+        expert_part, gate_part = self.input_layer(numeric, categorical).split(
+            [self.num_experts * self.first_units, self.num_gates * self.num_experts], dim=-1)
+        hidden = torch.relu(expert_part.unflatten(-1, (self.num_experts, self.first_units)) + self.expert_bias)
+        gate_logits = gate_part.unflatten(-1, (self.num_gates, self.num_experts))
         return self.deeper(hidden), gate_logits

@@ -146,11 +146,12 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
     loss_fn = MultiTaskLoss.stacked(task_lists, config.task_weights)
     optimizer = StackedAdam(params, torch.tensor(rates), config.weight_decay)
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
+    split_names = ("train", "validation", "test")
     if shared:
-        train, validation = reference.train, reference.validation
-    else:
-        train = _stack_splits([d.train for d in datasets])
-        validation = _stack_splits([d.validation for d in datasets])
+        splits = {name: getattr(reference, name) for name in split_names}
+    else:  # stacked once: [N, rows, ...]
+        splits = {name: _stack_splits([getattr(d, name) for d in datasets]) for name in split_names}
+    train, validation = splits["train"], splits["validation"]
     rows = len(reference.train)
     replica_index = torch.arange(num_replicas).unsqueeze(1)
 
@@ -180,7 +181,9 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
             losses, per_task = loss_fn(forward(params, numeric, categorical), labels)
             if has_penalty:
                 losses = losses + penalty(params)
-            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+            # allow_unused: an input layer with no categorical columns has an empty, unused weight.
+            grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params.values())]
             optimizer.step(grads, active)
             loss_sums += losses.detach()
             task_sums += per_task
@@ -211,15 +214,13 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
         if not active.any():
             break
 
-    split_metrics = {}
-    for name in ("train", "validation", "test"):
-        split = getattr(reference, name) if shared else _stack_splits([getattr(d, name) for d in datasets])
-        split_metrics[name] = _evaluate_stack(forward, best_params, task_lists, split, shared,
-                                              config.eval_batch_size)
+    final_params = best_params if config.restore_best else {name: p.detach() for name, p in params.items()}
+    split_metrics = {name: _evaluate_stack(forward, final_params, task_lists, split, shared, config.eval_batch_size)
+                     for name, split in splits.items()}
     replicas = [ReplicaResult(seed, rate, histories[r], best_epochs[r], float(best_scores[r]),
                               {name: split_metrics[name][r] for name in split_metrics}, stopped[r])
                 for r, (seed, rate) in enumerate(zip(seeds, rates))]
-    state_dicts = [{name: p[r].clone() for name, p in best_params.items()} for r in range(num_replicas)]
+    state_dicts = [{name: p[r].clone() for name, p in final_params.items()} for r in range(num_replicas)]
     return PopulationResult(replicas, train_seconds, state_dicts)
 
 

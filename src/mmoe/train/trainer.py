@@ -29,7 +29,8 @@ from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_scor
 @dataclass
 class TrainConfig:
     """How to train. epochs is the maximum; patience is how many epochs without a better main-task
-    validation metric end training early (0: never stop early)."""
+    validation metric end training early (0: never stop early). restore_best: end with the weights
+    of the best validation epoch (else the last epoch's)."""
 
     learning_rate: float = 1e-3
     batch_size: int = 1024
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     eval_batch_size: int = 65536
+    restore_best: bool = True
 
     def __post_init__(self) -> None:
         checks = [("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
@@ -168,7 +170,8 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             stopped_early = True
             break
 
-    model.load_state_dict(best_state)
+    if config.restore_best:
+        model.load_state_dict(best_state)
     metrics = {name: evaluate(model, tasks, split, config.eval_batch_size) for name, split in data.splits().items()}
     epochs_run = len(history)
     return TrainResult(model, history, best_epoch, best_score, train_seconds,
