@@ -233,8 +233,8 @@ def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, c
 
     with tqdm(total=config.epochs, desc=f"{args.replicas} replicas", unit="epoch", disable=args.quiet,
               file=sys.stderr) as bar:
-        def on_epoch(epoch: int, active: Any) -> None:
-            bar.set_postfix_str(f"{int(active.sum())} still training")
+        def on_epoch(epoch: int, still_training: int) -> None:
+            bar.set_postfix_str(f"{still_training} still training")
             bar.update(1)
 
         result, summary = fit_replicas(data, args.model, config, args.replicas, on_epoch=on_epoch, **hyperparameters)
@@ -368,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_synthetic_options(synthetic, seed_flag="--seed")
     synthetic.add_argument("--out", type=Path, required=True, help="output file (.csv or .parquet)")
     synthetic.set_defaults(handler=command_synthetic)
+
+    from mmoe.experiments.reproduce import add_arguments as add_reproduce_arguments, command_reproduce
+
+    reproduce = commands.add_parser("reproduce", help="run the paper's studies and write a report",
+                                    formatter_class=_formatter)
+    add_reproduce_arguments(reproduce)
+    reproduce.set_defaults(handler=command_reproduce)
     return parser
 
 

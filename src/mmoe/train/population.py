@@ -2,7 +2,7 @@
 
 The paper's protocol trains every configuration hundreds of times. Instead of N loops, the N
 replicas' weights are stacked ([N, ...] per parameter) and one `torch.func.vmap` of the model
-runs them all per step; a stacked Adam updates every replica with its own learning rate.
+runs them all per step; Adam over the stacked weights updates each replica independently.
 Replicas are independent: replica r sees only its own initialisation (`seeds[r]`), its own
 shuffling (the same seed), optionally its own data set, its own learning rate and its own early
 stopping. Its result equals, within float rounding, `mmoe.runs.fit` of that replica alone with
@@ -15,7 +15,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
-from mmoe.train.trainer import TrainConfig
+from mmoe.train.trainer import TrainConfig, make_adam
 
 
 @dataclass
@@ -55,36 +55,6 @@ class PopulationResult:
         return network
 
 
-class StackedAdam:
-    """Adam (as torch.optim.Adam, L2-style weight decay) over stacked parameters [N, ...], with a
-    learning rate per replica. Replicas whose `active` flag is off are left untouched."""
-
-    def __init__(self, params: dict[str, torch.Tensor], learning_rates: torch.Tensor, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params = params
-        self.learning_rates = learning_rates
-        self.weight_decay, self.betas, self.eps = weight_decay, betas, eps
-        self.first = {name: torch.zeros_like(p) for name, p in params.items()}
-        self.second = {name: torch.zeros_like(p) for name, p in params.items()}
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
-        self.steps += 1
-        beta1, beta2 = self.betas
-        correction1, correction2 = 1 - beta1 ** self.steps, math.sqrt(1 - beta2 ** self.steps)
-        rates = self.learning_rates * active
-        for (name, param), grad in zip(self.params.items(), grads):
-            if self.weight_decay:
-                grad = grad.add(param, alpha=self.weight_decay)
-            first, second = self.first[name], self.second[name]
-            first.lerp_(grad, 1 - beta1)
-            second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denominator = (second.sqrt() / correction2).add_(self.eps)
-            step_size = (rates / correction1).view(-1, *([1] * (param.dim() - 1)))
-            param.sub_(step_size * first / denominator)
-
-
 class _Penalty(torch.nn.Module):
     """Lets `functional_call` evaluate a model's penalty() with stacked parameters."""
 
@@ -106,7 +76,7 @@ def _stack_splits(splits: Sequence[Split]) -> Split:
 
 def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
                      seeds: Sequence[int], learning_rates: Sequence[float] | None = None,
-                     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+                     on_epoch: Callable[[int, int], None] | None = None,
                      **hyperparameters: Any) -> PopulationResult:
     """Trains len(seeds) replicas of `model`.
 
@@ -114,7 +84,10 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
         replica (e.g. fresh synthetic draws), all with the same tasks, inputs and sizes.
     config: shared options; config.seed and config.learning_rate are replaced by seeds[r] and
         learning_rates[r] (default: config.learning_rate for all).
-    on_epoch(epoch, active): called after each epoch with the [N] mask of replicas still training.
+    on_epoch(epoch, still_training): called after each epoch of each learning-rate group.
+
+    Replicas that share a learning rate train as one stack, updated by torch's own (fused) Adam:
+    Adam is elementwise, so one optimizer over stacked weights is N independent optimizers.
     """
     num_replicas = len(seeds)
     if num_replicas < 1:
@@ -126,10 +99,34 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
     datasets = [data] * num_replicas if shared else list(data)
     if len(datasets) != num_replicas:
         raise MmoeError(f"population training got {len(datasets)} data sets for {num_replicas} replicas")
-    reference = datasets[0]
-    tasks, main_task = reference.tasks, reference.tasks[0]
     if config.threads:
         torch.set_num_threads(config.threads)
+
+    groups: dict[float, list[int]] = {}
+    for index, rate in enumerate(rates):
+        groups.setdefault(rate, []).append(index)
+    replicas: list[ReplicaResult | None] = [None] * num_replicas
+    state_dicts: list[dict[str, torch.Tensor] | None] = [None] * num_replicas
+    train_seconds = 0.0
+    for rate, members in groups.items():
+        group_data = data if shared else [datasets[i] for i in members]
+        group = _train_stack(model, group_data, replace(config, learning_rate=rate), [seeds[i] for i in members],
+                             on_epoch, hyperparameters)
+        train_seconds += group.train_seconds
+        for slot, index in enumerate(members):
+            replicas[index], state_dicts[index] = group.replicas[slot], group.state_dicts[slot]
+    return PopulationResult(replicas, train_seconds, state_dicts)  # type: ignore[arg-type]
+
+
+def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
+                 seeds: Sequence[int], on_epoch: Callable[[int, int], None] | None,
+                 hyperparameters: dict[str, Any]) -> PopulationResult:
+    """One stack of replicas with one learning rate: the training loop of `trainer.train`, vmapped."""
+    num_replicas = len(seeds)
+    shared = isinstance(data, MultiTaskData)
+    datasets = [data] * num_replicas if shared else list(data)
+    reference = datasets[0]
+    tasks, main_task = reference.tasks, reference.tasks[0]
 
     networks = []
     for seed in seeds:  # the same draws as `fit` with that seed
@@ -144,7 +141,7 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
     # Each replica's own data set has its own regression label statistics.
     task_lists = [d.tasks for d in datasets]
     loss_fn = MultiTaskLoss.stacked(task_lists, config.task_weights)
-    optimizer = StackedAdam(params, torch.tensor(rates), config.weight_decay)
+    optimizer = make_adam(params.values(), config.learning_rate, config.weight_decay)
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
     split_names = ("train", "validation", "test")
     if shared:
@@ -162,12 +159,14 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
         return (split.numeric[replica_index, index], split.categorical[replica_index, index],
                 split.labels[replica_index, index])
 
-    active = torch.ones(num_replicas)
-    best_scores = torch.full((num_replicas,), -math.inf)
+    best_scores = [-math.inf] * num_replicas
     best_epochs = [0] * num_replicas
     without_gain = [0] * num_replicas
     stopped = [False] * num_replicas
     best_params = {name: p.detach().clone() for name, p in params.items()}
+    # A stopped replica keeps being updated with the rest (cheaper than unstacking it), so its
+    # weights at the moment it stopped are kept here.
+    final_params = {name: p.detach().clone() for name, p in params.items()}
     histories: list[list[dict[str, Any]]] = [[] for _ in range(num_replicas)]
     train_seconds = 0.0
     for epoch in range(1, config.epochs + 1):
@@ -181,17 +180,15 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
             losses, per_task = loss_fn(forward(params, numeric, categorical), labels)
             if has_penalty:
                 losses = losses + penalty(params)
-            # allow_unused: an input layer with no categorical columns has an empty, unused weight.
-            grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params.values())]
-            optimizer.step(grads, active)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # replicas share no weight: each gets its own loss's gradient
+            optimizer.step()
             loss_sums += losses.detach()
             task_sums += per_task
             batches += 1
         train_seconds += time.perf_counter() - started
 
-        validation_metrics = _evaluate_stack(forward, params, task_lists, validation, shared,
-                                             config.eval_batch_size)
+        validation_metrics = _evaluate_stack(forward, params, task_lists, validation, shared, config.eval_batch_size)
         for r in range(num_replicas):
             if stopped[r]:
                 continue
@@ -202,26 +199,31 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
                                  "validation": validation_metrics[r], "improved": bool(improved)})
             if improved:
                 best_scores[r], best_epochs[r], without_gain[r] = score, epoch, 0
-                for name, p in params.items():
-                    best_params[name][r] = p.detach()[r]
+                _copy_replica(best_params, params, r)
             else:
                 without_gain[r] += 1
+            _copy_replica(final_params, params, r)
             if config.patience and without_gain[r] >= config.patience:
                 stopped[r] = True
-                active[r] = 0.0
         if on_epoch is not None:
-            on_epoch(epoch, active.clone())
-        if not active.any():
+            on_epoch(epoch, stopped.count(False))
+        if all(stopped):
             break
 
-    final_params = best_params if config.restore_best else {name: p.detach() for name, p in params.items()}
-    split_metrics = {name: _evaluate_stack(forward, final_params, task_lists, split, shared, config.eval_batch_size)
+    kept = best_params if config.restore_best else final_params
+    split_metrics = {name: _evaluate_stack(forward, kept, task_lists, split, shared, config.eval_batch_size)
                      for name, split in splits.items()}
-    replicas = [ReplicaResult(seed, rate, histories[r], best_epochs[r], float(best_scores[r]),
+    replicas = [ReplicaResult(seed, config.learning_rate, histories[r], best_epochs[r], float(best_scores[r]),
                               {name: split_metrics[name][r] for name in split_metrics}, stopped[r])
-                for r, (seed, rate) in enumerate(zip(seeds, rates))]
-    state_dicts = [{name: p[r].clone() for name, p in final_params.items()} for r in range(num_replicas)]
+                for r, seed in enumerate(seeds)]
+    state_dicts = [{name: p[r].clone() for name, p in kept.items()} for r in range(num_replicas)]
     return PopulationResult(replicas, train_seconds, state_dicts)
+
+
+@torch.no_grad()
+def _copy_replica(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], replica: int) -> None:
+    for name, value in source.items():
+        target[name][replica] = value[replica]
 
 
 @torch.no_grad()

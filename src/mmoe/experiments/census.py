@@ -1,0 +1,89 @@
+"""Study `census` (Tables 1 and 2): all seven models on both census groups.
+
+Per (group, model): tune (see `tuning`), then train the tuned configuration `census_repeats`
+times from random initialisation (populations of `census_chunk` replicas, each chunk cached).
+Reported as the paper does: mean test AUC per task (here with its 95% t-interval), and the run
+with the best main-task test AUC with its auxiliary AUC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmoe.experiments import stats, tuning
+from mmoe.experiments.census_data import load_group, subsample
+from mmoe.experiments.context import StudyContext
+from mmoe.train.population import train_population
+from mmoe.train.trainer import TrainConfig
+
+NAME = "census"
+TITLE = "UCI census-income: Tables 1 and 2"
+
+
+def run(ctx: StudyContext) -> dict[str, Any]:
+    scale = ctx.scale
+    results: dict[str, Any] = {"batch_size": TrainConfig().batch_size, "groups": {}}
+    units = len(scale.census_groups) * len(scale.census_models)
+    with ctx.bar(total=units * (scale.census_trials + scale.census_repeats), desc=NAME) as bar:
+        for group in scale.census_groups:
+            full = load_group(group, ctx.data_dir)
+            data = subsample(full, scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
+            tune_data = subsample(full, scale.census_tune_rows, scale.census_eval_rows, seed=ctx.seed)
+            group_result: dict[str, Any] = {"tasks": data.task_names, "rows": {
+                "train": len(data.train), "validation": len(data.validation), "test": len(data.test),
+                "tuning_train": len(tune_data.train)}, "models": {}}
+            for model in scale.census_models:
+                bar.set_postfix_str(f"group {group} {model} tuning")
+                tuned = tuning.tune(ctx, tune_data, group, model)
+                bar.update(scale.census_trials)
+                bar.set_postfix_str(f"group {group} {model} repeats")
+                runs = repeats(ctx, data, group, model, tuned, bar.update)
+                group_result["models"][model] = {"tuned": {k: v for k, v in tuned.items() if k != "trials"},
+                                                 "tuning_trials": tuned.get("trials", []), "runs": runs,
+                                                 "summary": summarize(runs, data.task_names)}
+            results["groups"][str(group)] = group_result
+    return results
+
+
+def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any],
+            tick: Any) -> list[dict[str, Any]]:
+    """census_repeats runs of the tuned configuration, seeds seed·100000 + r, in cached chunks."""
+    scale = ctx.scale
+    hp = tuning.hyperparameters(tuned)
+    config = TrainConfig(learning_rate=tuned["learning_rate"], epochs=int(tuned["epochs"]), patience=0,
+                         threads=ctx.threads)
+    base = ctx.seed * 100_000
+    runs: list[dict[str, Any]] = []
+    for start in range(0, scale.census_repeats, scale.census_chunk):
+        seeds = list(range(base + start, base + min(start + scale.census_chunk, scale.census_repeats)))
+        spec = {"group": group, "model": model, "hyperparameters": tuned["hyperparameters"],
+                "training": config.to_dict() | {"threads": None}, "seeds": seeds,
+                "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows, "data_seed": ctx.seed}
+
+        def compute() -> list[dict[str, Any]]:
+            torch.set_num_threads(ctx.threads)
+            population = train_population(model, data, config, seeds, **hp)
+            return [{"seed": r.seed, "best_epoch": r.best_epoch,
+                     "validation": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()},
+                     "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()}}
+                    for r in population.replicas]
+
+        runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
+        tick(len(seeds))
+    return runs
+
+
+def summarize(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
+    """Per task: mean test AUC with a 95% t-interval and std; the best main-task run and its AUCs."""
+    main = tasks[0]
+    summary: dict[str, Any] = {"runs": len(runs)}
+    for task in tasks:
+        values = [r["test"][task]["auc"] for r in runs]
+        mean, low, high = stats.t_interval(values)
+        summary[task] = {"mean": mean, "ci_low": low, "ci_high": high,
+                         "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")}
+    best = max(runs, key=lambda r: r["test"][main]["auc"])
+    summary["best"] = {"seed": best["seed"], **{task: best["test"][task]["auc"] for task in tasks}}
+    return summary

@@ -1,0 +1,116 @@
+"""Hyperparameter tuning of the census models with Optuna's Gaussian-process sampler.
+
+The paper tuned with a Gaussian-process bandit on the main task's validation AUC, within: at most
+2048 hidden units per layer, and for MMoE experts × units per expert ≤ 2048. Tuned: the learning
+rate for all; the training steps (here the epoch with the best validation AUC, i.e. early stopping
+within `census_tune_epochs`); MoE: experts and units per expert; L2: hidden size and α;
+Cross-Stitch: hidden size; Tensor-Factorization: ranks and hidden size. `census_max_units`
+replaces 2048 at reduced sizes (the report says which cap was used).
+
+A tuned configuration is written to <tuned>/<group>-<model>.json and reused when its tuning
+settings match (or always, with --tuned DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from mmoe.data.dataset import MultiTaskData
+from mmoe.errors import MmoeError
+from mmoe.experiments.context import StudyContext
+from mmoe.io import atomic_write_json
+from mmoe.runs import fit
+from mmoe.train.trainer import TrainConfig
+
+UNIT_OPTIONS = ("hidden_units", "expert_units", "tower_units", "ranks")
+
+
+def suggest(trial: optuna.Trial, model: str, max_units: int) -> dict[str, Any]:
+    """The model's hyperparameters for one trial (units as one-layer tuples), within the caps."""
+    hp: dict[str, Any] = {}
+    if model in ("omoe", "mmoe"):
+        experts = trial.suggest_int("num_experts", 2, 16)
+        units = trial.suggest_int("expert_units", 4, max(4, max_units), log=True)
+        # The paper's limit: experts × units per expert ≤ the cap.
+        hp = {"num_experts": experts, "expert_units": (max(1, min(units, max_units // experts)),)}
+    else:
+        hidden = trial.suggest_int("hidden_units", 8, max(8, max_units), log=True)
+        hp = {"hidden_units": (hidden,)}
+        if model == "l2-constrained":
+            hp["l2_alpha"] = trial.suggest_float("l2_alpha", 1e-6, 1e-1, log=True)
+        if model == "tensor-factorization":
+            r1 = trial.suggest_int("r1", 2, 64, log=True)
+            r2 = trial.suggest_int("r2", 2, 64, log=True)
+            r3 = trial.suggest_int("r3", 1, 2)
+            hp["ranks"] = (r1, min(r2, hidden), r3)
+    return hp
+
+
+def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict[str, Any]:
+    """The tuned configuration {"hyperparameters", "learning_rate", "epochs", "validation_auc", "trials", ...};
+    read from the tuned folder when it holds a matching one."""
+    scale = ctx.scale
+    settings = {"group": group, "model": model, "trials": scale.census_trials, "tune_rows": scale.census_tune_rows,
+                "tune_epochs": scale.census_tune_epochs, "max_units": scale.census_max_units, "seed": ctx.seed,
+                "eval_rows": scale.census_eval_rows}
+    path = tuned_path(ctx, group, model)
+    source = (ctx.tuned_dir or ctx.out / "tuned") / path.name
+    if source.is_file():
+        saved = json.loads(source.read_text())
+        # --tuned DIR: reuse whatever was tuned there; otherwise only a tuning with the same settings.
+        if ctx.tuned_dir is not None or saved.get("settings") == settings:
+            if source != path:
+                atomic_write_json(path, saved)  # the report folder keeps the configuration it used
+            return saved
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    sampler = optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=max(1, min(10, scale.census_trials // 3)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    records: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+        hp = suggest(trial, model, scale.census_max_units)
+        config = TrainConfig(learning_rate=rate, epochs=scale.census_tune_epochs, patience=1, seed=ctx.seed + trial.number,
+                             threads=ctx.threads)
+        result = fit(data, model, config, **hp)
+        records.append({"trial": trial.number, "learning_rate": rate, "hyperparameters": _jsonable(hp),
+                        "validation_auc": result.best_score, "best_epoch": result.best_epoch})
+        return result.best_score
+
+    study.optimize(objective, n_trials=scale.census_trials)
+    best = max(records, key=lambda r: r["validation_auc"])
+    tuned = {"model": model, "group": group, "hyperparameters": best["hyperparameters"],
+             "learning_rate": best["learning_rate"], "epochs": max(1, best["best_epoch"]),
+             "validation_auc": best["validation_auc"], "sampler": "optuna.samplers.GPSampler",
+             "settings": settings, "trials": records}
+    atomic_write_json(path, tuned)
+    return tuned
+
+
+def tuned_path(ctx: StudyContext, group: int, model: str) -> Path:
+    """Where the tuned configuration of (group, model) is written: <out>/tuned/<group>-<model>.json."""
+    return ctx.out / "tuned" / f"{group}-{model}.json"
+
+
+def hyperparameters(tuned: dict[str, Any]) -> dict[str, Any]:
+    """The saved hyperparameters as the models take them (JSON lists back to tuples)."""
+    hp = dict(tuned["hyperparameters"])
+    for name in UNIT_OPTIONS:
+        if name in hp:
+            hp[name] = tuple(int(v) for v in hp[name])
+    return hp
+
+
+def check_tuned_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        raise MmoeError(f"--tuned {directory}: no such folder; expected the tuned/ folder of an earlier report")
+
+
+def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()}
