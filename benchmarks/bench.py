@@ -77,8 +77,10 @@ def run_mmoe(data: PeerData, epochs: int, batch_size: int = 1024, lr: float = 1e
     cpu_seconds = time.process_time() - cpu_before
     memory = window.stop()
     probabilities = to_predictions(tasks, predict_outputs(result.model, test)).numpy()
-    return _result("mmoe", "mmoe", data, [entry["seconds"] for entry in result.history], [cpu_seconds],
-                   probabilities, memory)
+    from mmoe import __version__
+
+    return {**_result("mmoe", "mmoe", data, [entry["seconds"] for entry in result.history], [cpu_seconds],
+                      probabilities, memory), "version": __version__}
 
 
 def census_peer_data(data_dir: str | None) -> PeerData:

@@ -229,7 +229,7 @@ def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, c
 
     from mmoe.io import atomic_write_json
     from mmoe.report.console import print_summary
-    from mmoe.runs import _jsonable, fit_replicas, save_run, summarize_replicas
+    from mmoe.runs import fit_replicas, save_run, summarize_replicas
 
     with tqdm(total=config.epochs, desc=f"{args.replicas} replicas", unit="epoch", disable=args.quiet,
               file=sys.stderr) as bar:
@@ -240,7 +240,7 @@ def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, c
         result, summary = fit_replicas(data, args.model, config, args.replicas, on_epoch=on_epoch, **hyperparameters)
     save_run(out, spec, data, result, config)
     spread = summarize_replicas(summary)
-    atomic_write_json(out / "replicas.json", _jsonable({"replicas": summary, "test_summary": spread}))
+    atomic_write_json(out / "replicas.json", {"replicas": summary, "test_summary": spread})
     print_summary(result, data.tasks, out)
     print(f"{args.replicas} replicas (seeds {config.seed}..{config.seed + args.replicas - 1}), test metrics:")
     for task, metrics in spread.items():

@@ -91,7 +91,7 @@ def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData
     run_config = {
         "dataset": dataset,
         "model": model.name,
-        "hyperparameters": _jsonable(model.hyperparameters),
+        "hyperparameters": model.hyperparameters,
         "training": config.to_dict(),
         "tasks": [task.to_dict() for task in data.tasks],
         "input_spec": data.input_spec.to_dict(),
@@ -100,30 +100,17 @@ def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData
         "train_seconds": result.train_seconds,
         "samples_per_second": result.samples_per_second,
         "versions": {"mmoe": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "data_info": _jsonable(data.info),
+        "data_info": data.info,
     }
     weights = {"model": model.name, "hyperparameters": model.hyperparameters, "num_tasks": model.num_tasks,
                "input_spec": data.input_spec.to_dict(), "state_dict": model.state_dict()}
     atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
     if data.encoder is not None:
         data.encoder.save(directory / "encoder.json")
-    atomic_write_json(directory / "history.json", _jsonable(result.history))
+    atomic_write_json(directory / "history.json", result.history)
     atomic_write_json(directory / "config.json", run_config)
-    atomic_write_json(directory / "metrics.json", _jsonable(result.metrics))
+    atomic_write_json(directory / "metrics.json", result.metrics)
     return directory
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists, tensors and numpy scalars to numbers, for JSON files."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def load_model(path: str | Path) -> MultiTaskModel:

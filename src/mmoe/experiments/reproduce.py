@@ -116,7 +116,7 @@ def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_
     results["meta"]["seconds"] = time.perf_counter() - started
     results["meta"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     results["meta"]["cache"] = {"hits": ctx.cache.hits, "computed": ctx.cache.misses}
-    atomic_write_json(ctx.out / "results.json", _jsonable(results))
+    atomic_write_json(ctx.out / "results.json", results)
     atomic_write_text(ctx.out / "report.md", render_report(results))
 
 
@@ -139,23 +139,6 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists, non-finite floats to None (JSON has no NaN), numpy scalars to numbers."""
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 __all__ = ["STUDIES", "SCALES", "add_arguments", "command_reproduce", "reproduce"]

@@ -18,6 +18,7 @@ import torch
 
 from mmoe.data.synthetic import SyntheticConfig, load_synthetic
 from mmoe.experiments.context import StudyContext
+from mmoe.io import to_jsonable
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
 
@@ -47,7 +48,7 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
     base = ctx.seed * 100_000
     results: dict[str, dict[str, Any]] = {}
     for label, (model, hp) in models.items():
-        results[label] = {"model": model, "hyperparameters": _jsonable(hp),
+        results[label] = {"model": model, "hyperparameters": to_jsonable(hp),
                           **_choose_learning_rate(ctx, model, hp, p, base + PILOT_SEED_OFFSET)}
         results[label]["runs"] = []
     for start in range(0, scale.synthetic_runs, scale.synthetic_chunk):
@@ -113,17 +114,9 @@ def _mean_metric(metrics: dict[str, dict[str, Any]], name: str) -> float:
 
 
 def _spec(ctx: StudyContext, model: str, hp: dict[str, Any], p: float, seeds: list[int], rate: Any) -> dict[str, Any]:
-    return {"model": model, "hyperparameters": _jsonable(hp), "generator": asdict(generator_config(ctx, p, 0)),
+    return {"model": model, "hyperparameters": to_jsonable(hp), "generator": asdict(generator_config(ctx, p, 0)),
             "seeds": seeds, "learning_rate": rate, "training": train_config(ctx, 1e-3).to_dict()
             | {"learning_rate": None, "threads": None}}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def describe_generator(ctx: StudyContext) -> dict[str, Any]:

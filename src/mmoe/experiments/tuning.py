@@ -23,7 +23,7 @@ import optuna
 from mmoe.data.dataset import MultiTaskData
 from mmoe.errors import MmoeError
 from mmoe.experiments.context import StudyContext
-from mmoe.io import atomic_write_json
+from mmoe.io import atomic_write_json, to_jsonable
 from mmoe.runs import fit
 from mmoe.train.trainer import TrainConfig
 
@@ -79,7 +79,7 @@ def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict
         config = TrainConfig(learning_rate=rate, epochs=scale.census_tune_epochs, patience=1, seed=ctx.seed + trial.number,
                              threads=ctx.threads)
         result = fit(data, model, config, **hp)
-        records.append({"trial": trial.number, "learning_rate": rate, "hyperparameters": _jsonable(hp),
+        records.append({"trial": trial.number, "learning_rate": rate, "hyperparameters": to_jsonable(hp),
                         "validation_auc": result.best_score, "best_epoch": result.best_epoch})
         return result.best_score
 
@@ -111,6 +111,3 @@ def check_tuned_dir(directory: Path) -> None:
     if not directory.is_dir():
         raise MmoeError(f"--tuned {directory}: no such folder; expected the tuned/ folder of an earlier report")
 
-
-def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()}
