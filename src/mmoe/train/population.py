@@ -215,7 +215,7 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
             else:
                 without_gain[r] += 1
             _copy_replica(final_params, params, r)
-            if config.patience and without_gain[r] >= config.patience:
+            if config.patience and without_gain[r] >= config.patience and epoch < config.epochs:
                 stopped[r] = True
         if on_epoch is not None:
             on_epoch(epoch, stopped.count(False))

@@ -166,7 +166,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
                             shuffle)
         if on_epoch is not None:
             on_epoch(entry)
-        if config.patience and epochs_without_gain >= config.patience:
+        if config.patience and epochs_without_gain >= config.patience and epoch < config.epochs:
             stopped_early = True
             break
 
