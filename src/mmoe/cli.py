@@ -192,6 +192,7 @@ def command_train(args: argparse.Namespace) -> int:
     from mmoe.data import load_dataset
     from mmoe.report.console import EpochProgress, print_summary
     from mmoe.runs import fit, save_run
+    from mmoe.train.trainer import check_checkpoint_identity, load_checkpoint
 
     spec = dataset_spec(args)
     config = training_config(args)
@@ -202,23 +203,50 @@ def command_train(args: argparse.Namespace) -> int:
     if unexpected:
         flags = ", ".join("--" + name.replace("_", "-") for name in unexpected)
         raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
+    out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
+    checkpoint = out / "checkpoint.pt"
+    if args.resume:
+        if args.replicas != 1:
+            raise MmoeError(f"--resume continues one model's training; it cannot be combined with --replicas "
+                            f"{args.replicas}")
+        # A missing, damaged or foreign checkpoint fails before the data is read; training checks
+        # the rest (tasks, inputs, rows).
+        saved = load_checkpoint(checkpoint)
+        check_checkpoint_identity(checkpoint, saved["identity"], _checkpoint_identity(args.model, hyperparameters,
+                                                                                      config, spec))
+        resumed_after = int(saved["epoch"])
     started = time.perf_counter()
     data = load_dataset(spec)
     _log(f"data: {spec['kind']} — {len(data.train):,} train / {len(data.validation):,} validation / "
          f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
          f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
     build_model(args.model, data.input_spec, len(data.tasks), **hyperparameters)  # options checked before training
-    out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
     if args.replicas < 1:
         raise MmoeError(f"--replicas must be at least 1, got {args.replicas}")
     if args.replicas > 1:
         return _train_replicas(args, spec, data, config, hyperparameters, out)
+    resume_from = checkpoint if args.resume else None
     with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
-        result = fit(data, args.model, config, checkpoint_path=out / "checkpoint.pt", on_epoch=progress.update,
-                     **hyperparameters)
+        if resume_from is not None:
+            progress.bar.update(min(resumed_after, config.epochs))
+            _log(f"resuming from {resume_from} after epoch {resumed_after}")
+        result = fit(data, args.model, config, checkpoint_path=checkpoint, on_epoch=progress.update,
+                     resume_from=resume_from, data_identity=spec, **hyperparameters)
     save_run(out, spec, data, result, config)
     print_summary(result, data.tasks, out)
     return 0
+
+
+def _checkpoint_identity(model: str, hyperparameters: dict[str, Any], config: Any,
+                         spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a checkpoint's identity known before the data is read (see trainer.run_identity)."""
+    from mmoe.io import to_jsonable
+    from mmoe.models import model_hyperparameters as defaults_of
+    from mmoe.train.trainer import RESUMABLE_OPTIONS
+
+    training = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_OPTIONS}
+    return to_jsonable({"model": model, "hyperparameters": {**defaults_of(model), **hyperparameters},
+                        "training": training, "data": spec})
 
 
 def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, config: Any,
@@ -345,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET)")
     train.add_argument("--replicas", type=int, default=1,
                        help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from --out's checkpoint.pt (the last complete epoch) with the same options")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     train.set_defaults(handler=command_train)
 

@@ -35,12 +35,17 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = None,
-        checkpoint_path: str | Path | None = None, on_epoch: Any = None, **hyperparameters: Any) -> TrainResult:
-    """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`."""
+        checkpoint_path: str | Path | None = None, on_epoch: Any = None, resume_from: str | Path | None = None,
+        data_identity: Any = None, **hyperparameters: Any) -> TrainResult:
+    """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`.
+
+    resume_from: a checkpoint of the same run to continue from (see `mmoe.train.trainer.train`);
+    data_identity: a JSON-able description of the data, checked against the checkpoint's."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     network = build_model(model, data.input_spec, len(data.tasks), **hyperparameters)
-    return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch)
+    return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch, resume_from=resume_from,
+                 data_identity=data_identity)
 
 
 def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas: int,
@@ -132,6 +137,27 @@ def load_model(path: str | Path) -> MultiTaskModel:
     return model
 
 
+def _check_model_matches_config(directory: Path, model: MultiTaskModel, config: dict[str, Any]) -> None:
+    """A model.pt copied in from another run would otherwise fail deep inside the first forward
+    pass (or, worse, predict quietly when the shapes happen to agree)."""
+    from mmoe.io import to_jsonable
+
+    written = {"model": model.name, "hyperparameters": to_jsonable(model.hyperparameters),
+               "tasks": model.num_tasks, "input_spec": model.input_spec.to_dict()}
+    expected = {"model": config.get("model"), "hyperparameters": to_jsonable(config.get("hyperparameters")),
+                "tasks": len(config.get("tasks") or []), "input_spec": config.get("input_spec")}
+    different = [key for key in written if to_jsonable(written[key]) != to_jsonable(expected[key])]
+    if different:
+        shown = "; ".join(f"{key} {_brief(written[key])} vs {_brief(expected[key])}" for key in different)
+        raise MmoeError(f"{directory / 'model.pt'}: the model does not belong to this run ({shown} in config.json); "
+                        f"expected the model.pt that `mmoe train` wrote next to this config.json")
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @dataclass
 class Run:
     """A saved run, loaded: its config, model and fitted encoder."""
@@ -157,7 +183,9 @@ class Run:
             raise MmoeError(f"{config_path}: not valid JSON ({error})") from None
         encoder_path = directory / "encoder.json"
         encoder = TableEncoder.load(encoder_path) if encoder_path.is_file() else None
-        return cls(directory, config, load_model(directory / "model.pt"), encoder)
+        model = load_model(directory / "model.pt")
+        _check_model_matches_config(directory, model, config)
+        return cls(directory, config, model, encoder)
 
     def evaluate(self, split: str = "test") -> dict[str, dict]:
         """Metrics on one split of the run's own data set (loaded again the same way)."""

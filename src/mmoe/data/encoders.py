@@ -41,13 +41,20 @@ def to_numeric_column(values: pd.Series, source: str, column: str) -> np.ndarray
     if bad.size:
         position = int(bad[0])
         raise MmoeError(f"{source}: column {column!r}, row {position + 1}: "
-                        f"{values.iloc[position]!r} is not a number (expected a numeric value or an empty cell)")
+                        f"{_as_written(values.iloc[position])} is not a number (expected a numeric value or an empty cell)")
     infinite = np.flatnonzero(np.isinf(numbers))
     if infinite.size:
         position = int(infinite[0])
-        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: {values.iloc[position]!r} is infinite "
-                        f"(expected a finite number or an empty cell)")
+        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: {_as_written(values.iloc[position])} "
+                        f"is infinite (expected a finite number or an empty cell)")
     return numbers
+
+
+def _as_written(value: object) -> str:
+    """A cell for an error message: text quoted, numbers plain (inf, not np.float64(inf))."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()  # numpy scalar -> Python number
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _category_strings(values: pd.Series) -> np.ndarray:

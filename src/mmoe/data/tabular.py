@@ -183,6 +183,11 @@ def _describe_ragged_row(path: Path, delimiter: str, width: int, error: Exceptio
     except (csv.Error, UnicodeDecodeError):
         pass
     reason = " ".join(str(error).split())
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", reason)
+    if unclosed:
+        # pandas counts rows from 0 at the header: row N is line N + 1 of the file.
+        return (f"{path}: the file ends inside a quoted value that starts on line {int(unclosed.group(1)) + 1} "
+                f"(a truncated file or a missing closing quote); expected every '\"' to be closed")
     match = re.search(r"line (\d+)", reason)
     where = f"line {match.group(1)}" if match else "a row"
     return f"{path}: {where} cannot be parsed ({reason}); expected every row to have the header's {width} fields"
@@ -318,7 +323,8 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
     frame = _integral_binary_labels(read_table(path, delimiter), task_list)
     for name in task_names:
         if name not in frame.columns:
-            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(frame.columns)}")
+            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(frame.columns)}"
+                            + _delimiter_hint(frame, delimiter))
     if features is None:
         feature_list = [column for column in frame.columns if column not in task_names]
     else:
@@ -391,6 +397,19 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         info["test_path"] = str(test_path)
     return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
                          validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+
+
+def _delimiter_hint(frame: pd.DataFrame, delimiter: str | None) -> str:
+    """When the whole header was read as one column holding ';', tab or '|', the file most likely
+    uses that separator: say so, as the bare column list does not make it obvious."""
+    if len(frame.columns) != 1:
+        return ""
+    header = str(frame.columns[0])
+    for candidate, name in ((";", "';'"), ("\t", "a tab"), ("|", "'|'")):
+        if candidate in header and candidate != delimiter:
+            return (f" (a single column: the file looks {name}-separated; expected "
+                    f"{'comma' if delimiter in (None, ',') else repr(delimiter)}-separated values)")
+    return ""
 
 
 def _integral_binary_labels(frame: pd.DataFrame, tasks: Sequence[Task]) -> pd.DataFrame:

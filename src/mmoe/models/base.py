@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -47,6 +48,8 @@ def check_units(model: str, option: str, units: Any, allow_empty: bool = False) 
 
 
 def check_positive(model: str, option: str, value: Any, kind: type = int) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (kind is int and value != int(value)):
+    # not (value > 0) rather than value <= 0: NaN fails every comparison; inf is not a usable size or weight.
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value)
+            or (kind is int and value != int(value))):
         raise MmoeError(f"model {model}: {option} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
     return kind(value)

@@ -4,6 +4,12 @@ Adam on the weighted multi-task loss (+ the model's own penalty), shuffled mini-
 from tensors already in memory (no DataLoader: at these sizes its per-batch collation costs more
 than the model), early stopping on the main task's validation metric with the best weights
 restored, and a checkpoint written atomically after every epoch.
+
+A checkpoint holds everything the loop's future depends on (weights, optimiser state, the
+shuffle generator and torch's RNG, the epoch, the early-stopping state, the history) and an
+identity (model, hyperparameters, data, training options), so that `train(..., resume_from=path)`
+continues a killed run to the very same result as an uninterrupted one, and refuses a checkpoint
+of a different run.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 
 from mmoe.data.dataset import MultiTaskData, Split, Task
 from mmoe.errors import MmoeError
-from mmoe.io import atomic_write
+from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
@@ -47,7 +53,8 @@ class TrainConfig:
         checks = [("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
                   ("batch_size", self.batch_size >= 1, "a positive integer"),
                   ("epochs", self.epochs >= 1, "at least 1"),
-                  ("weight_decay", self.weight_decay >= 0, "zero or more"),
+                  ("weight_decay", self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+                   "a finite number, zero or more"),
                   ("patience", self.patience >= 0, "zero or more"),
                   ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
                   ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer")]
@@ -101,10 +108,19 @@ def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size:
 
 def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
           checkpoint_path: str | Path | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          resume_from: str | Path | None = None, data_identity: Any = None) -> TrainResult:
     """Trains `model` on data.train, early-stopping on data.validation; returns the best model
     (restored) with its metrics on every split. `on_epoch` receives each epoch's history entry
-    (the CLI uses it for progress)."""
+    (the CLI uses it for progress; a resumed run reports only the epochs it trains).
+
+    resume_from: a checkpoint written by an earlier call (see `save_checkpoint`); training goes on
+    after its epoch, and ends as the uninterrupted run would have. MmoeError when the file is
+    missing, damaged, or of a different run (model, hyperparameters, tasks, inputs, training
+    options other than epochs/threads/eval_batch_size, or `data_identity`).
+    data_identity: any JSON-able description of the data (the CLI passes its dataset spec); stored
+    in the checkpoint and compared on resume.
+    """
     tasks, main_task = data.tasks, data.tasks[0]
     if config.task_weights is not None and len(config.task_weights) != len(tasks):
         raise MmoeError(f"training option task_weights has {len(config.task_weights)} values for {len(tasks)} tasks")
@@ -121,10 +137,28 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
                                                            train_split.labels))
     rows = len(train_split)
 
+    identity = run_identity(model, data, config, data_identity)
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
-    train_seconds, epochs_without_gain, stopped_early = 0.0, 0, False
-    for epoch in range(1, config.epochs + 1):
+    train_seconds, epochs_without_gain, stopped_early, first_epoch = 0.0, 0, False, 1
+    if resume_from is not None:
+        saved = load_checkpoint(resume_from)
+        check_checkpoint_identity(resume_from, saved["identity"], identity)
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            shuffle.set_state(saved["shuffle_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise MmoeError(f"{resume_from}: the checkpoint's state does not fit this model "
+                            f"({type(error).__name__}: {_first_line(error)}); expected a checkpoint of the same run")
+        history = list(saved["history"])
+        best_score, best_epoch, best_state = saved["best_score"], saved["best_epoch"], saved["best_state"]
+        train_seconds, epochs_without_gain = saved["train_seconds"], saved["epochs_without_gain"]
+        stopped_early, first_epoch = saved["stopped_early"], saved["epoch"] + 1
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stopped_early:  # the checkpoint is of a run that had already stopped early
+            break
         model.train()
         started = time.perf_counter()
         # One gather per epoch, then every batch is a contiguous slice (a view, no copy).
@@ -161,13 +195,15 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             best_state = copy.deepcopy(model.state_dict())
         else:
             epochs_without_gain += 1
+        # Decided before the checkpoint is written, so that a resumed run knows it had stopped.
+        stopped_early = bool(config.patience and epochs_without_gain >= config.patience and epoch < config.epochs)
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, model, optimizer, epoch, best_state, best_score, best_epoch, history,
-                            shuffle)
+                            shuffle, identity=identity, epochs_without_gain=epochs_without_gain,
+                            train_seconds=train_seconds, stopped_early=stopped_early)
         if on_epoch is not None:
             on_epoch(entry)
-        if config.patience and epochs_without_gain >= config.patience and epoch < config.epochs:
-            stopped_early = True
+        if stopped_early:
             break
 
     if config.restore_best:
@@ -189,11 +225,79 @@ def make_adam(parameters: Any, learning_rate: float, weight_decay: float) -> tor
         return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
 
 
+CHECKPOINT_FORMAT = 1
+# Training options that may change between a run and its resumption: they do not alter the
+# epochs already trained (a larger `epochs` extends the run).
+RESUMABLE_OPTIONS = ("epochs", "threads", "eval_batch_size")
+CHECKPOINT_KEYS = ("format", "identity", "epoch", "model", "optimizer", "best_state", "best_score", "best_epoch",
+                   "history", "shuffle_rng", "torch_rng", "epochs_without_gain", "train_seconds", "stopped_early")
+
+
+def run_identity(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
+                 data_identity: Any = None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed by this training: JSON-able, compared as is."""
+    training = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_OPTIONS}
+    return to_jsonable({"model": model.name, "hyperparameters": model.hyperparameters,
+                        "tasks": [task.to_dict() for task in data.tasks], "input_spec": data.input_spec.to_dict(),
+                        "train_rows": len(data.train), "training": training, "data": data_identity})
+
+
 def save_checkpoint(path: str | Path, model: MultiTaskModel, optimizer: torch.optim.Optimizer, epoch: int,
                     best_state: dict[str, torch.Tensor], best_score: float, best_epoch: int,
-                    history: Sequence[dict[str, Any]], shuffle: torch.Generator) -> None:
-    """Everything needed to continue training after `epoch`, written atomically."""
-    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "best_state": best_state, "best_score": best_score, "best_epoch": best_epoch,
-             "history": list(history), "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+                    history: Sequence[dict[str, Any]], shuffle: torch.Generator, *,
+                    identity: dict[str, Any] | None = None, epochs_without_gain: int = 0,
+                    train_seconds: float = 0.0, stopped_early: bool = False) -> None:
+    """Everything needed to continue training after `epoch`, written atomically (a kill during the
+    write leaves the previous epoch's checkpoint)."""
+    state = {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "best_state": best_state, "best_score": best_score,
+             "best_epoch": best_epoch, "history": list(history), "shuffle_rng": shuffle.get_state(),
+             "torch_rng": torch.get_rng_state(), "epochs_without_gain": epochs_without_gain,
+             "train_seconds": train_seconds, "stopped_early": stopped_early}
     atomic_write(path, lambda temp: torch.save(state, temp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`; MmoeError (one line naming the file) when it is
+    missing, damaged, or not an mmoe training checkpoint of this format."""
+    path = Path(path)
+    if not path.is_file():
+        raise MmoeError(f"{path}: no checkpoint to resume from; expected the checkpoint.pt that `mmoe train` "
+                        f"writes into --out after every epoch")
+    try:
+        # weights_only: a checkpoint is tensors, numbers, text and containers of them, nothing to unpickle.
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load fails in many ways on a damaged file
+        raise MmoeError(f"{path}: not a readable checkpoint ({type(error).__name__}: {_first_line(error)}); "
+                        f"expected the checkpoint.pt of `mmoe train`") from None
+    if not isinstance(saved, dict) or any(key not in saved for key in CHECKPOINT_KEYS) or saved["identity"] is None:
+        raise MmoeError(f"{path}: not a resumable mmoe checkpoint (written by another program or an older mmoe); "
+                        f"expected a checkpoint.pt of format {CHECKPOINT_FORMAT}")
+    if saved["format"] != CHECKPOINT_FORMAT:
+        raise MmoeError(f"{path}: checkpoint format {saved['format']!r}; expected format {CHECKPOINT_FORMAT}")
+    return saved
+
+
+def check_checkpoint_identity(path: str | Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """MmoeError naming every field where the checkpoint's run differs from the one being resumed.
+    Only the fields in `wanted` are compared (the CLI checks model, options and data source before
+    reading the data; training checks everything)."""
+    differences = []
+    for key in sorted(wanted):
+        old, new = saved.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{sub}: {old.get(sub)!r} in the checkpoint, {new.get(sub)!r} now"
+                            for sub in sorted(set(old) | set(new)) if old.get(sub) != new.get(sub)]
+        else:
+            differences.append(f"{key}: {old!r} in the checkpoint, {new!r} now")
+    if differences:
+        shown = "; ".join(text[:160] for text in differences[:4]) + (" ..." if len(differences) > 4 else "")
+        raise MmoeError(f"{path}: the checkpoint belongs to a different run ({shown}); expected the same model, "
+                        f"hyperparameters, data and training options as the run that wrote it")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else "no detail"
