@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,15 @@ def _no_census_download(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError("downloads are disabled in tests")
 
     monkeypatch.setattr(census, "download_census_files", offline)
+
+
+@pytest.fixture()
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train far faster on one thread (and fight no other process for cores); the
+    previous thread count comes back afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from mmoe.data import load_dataset
-from mmoe.data.dataset import InputSpec, MultiTaskData, Task
+from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
 from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
@@ -202,8 +202,6 @@ class Run:
     def predict_frame(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
         """One column per task: the positive class's probability (binary) or the value (regression)."""
         numeric, categorical = self._encoder(source).transform_features(frame, source)
-        from mmoe.data.dataset import Split
-
         empty_labels = torch.zeros(len(frame), len(self.tasks))
         outputs = predict_outputs(self.model, Split(numeric, categorical, empty_labels))
         predictions = to_predictions(self.tasks, outputs).numpy()

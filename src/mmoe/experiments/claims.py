@@ -50,6 +50,11 @@ def _not_run(claim: str, test: str, figure: str, reason: str) -> dict[str, Any]:
             "evidence": f"not run: {reason}", "details": {}}
 
 
+
+def _interval_verdict(low: float, high: float) -> str:
+    """The verdict of a 95% interval of "claim's effect": above 0 confirms, below 0 refutes."""
+    return CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE
+
 def _claim_gap_grows(runs: dict[str, Any] | None) -> dict[str, Any]:
     claim = "MMoE's advantage grows as the task correlation falls (Figure 4)"
     test = ("per-run paired gap (baseline − MMoE final loss, same data) at p = 0.5 minus at p = 1; "
@@ -63,7 +68,7 @@ def _claim_gap_grows(runs: dict[str, Any] | None) -> dict[str, Any]:
         estimate, low, high = stats.bootstrap_difference_ci(gaps["0.5"], gaps["1.0"])
         details[baseline] = {"gap": {p: float(np.mean(g)) for p, g in gaps.items()},
                              "difference": estimate, "ci": [low, high]}
-        verdicts.append(CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE)
+        verdicts.append(_interval_verdict(low, high))
         parts.append(f"vs {baseline}: gap {np.mean(gaps['0.5']):.4f} at p=0.5, {np.mean(gaps['1.0']):.4f} at p=1; "
                      f"difference {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
     return {"claim": claim, "verdict": _combine(verdicts), "test": test, "figure": figure,
@@ -166,7 +171,7 @@ def _claim_census_best(result: dict[str, Any] | None, study: dict[str, Any]) -> 
             other = [r["test"][main]["auc"] for r in values["runs"]]
             estimate, low, high = stats.bootstrap_difference_ci(mmoe, other)
             details[f"{group}/{model}"] = {"difference": estimate, "ci": [low, high]}
-            verdicts.append(CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE)
+            verdicts.append(_interval_verdict(low, high))
             parts.append(f"group {group} vs {model}: {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
     return {"claim": claim, "verdict": _combine(verdicts) if verdicts else "not run", "test": test,
             "figure": figure, "evidence": "; ".join(parts), "details": details}
@@ -183,7 +188,7 @@ def _claim_sparse_gate(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     full = [r["gate_entropy"][task] for r in result["conditions"]["full"]["mmoe"]]
     sparse = [r["gate_entropy"][task] for r in result["conditions"]["sparse"]["mmoe"]]
     estimate, low, high = stats.bootstrap_difference_ci(full, sparse)
-    verdict = CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE
+    verdict = _interval_verdict(low, high)
     evidence = (f"entropy {np.mean(full):.3f} (full) vs {np.mean(sparse):.3f} (sparse); difference "
                 f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}], {len(full)} runs each")
     return {"claim": claim, "verdict": verdict, "test": test, "figure": figure, "evidence": evidence,
@@ -201,7 +206,7 @@ def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     runs = result["conditions"]["sparse"]
     auc = {m: [r["test_auc"][task] for r in runs[m]] for m in runs}
     estimate, low, high = stats.bootstrap_difference_ci(auc["mmoe"], auc["shared-bottom"])
-    verdict = CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE
+    verdict = _interval_verdict(low, high)
     single = float(np.mean(auc["single-task"]))
     evidence = (f"{task} AUC with {result['sparse_fraction']:.0%} labels: MMoE {np.mean(auc['mmoe']):.4f}, "
                 f"Shared-Bottom {np.mean(auc['shared-bottom']):.4f}, Single-Task {single:.4f}; help over Single-Task "
