@@ -18,8 +18,8 @@ from mmoe.experiments.scale import get_scale
 SYNTHETIC_STUDIES = ["correlation", "shared-bottom", "synthetic", "trainability"]
 
 
-def _context(out: Path, data_dir: Path | None = None) -> StudyContext:
-    return StudyContext(out=out, scale=get_scale("tiny"), data_dir=data_dir, show_progress=False)
+def _context(out: Path, data_dir: Path | None = None, workers: int = 1) -> StudyContext:
+    return StudyContext(out=out, scale=get_scale("tiny"), data_dir=data_dir, workers=workers, show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,15 @@ def test_rerun_reads_the_cache_and_trains_nothing(synthetic_report: tuple[Path, 
     assert again["studies"]["synthetic"]["result"]["per_p"] == first["studies"]["synthetic"]["result"]["per_p"]
 
 
+def test_worker_processes_give_the_same_runs_as_one_process(synthetic_report: tuple[Path, dict],
+                                                            tmp_path: Path) -> None:
+    _, first = synthetic_report
+    context = _context(tmp_path / "report", workers=2)
+    again = reproduce(context, ["shared-bottom"])
+    assert context.cache.misses > 0 and context.cache.hits == 0  # trained anew, in the workers
+    assert again["studies"]["shared-bottom"]["result"] == first["studies"]["shared-bottom"]["result"]
+
+
 def test_census_and_gates_are_skipped_with_the_reason_without_data(tmp_path: Path) -> None:
     results = reproduce(_context(tmp_path / "report", data_dir=tmp_path / "empty"), ["census", "gates"])
     for study in ("census", "gates"):
@@ -76,7 +85,7 @@ def test_census_and_gates_are_skipped_with_the_reason_without_data(tmp_path: Pat
 
 def test_census_and_gates_studies_at_tiny_size(census_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    results = reproduce(_context(out, census_dir), ["census", "gates"])
+    results = reproduce(_context(out, census_dir, workers=2), ["census", "gates"])
     assert results["studies"]["census"]["status"] == "done", results["studies"]["census"].get("reason")
     assert results["studies"]["gates"]["status"] == "done", results["studies"]["gates"].get("reason")
     report = (out / "report.md").read_text()

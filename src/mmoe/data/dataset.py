@@ -13,6 +13,7 @@ is the same function at a fraction of the cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +132,20 @@ class Split:
 
     def subset(self, index: torch.Tensor) -> Split:
         return Split(self.numeric[index], self.categorical[index], self.labels[index])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.numeric.to(device), self.categorical.to(device), self.labels.to(device))
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
+        """One epoch: the rows in an order drawn from `generator`, as mini-batches of `batch_size`
+        rows (the last may be smaller). The trainer reads any training source through this method
+        (a streaming table has its own)."""
+        # One gather per epoch, then every batch is a contiguous slice (a view, no copy).
+        order = torch.randperm(len(self), generator=generator).to(self.labels.device)
+        shuffled = self.subset(order)
+        for start in range(0, len(self), batch_size):
+            yield Split(shuffled.numeric[start:start + batch_size], shuffled.categorical[start:start + batch_size],
+                        shuffled.labels[start:start + batch_size])
 
 
 @dataclass

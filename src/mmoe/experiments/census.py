@@ -1,7 +1,8 @@
 """Study `census` (Tables 1 and 2): all seven models on both census groups.
 
 Per (group, model): tune (see `tuning`), then train the tuned configuration `census_repeats`
-times from random initialisation (in chunks of `census_chunk` runs, each chunk cached).
+times from random initialisation (in chunks of `census_chunk` runs, each chunk cached). The
+(group, model) pairs are independent and run in `ctx.workers` processes at once.
 Reported as the paper does: mean test AUC per task (here with its 95% t-interval), and the run
 with the best main-task test AUC with its auxiliary AUC."""
 
@@ -15,7 +16,7 @@ import torch
 
 from mmoe.experiments import stats, tuning
 from mmoe.experiments.census_data import load_group, subsample
-from mmoe.experiments.context import StudyContext
+from mmoe.experiments.context import StudyContext, map_units
 from mmoe.runs import fit
 from mmoe.train.trainer import TrainConfig
 
@@ -26,30 +27,34 @@ TITLE = "UCI census-income: Tables 1 and 2"
 def run(ctx: StudyContext) -> dict[str, Any]:
     scale = ctx.scale
     results: dict[str, Any] = {"batch_size": TrainConfig().batch_size, "groups": {}}
-    units = len(scale.census_groups) * len(scale.census_models)
-    with ctx.bar(total=units * (scale.census_trials + scale.census_repeats), desc=NAME) as bar:
-        for group in scale.census_groups:
-            full = load_group(group, ctx.data_dir)
-            data = subsample(full, scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
-            tune_data = subsample(full, scale.census_tune_rows, scale.census_eval_rows, seed=ctx.seed)
-            group_result: dict[str, Any] = {"tasks": data.task_names, "rows": {
-                "train": len(data.train), "validation": len(data.validation), "test": len(data.test),
-                "tuning_train": len(tune_data.train)}, "models": {}}
-            for model in scale.census_models:
-                bar.set_postfix_str(f"group {group} {model} tuning")
-                tuned = tuning.tune(ctx, tune_data, group, model)
-                bar.update(scale.census_trials)
-                bar.set_postfix_str(f"group {group} {model} repeats")
-                runs = repeats(ctx, data, group, model, tuned, bar.update)
-                group_result["models"][model] = {"tuned": {k: v for k, v in tuned.items() if k != "trials"},
-                                                 "tuning_trials": tuned.get("trials", []), "runs": runs,
-                                                 "summary": summarize(runs, data.task_names)}
-            results["groups"][str(group)] = group_result
+    pairs = [(group, model) for group in scale.census_groups for model in scale.census_models]
+    # Every (group, model) is tuned and repeated on its own, so the pairs run side by side.
+    studied = map_units(ctx, study_model, pairs, desc=NAME,
+                        weights=[scale.census_trials + scale.census_repeats] * len(pairs))
+    for (group, model), (rows, tasks, model_result) in zip(pairs, studied):
+        group_result = results["groups"].setdefault(str(group), {"tasks": tasks, "rows": rows, "models": {}})
+        group_result["models"][model] = model_result
     return results
 
 
-def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any],
-            tick: Any) -> list[dict[str, Any]]:
+def study_model(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int], list[str], dict[str, Any]]:
+    """One (group, model): tuned (see `tuning`), then census_repeats runs of the tuned configuration.
+    Returns the group's row counts, its task names and the model's result."""
+    group, model = pair
+    scale = ctx.scale
+    full = load_group(group, ctx.data_dir)
+    data = subsample(full, scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
+    tune_data = subsample(full, scale.census_tune_rows, scale.census_eval_rows, seed=ctx.seed)
+    rows = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
+            "tuning_train": len(tune_data.train)}
+    tuned = tuning.tune(ctx, tune_data, group, model)
+    runs = repeats(ctx, data, group, model, tuned)
+    return rows, data.task_names, {"tuned": {k: v for k, v in tuned.items() if k != "trials"},
+                                   "tuning_trials": tuned.get("trials", []), "runs": runs,
+                                   "summary": summarize(runs, data.task_names)}
+
+
+def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any]) -> list[dict[str, Any]]:
     """census_repeats runs of the tuned configuration, seeds seed·100000 + r, in cached chunks."""
     scale = ctx.scale
     hp = tuning.hyperparameters(tuned)
@@ -75,7 +80,6 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
                     for seed, r in results]
 
         runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
-        tick(len(seeds))
     return runs
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mmoe.experiments.census_data import load_group, sparse_labels, subsample
-from mmoe.experiments.context import StudyContext
+from mmoe.experiments.context import StudyContext, map_units
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
 
@@ -23,31 +23,55 @@ NAME = "gates"
 TITLE = "Gate weights and a sparse auxiliary task (Figure 6, Section 6.4)"
 GROUP = 1
 SPARSE_TASK = 1  # marital status, the auxiliary task of group 1
+CONDITIONS = ("full", "sparse")
 MODELS = {"mmoe": {"num_experts": 8, "expert_units": (16,)}, "shared-bottom": {}, "single-task": {}}
 GATE_ROWS = 20_000
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
     scale = ctx.scale
-    full = subsample(load_group(GROUP, ctx.data_dir), scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
-    conditions = {"full": full, "sparse": sparse_labels(full, SPARSE_TASK, scale.gates_sparse_fraction, seed=ctx.seed)}
-    config = TrainConfig(learning_rate=1e-3, epochs=scale.gates_epochs, patience=0, threads=ctx.threads)
-    seeds = [ctx.seed * 100_000 + r for r in range(scale.gates_runs)]
+    full = _group_data(ctx)
+    config = _config(ctx)
     result: dict[str, Any] = {"group": GROUP, "tasks": full.task_names, "sparse_task": full.task_names[SPARSE_TASK],
                               "sparse_fraction": scale.gates_sparse_fraction, "training": config.to_dict(),
-                              "models": {m: {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()}
-                                         for m, hp in MODELS.items()}, "conditions": {}}
-    with ctx.bar(total=len(conditions) * len(MODELS) * len(seeds), desc=NAME) as bar:
-        for condition, data in conditions.items():
-            result["conditions"][condition] = {}
-            for model, hp in MODELS.items():
-                spec = {"condition": condition, "fraction": scale.gates_sparse_fraction, "model": model,
-                        "hyperparameters": result["models"][model], "training": config.to_dict() | {"threads": None},
-                        "seeds": seeds, "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows}
-                result["conditions"][condition][model] = ctx.cache.get_or_compute(
-                    "gates-runs", spec, lambda data=data, model=model, hp=hp: _train(ctx, data, model, hp, config, seeds))
-                bar.update(len(seeds))
+                              "models": {m: _jsonable(hp) for m, hp in MODELS.items()}, "conditions": {}}
+    units = [(condition, model) for condition in CONDITIONS for model in MODELS]
+    runs = map_units(ctx, _condition_model, units, desc=NAME, weights=[scale.gates_runs] * len(units))
+    for (condition, model), model_runs in zip(units, runs):
+        result["conditions"].setdefault(condition, {})[model] = model_runs
     return result
+
+
+def _group_data(ctx: StudyContext) -> Any:
+    scale = ctx.scale
+    return subsample(load_group(GROUP, ctx.data_dir), scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
+
+
+def _config(ctx: StudyContext) -> TrainConfig:
+    return TrainConfig(learning_rate=1e-3, epochs=ctx.scale.gates_epochs, patience=0, threads=ctx.threads)
+
+
+def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()}
+
+
+def _condition_model(ctx: StudyContext, unit: tuple[str, str]) -> list[dict[str, Any]]:
+    """The runs of one model under one label condition (cached)."""
+    condition, model = unit
+    scale = ctx.scale
+    config = _config(ctx)
+    seeds = [ctx.seed * 100_000 + r for r in range(scale.gates_runs)]
+    spec = {"condition": condition, "fraction": scale.gates_sparse_fraction, "model": model,
+            "hyperparameters": _jsonable(MODELS[model]), "training": config.to_dict() | {"threads": None},
+            "seeds": seeds, "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows}
+
+    def compute() -> list[dict[str, Any]]:
+        data = _group_data(ctx)
+        if condition == "sparse":
+            data = sparse_labels(data, SPARSE_TASK, scale.gates_sparse_fraction, seed=ctx.seed)
+        return _train(ctx, data, model, MODELS[model], config, seeds)
+
+    return ctx.cache.get_or_compute("gates-runs", spec, compute)
 
 
 def _train(ctx: StudyContext, data: Any, model: str, hp: dict[str, Any], config: TrainConfig,

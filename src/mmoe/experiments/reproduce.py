@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with the census files (default: $MMOE_DATA_DIR, then the user cache)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of every study")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 is fastest for these small models, and on a shared machine)")
+                        help="torch threads per process (1 is fastest for these small models)")
+    parser.add_argument("--workers", type=int, default=_cpus(),
+                        help="processes training independent runs side by side (default: the CPUs available)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -55,10 +57,11 @@ def command_reproduce(args: argparse.Namespace) -> int:
     scale = get_scale(scale_name).with_overrides(repeats=args.repeats, trials=args.trials)
     if args.tuned is not None and not args.tuned.is_dir():
         raise MmoeError(f"--tuned {args.tuned}: no such folder; expected the tuned/ folder of an earlier report")
-    if args.seed < 0 or args.threads < 1:
-        raise MmoeError("--seed must be >= 0 and --threads >= 1")
+    if args.seed < 0 or args.threads < 1 or args.workers < 1:
+        raise MmoeError(f"--seed must be >= 0, --threads and --workers >= 1; got --seed {args.seed}, "
+                        f"--threads {args.threads}, --workers {args.workers}")
     ctx = StudyContext(out=args.out, scale=scale, seed=args.seed, data_dir=args.data_dir, threads=args.threads,
-                       tuned_dir=args.tuned, show_progress=not args.quiet)
+                       workers=args.workers, tuned_dir=args.tuned, show_progress=not args.quiet)
     command = "mmoe reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else "mmoe reproduce"
     results = reproduce(ctx, args.study or list(STUDIES), command=command)
     verdicts = ", ".join(f"{c['verdict']}" for c in results["claims"])
@@ -128,10 +131,11 @@ def _meta(ctx: StudyContext, command: str) -> dict[str, Any]:
     from mmoe import __version__
 
     return {"command": command, "scale": ctx.scale.to_dict(), "seed": ctx.seed, "threads": ctx.threads,
+            "workers": ctx.workers,
             "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
             "versions": {"mmoe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                          "numpy": numpy.__version__, "optuna": optuna.__version__},
-            "machine": f"{platform.machine()}, {_cpus()} CPUs, torch threads {ctx.threads}",
+            "machine": f"{platform.machine()}, {_cpus()} CPUs, {ctx.workers} worker processes × {ctx.threads} torch threads",
             "started": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": 0.0}
 
 

@@ -17,10 +17,6 @@ MODELS = {"shared-bottom": ("shared-bottom", {"hidden_units": (16,), "tower_unit
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
-    per_p: dict[str, Any] = {}
-    total = len(TRAINING_CORRELATIONS) * ctx.scale.synthetic_runs
-    with ctx.bar(total=total, desc=NAME) as bar:
-        for p in TRAINING_CORRELATIONS:
-            per_p[str(p)] = synthetic_runs.run_models(ctx, MODELS, p, tick=bar.update)
+    per_p = synthetic_runs.run_studies(ctx, MODELS, TRAINING_CORRELATIONS, NAME)
     return {"generator": synthetic_runs.describe_generator(ctx), "training": synthetic_runs.describe_training(ctx),
             "per_p": per_p}

@@ -36,11 +36,7 @@ def comparison_models(ctx: StudyContext) -> tuple[dict[str, tuple[str, dict[str,
 def comparison_runs(ctx: StudyContext, desc: str = NAME) -> dict[str, Any]:
     """Every run of the three models at each p (cached; the trainability study reads the same runs)."""
     models, counts = comparison_models(ctx)
-    per_p: dict[str, Any] = {}
-    total = len(TRAINING_CORRELATIONS) * len(models) * ctx.scale.synthetic_runs
-    with ctx.bar(total=total, desc=desc) as bar:
-        for p in TRAINING_CORRELATIONS:
-            per_p[str(p)] = synthetic_runs.run_models(ctx, models, p, tick=bar.update)
+    per_p = synthetic_runs.run_studies(ctx, models, TRAINING_CORRELATIONS, desc)
     return {"parameters": counts, "generator": synthetic_runs.describe_generator(ctx),
             "training": synthetic_runs.describe_training(ctx), "per_p": per_p}
 

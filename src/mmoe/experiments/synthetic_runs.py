@@ -9,7 +9,7 @@ weights) in chunks; each finished chunk is cached.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mmoe.data.synthetic import SyntheticConfig, load_synthetic
-from mmoe.experiments.context import StudyContext
+from mmoe.experiments.context import StudyContext, map_units
 from mmoe.io import to_jsonable
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
@@ -38,8 +38,24 @@ def train_config(ctx: StudyContext, learning_rate: float) -> TrainConfig:
                        epochs=ctx.scale.synthetic_epochs, patience=0, threads=ctx.threads)
 
 
-def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]], p: float,
-               tick: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
+def run_studies(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]], correlations: Sequence[float],
+                desc: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """{str(p): run_models(ctx, models, p)} for every p, the (p, model) pairs side by side in
+    ctx.workers processes."""
+    units = [(p, label, models[label]) for p in correlations for label in models]
+    results = map_units(ctx, _one_model, units, desc=desc, weights=[ctx.scale.synthetic_runs] * len(units))
+    per_p: dict[str, dict[str, dict[str, Any]]] = {}
+    for (p, label, _), result in zip(units, results):
+        per_p.setdefault(str(p), {})[label] = result[label]
+    return per_p
+
+
+def _one_model(ctx: StudyContext, unit: tuple[float, str, tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    p, label, model = unit
+    return run_models(ctx, {label: model}, p)
+
+
+def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]], p: float) -> dict[str, dict[str, Any]]:
     """{label: {"learning_rate", "pilot", "runs": [run, ...]}} for every model at correlation p.
 
     models: {label: (model name, hyperparameters)}. A run is {"run", "data_seed", "seed",
@@ -65,8 +81,6 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
 
             spec = _spec(ctx, model, hp, p, seeds, rate)
             results[label]["runs"].extend(ctx.cache.get_or_compute("synthetic-runs", spec, compute))
-            if tick is not None:
-                tick(len(seeds))
     return results
 
 

@@ -132,9 +132,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     loss_fn = MultiTaskLoss(tasks, config.task_weights).to(device)
     optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
-    train_split = data.train
-    numeric, categorical, labels = (t.to(device) for t in (train_split.numeric, train_split.categorical,
-                                                           train_split.labels))
+    train_split = data.train.to(device) if isinstance(data.train, Split) else data.train
     rows = len(train_split)
 
     identity = run_identity(model, data, config, data_identity)
@@ -161,14 +159,10 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             break
         model.train()
         started = time.perf_counter()
-        # One gather per epoch, then every batch is a contiguous slice (a view, no copy).
-        order = torch.randperm(rows, generator=shuffle).to(device)
-        epoch_numeric, epoch_categorical, epoch_labels = numeric[order], categorical[order], labels[order]
         loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
-        for start in range(0, rows, config.batch_size):
-            batch = slice(start, start + config.batch_size)
-            outputs = model(epoch_numeric[batch], epoch_categorical[batch])
-            loss, per_task = loss_fn(outputs, epoch_labels[batch])
+        for batch in train_split.shuffled_batches(config.batch_size, shuffle):
+            outputs = model(batch.numeric, batch.categorical)
+            loss, per_task = loss_fn(outputs, batch.labels)
             loss = loss + model.penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
