@@ -58,7 +58,10 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("data (one of --dataset or --data)")
     source.add_argument("--dataset", choices=["census", "synthetic"], help="a built-in data set")
-    source.add_argument("--data", type=Path, help="your own table: a CSV or Parquet file")
+    source.add_argument("--data", type=Path, help="your own table: a CSV or Parquet file, or a folder of Parquet files")
+    source.add_argument("--streaming", action="store_true",
+                        help="read the --data Parquet table in batches instead of loading it whole (tables larger "
+                             "than memory; the split is drawn row by row, see docs/tables.md)")
     census = parser.add_argument_group("census")
     census.add_argument("--group", type=int, choices=[1, 2], default=1,
                         help="task group: 1 = income + marital status, 2 = education + marital status")
@@ -110,6 +113,9 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
 
     if (args.dataset is None) == (args.data is None):
         raise MmoeError("choose the data: --dataset census, --dataset synthetic, or --data FILE")
+    if getattr(args, "streaming", False) and args.data is None:
+        raise MmoeError(f"--streaming reads a Parquet table given with --data; --dataset {args.dataset} is loaded "
+                        f"in memory, so leave --streaming out")
     if args.dataset == "census":
         return {"kind": "census", "group": args.group,
                 "data_dir": str(args.data_dir) if args.data_dir else None, "split_seed": args.split_seed}
@@ -125,7 +131,9 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
             "validation_fraction": args.validation_fraction, "test_fraction": args.test_fraction,
             "split_seed": args.split_seed,
             "validation_path": str(args.validation_data) if args.validation_data else None,
-            "test_path": str(args.test_data) if args.test_data else None}
+            "test_path": str(args.test_data) if args.test_data else None,
+            # Only when set, so that the specs (and checkpoints) of in-memory runs stay as they were.
+            **({"streaming": True} if getattr(args, "streaming", False) else {})}
 
 
 def _columns(text: str | None) -> list[str]:
@@ -194,7 +202,9 @@ def command_train(args: argparse.Namespace) -> int:
     from mmoe.runs import fit, save_run
     from mmoe.train.trainer import check_checkpoint_identity, load_checkpoint
 
-    spec = dataset_spec(args)
+    # --config FILE fills in every flag not given explicitly; its data set is used as is, unless flags change it.
+    file_spec = apply_config_file(args) if args.config is not None else None
+    spec = file_spec or dataset_spec(args)
     config = training_config(args)
     hyperparameters = model_hyperparameters(args)
     from mmoe.models import build_model, model_hyperparameters as accepted
@@ -205,35 +215,57 @@ def command_train(args: argparse.Namespace) -> int:
         raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
     checkpoint = out / "checkpoint.pt"
+    if spec.get("streaming") and args.replicas != 1:
+        raise MmoeError(f"--replicas {args.replicas} trains seeds side by side on a table in memory; it cannot be "
+                        f"combined with --streaming")
+    from mmoe.train import distributed
+
+    if args.distributed is not None or distributed.launched_by_torchrun():
+        if args.replicas != 1:
+            raise MmoeError(f"--replicas {args.replicas} trains seeds side by side in one process; it cannot be "
+                            f"combined with distributed training (torchrun or --distributed)")
+        if not distributed.launched_by_torchrun():  # this process only starts the ranks and waits for them
+            return distributed.launch(args.distributed, args.argv)
+    parallel = distributed.setup(args.distributed)  # the single process when torchrun did not start this one
     if args.resume:
         if args.replicas != 1:
             raise MmoeError(f"--resume continues one model's training; it cannot be combined with --replicas "
                             f"{args.replicas}")
         # A missing, damaged or foreign checkpoint fails before the data is read; training checks
         # the rest (tasks, inputs, rows).
-        saved = load_checkpoint(checkpoint)
+        saved = parallel.from_first(load_checkpoint, checkpoint)  # only rank 0 reads --out
         check_checkpoint_identity(checkpoint, saved["identity"], _checkpoint_identity(args.model, hyperparameters,
                                                                                       config, spec))
         resumed_after = int(saved["epoch"])
     started = time.perf_counter()
     data = load_dataset(spec)
-    _log(f"data: {spec['kind']} — {len(data.train):,} train / {len(data.validation):,} validation / "
-         f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
-         f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
+    if parallel.is_first:  # every rank reads the data; one reports it
+        _log(f"data: {spec['kind']} — {len(data.train):,} train / {len(data.validation):,} validation / "
+             f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
+             f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
+        if parallel.grouped:
+            _log(f"distributed: {parallel.describe()}; each step trains on a global batch of {config.batch_size} "
+                 f"rows, about {config.batch_size // parallel.world_size} per process")
     build_model(args.model, data.input_spec, len(data.tasks), **hyperparameters)  # options checked before training
     if args.replicas < 1:
         raise MmoeError(f"--replicas must be at least 1, got {args.replicas}")
     if args.replicas > 1:
         return _train_replicas(args, spec, data, config, hyperparameters, out)
     resume_from = checkpoint if args.resume else None
-    with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
-        if resume_from is not None:
+    with EpochProgress(config.epochs, enabled=not args.quiet and parallel.is_first) as progress:
+        if resume_from is not None and parallel.is_first:
             progress.bar.update(min(resumed_after, config.epochs))
             _log(f"resuming from {resume_from} after epoch {resumed_after}")
         result = fit(data, args.model, config, checkpoint_path=checkpoint, on_epoch=progress.update,
                      resume_from=resume_from, data_identity=spec, **hyperparameters)
-    save_run(out, spec, data, result, config)
-    print_summary(result, data.tasks, out)
+    if parallel.is_first:  # only rank 0 writes --out (the trainer writes the checkpoint on rank 0 only)
+        if spec.get("streaming"):  # the trainer measured the splits in memory; the streamed rows take a pass
+            from mmoe.data.streaming import TRAIN_METRICS_ROWS
+
+            result.metrics = {"train": data.train.evaluate(result.model, data.tasks, config.eval_batch_size,
+                                                           max_rows=TRAIN_METRICS_ROWS), **result.metrics}
+        save_run(out, spec, data, result, config)
+        print_summary(result, data.tasks, out)
     return 0
 
 
@@ -285,11 +317,21 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from mmoe.runs import Run
 
     run = Run.load(args.run)
-    if args.data is not None:
+    if args.data is not None and args.streaming:
+        from mmoe.data.streaming import evaluate_table
+
+        metrics = evaluate_table(run, args.data)
+        label = str(args.data)
+    elif args.data is not None:
         from mmoe.data.tabular import read_table
 
         metrics = run.evaluate_frame(read_table(args.data), str(args.data))
         label = str(args.data)
+    elif run.config["dataset"].get("streaming"):  # a streaming run's table is read again in batches
+        from mmoe.data.streaming import evaluate_run
+
+        metrics = evaluate_run(run, args.split)
+        label = f"{args.split} split"
     else:
         metrics = run.evaluate(args.split)
         label = f"{args.split} split"
@@ -307,6 +349,12 @@ def command_predict(args: argparse.Namespace) -> int:
     from mmoe.runs import Run
 
     run = Run.load(args.run)
+    if args.streaming:
+        from mmoe.data.streaming import predict_table
+
+        rows = predict_table(run, args.data, args.out, _columns(args.keep))
+        _log(f"wrote {rows:,} predictions ({', '.join(t.name for t in run.tasks)}) to {args.out}")
+        return 0
     frame = read_table(args.data)
     predictions = run.predict_frame(frame, str(args.data))
     keep = _columns(args.keep)
@@ -329,6 +377,18 @@ def command_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from mmoe.export import export_run, load_signature, signature_path
+
+    out = export_run(args.run, args.out, args.format)
+    signature = load_signature(signature_path(out))
+    inputs = ", ".join(f"{i['name']} [batch, {i['shape'][1]}] {i['dtype']}" for i in signature["inputs"])
+    outputs = signature["outputs"][0]
+    _log(f"wrote {out} ({args.format}, {signature['model']}; inputs {inputs}; output {outputs['name']} "
+         f"[batch, {len(outputs['columns'])}]: {', '.join(outputs['columns'])}) and {signature_path(out)}")
+    return 0
+
+
 def command_synthetic(args: argparse.Namespace) -> int:
     from mmoe.data.synthetic import label_correlation, synthetic_frame
     from mmoe.io import atomic_write
@@ -342,6 +402,156 @@ def command_synthetic(args: argparse.Namespace) -> int:
         atomic_write(out, lambda temp: frame.to_csv(temp, index=False))
     _log(f"wrote {len(frame):,} rows × {config.dim} features + labels y1, y2 to {out} "
          f"(label correlation {frame['y1'].corr(frame['y2']):.3f}, p = {config.correlation})")
+    return 0
+
+
+# -- tune, and train --config ---------------------------------------------------------------------------
+CONFIG_HELP = (
+    "a JSON file with a model, its hyperparameters, training options and a data set: the best.json of "
+    "`mmoe tune`, or a run's config.json. Its values stand in for the flags you do not give. A flag given "
+    "explicitly on this command line always wins over the file, even when it repeats the flag's default; "
+    "--model naming another model than the file's also drops the file's hyperparameters; --dataset or --data "
+    "replaces the file's data set, while other data flags (--split-seed, --rows, --data-dir, ...) change only "
+    "that value of the file's data set. The defaults shown here apply only where neither sets a value")
+
+
+def apply_config_file(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`train --config FILE`: sets every model, training and data option of `args` that the command
+    line (args.argv) does not give explicitly to the file's value (the rules are CONFIG_HELP's).
+    Returns the file's data set spec when it is used as is, else None: then dataset_spec(args)
+    builds the data set from the file's values and the flags that change them."""
+    from mmoe.config_file import read_train_config
+
+    path = args.config
+    document = read_train_config(path)
+    explicit = _explicit_options(args)
+    if "model" not in explicit:
+        args.model = document["model"]
+    if args.model == document["model"]:  # the hyperparameters belong to the file's model
+        for name, value in document["hyperparameters"].items():
+            if name not in explicit:
+                setattr(args, name, value)
+    for name, value in document["training"].items():
+        if name not in explicit:
+            setattr(args, name, value)
+    dataset = document["dataset"]
+    if dataset is None or explicit & {"dataset", "data"}:
+        return None
+    changed = explicit & _dataset_dests()
+    if not changed:
+        return dataset
+    values = _dataset_flags(dataset, path)
+    # Only data sets that flags describe completely can be changed flag by flag.
+    if dataset_spec(argparse.Namespace(**{**vars(args), **values})) != dataset:
+        raise MmoeError(f"--config {path}: its data set cannot be changed by "
+                        f"{', '.join('--' + d.replace('_', '-') for d in sorted(changed))}; give the whole data set "
+                        f"on the command line (--dataset or --data with its options)")
+    for name, value in values.items():
+        if name not in explicit:
+            setattr(args, name, value)
+    return None
+
+
+def _explicit_options(args: argparse.Namespace) -> set[str]:
+    """The options (as dests) of `args.command` written on its command line, args.argv: argparse
+    fills in the defaults, so the namespace alone cannot tell `--epochs 20` from no --epochs. The
+    same command line is parsed again with the command's defaults suppressed."""
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    command = commands.choices[args.command]
+    for action in command._actions:
+        action.default = argparse.SUPPRESS
+    given = parser.parse_args(getattr(args, "argv", None) or [args.command])
+    return {action.dest for action in command._actions} & set(vars(given))
+
+
+def _dataset_dests() -> set[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_dataset_options(parser)
+    return {action.dest for action in parser._actions}
+
+
+def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The data flags' values (as dests) that describe `spec`, the inverse of dataset_spec."""
+    try:
+        if spec["kind"] == "census":
+            return {"dataset": "census", "data": None, "group": spec["group"],
+                    "data_dir": Path(spec["data_dir"]) if spec.get("data_dir") else None,
+                    "split_seed": spec["split_seed"]}
+        if spec["kind"] == "synthetic":
+            config = dict(spec["config"])
+            config["data_seed"] = config.pop("seed")
+            return {"dataset": "synthetic", "data": None, **config, "split_seed": spec["split_seed"]}
+        if spec["kind"] == "table":
+            types = spec.get("column_types") or {}
+            return {"dataset": None, "data": Path(spec["path"]), "tasks": spec["tasks"],
+                    "features": ",".join(spec["features"]) if spec.get("features") else None,
+                    "categorical": ",".join(c for c, t in types.items() if t == "categorical") or None,
+                    "numeric": ",".join(c for c, t in types.items() if t == "numeric") or None,
+                    "positive": [f"{task}={value}" for task, value in (spec.get("positive") or {}).items()] or None,
+                    "validation_fraction": spec["validation_fraction"], "test_fraction": spec["test_fraction"],
+                    "split_seed": spec["split_seed"],
+                    "validation_data": Path(spec["validation_path"]) if spec.get("validation_path") else None,
+                    "test_data": Path(spec["test_path"]) if spec.get("test_path") else None}
+    except (KeyError, TypeError, AttributeError):
+        pass
+    raise MmoeError(f"--config {path}: its data set ({spec.get('kind')}) cannot be changed flag by flag; give the "
+                    f"whole data set on the command line (--dataset or --data with its options)")
+
+
+def add_tune_options(parser: argparse.ArgumentParser) -> None:
+    from mmoe.train.trainer import TrainConfig
+
+    search = parser.add_argument_group("tuning")
+    search.add_argument("--model", default="mmoe", help="the model to tune (see `mmoe models`)")
+    search.add_argument("--trials", type=int, default=100,
+                        help="finished (complete or pruned) trials the study should have in all, counted over every "
+                             "worker; a rerun with the same --storage and --study goes on until it has them")
+    search.add_argument("--storage", metavar="URL",
+                        help="Optuna RDB storage the workers share: sqlite:///tune.db (one machine) or "
+                             "postgresql://user:password@host/database (many); without it, the SQLite file "
+                             "OUT/study.db, so that a rerun continues an interrupted tuning")
+    search.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: MODEL-DATASET)")
+    # Not argparse choices: a bad value is then the usual one-line error, not a usage message.
+    search.add_argument("--sampler", default="gp", help="gp (Gaussian process, the paper's choice) or tpe")
+    search.add_argument("--sampler-seed", type=int,
+                        help="seed of the sampler (default: fresh in every worker, so that workers sharing a study "
+                             "do not draw the same first trials)")
+    search.add_argument("--no-prune", action="store_true",
+                        help="train every trial to its end; otherwise a trial whose validation metric at an epoch is "
+                             "below the median of earlier trials at that epoch stops there (after 5 trials)")
+    search.add_argument("--max-units", type=int, default=2048,
+                        help="most hidden units per layer; MoE: experts × units per expert (the paper's cap: 2048)")
+    defaults = TrainConfig()
+    training = parser.add_argument_group("training of every trial (the learning rate is tuned)")
+    training.add_argument("--epochs", type=int, default=defaults.epochs,
+                          help="most epochs per trial; the best epoch becomes the tuned number of epochs")
+    training.add_argument("--patience", type=int, default=defaults.patience,
+                          help="stop a trial after this many epochs without a better main-task validation metric")
+    training.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per mini-batch")
+    training.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay")
+    training.add_argument("--task-weights", type=_floats, help="loss weight per task, e.g. 1,0.5 (default: all 1)")
+    training.add_argument("--seed", type=int, default=defaults.seed,
+                          help="seed of initialisation and shuffling; trial n uses seed + n")
+    training.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path,
+                        help="folder for best.json, the best configuration (and study.db without --storage) "
+                             "(default: runs/tune-MODEL-DATASET)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no line per trial")
+
+
+def command_tune(args: argparse.Namespace) -> int:
+    from mmoe.train.trainer import TrainConfig
+    from mmoe.tune import TuneOptions, check_options, run_tune
+
+    check_options(args.model, args.trials, args.sampler, args.max_units)  # before the data options
+    spec = dataset_spec(args)
+    training = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, weight_decay=args.weight_decay,
+                           patience=args.patience, task_weights=args.task_weights, seed=args.seed, threads=args.threads)
+    out = Path(args.out or f"runs/tune-{args.model}-{spec['kind']}")
+    run_tune(TuneOptions(model=args.model, trials=args.trials, dataset=spec, training=training, out=out,
+                         storage=args.storage, study=args.study, sampler=args.sampler, sampler_seed=args.sampler_seed,
+                         prune=not args.no_prune, max_units=args.max_units, quiet=args.quiet))
     return 0
 
 
@@ -371,18 +581,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(train)
     add_training_options(train)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET)")
+    train.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     train.add_argument("--replicas", type=int, default=1,
                        help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread")
     train.add_argument("--resume", action="store_true",
                        help="continue from --out's checkpoint.pt (the last complete epoch) with the same options")
+    train.add_argument("--distributed", type=int, metavar="N",
+                       help="data-parallel training in N local processes (the same as `torchrun --standalone "
+                            "--nproc-per-node N -m mmoe train ...`); --batch-size is the global batch")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     train.set_defaults(handler=command_train)
+
+    tune = commands.add_parser("tune", help="tune a model's hyperparameters; many workers can share one study",
+                               formatter_class=_formatter,
+                               description="Tune with Optuna (Gaussian process by default, as the paper) on the main "
+                                           "task's validation metric (AUC; MSE for a regression main task), pruning "
+                                           "hopeless trials. Workers started with the same --storage and --study, on "
+                                           "one machine or many, share the work and finish exactly --trials trials "
+                                           "together. Writes OUT/best.json, which `mmoe train --config` trains.")
+    add_dataset_options(tune)
+    add_tune_options(tune)
+    tune.set_defaults(handler=command_tune)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a saved run", formatter_class=_formatter)
     evaluate.add_argument("run", type=Path, help="run directory")
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"],
                           help="which split of the run's data")
     evaluate.add_argument("--data", type=Path, help="a labelled table to evaluate on instead")
+    evaluate.add_argument("--streaming", action="store_true",
+                          help="read the --data Parquet table in batches (a run trained with --streaming always "
+                               "reads its own table so)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=command_evaluate)
 
@@ -391,7 +619,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", type=Path, required=True, help="CSV or Parquet table of rows to predict")
     predict.add_argument("--out", type=Path, required=True, help="where to write predictions (.csv or .parquet)")
     predict.add_argument("--keep", help="comma-separated input columns to copy into the output (e.g. an id)")
+    predict.add_argument("--streaming", action="store_true",
+                         help="read the Parquet table and write the predictions in batches (tables larger than memory)")
     predict.set_defaults(handler=command_predict)
+
+    export = commands.add_parser("export", help="write a run's model as ONNX or TorchScript for serving",
+                                 formatter_class=_formatter,
+                                 description="Write the run's model with its numeric standardisation and output "
+                                             "transforms folded in (outputs as `mmoe predict` prints them), and "
+                                             "OUT.signature.json beside it: the inputs, the category codes, the "
+                                             "encoder. ONNX needs `pip install 'mmoe[export]'`.")
+    export.add_argument("run", type=Path, help="run directory")
+    # Not argparse choices: a bad value is then the usual one-line error, not a usage message.
+    export.add_argument("--format", default="onnx", help="onnx or torchscript")
+    export.add_argument("--out", type=Path, required=True, help="the file to write, e.g. model.onnx")
+    export.set_defaults(handler=command_export)
 
     synthetic = commands.add_parser("synthetic", help="write the paper's synthetic data to a table",
                                     formatter_class=_formatter)
@@ -411,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --distributed` starts this command again
     try:
         return args.handler(args)
     except MmoeError as error:

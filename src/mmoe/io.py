@@ -21,11 +21,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     temp_path = Path(temp_name)
     try:
         write(temp_path)
+        # mkstemp creates the file private (0600); give it the mode a plain open() would have.
+        os.chmod(temp_path, 0o666 & ~_umask())
         os.replace(temp_path, target)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -14,7 +14,8 @@ DATASET_KINDS = ("census", "synthetic", "table")
 def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
     """spec: {"kind": "census", "group", "data_dir", "split_seed"} |
     {"kind": "synthetic", "config": {...SyntheticConfig}, "split_seed"} |
-    {"kind": "table", "path", "tasks", ...load_table's keyword arguments}."""
+    {"kind": "table", "path", "tasks", ...load_table's keyword arguments} (with "streaming": true,
+    the table is read in batches by `mmoe.data.streaming.load_streaming_table`)."""
     options = {key: value for key, value in spec.items() if key != "kind"}
     kind = spec.get("kind")
     if kind == "census":
@@ -26,6 +27,10 @@ def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
 
         return load_synthetic(SyntheticConfig(**options.pop("config")), **options)
     if kind == "table":
+        if options.pop("streaming", False):
+            from mmoe.data.streaming import load_streaming_table
+
+            return load_streaming_table(**options)
         from mmoe.data.tabular import load_table
 
         return load_table(**options)

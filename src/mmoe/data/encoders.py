@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,63 @@ TRUE_WORDS = ("1", "1.0", "true", "yes", "y", "t")
 FALSE_WORDS = ("0", "0.0", "false", "no", "n", "f")
 
 
-def to_numeric_column(values: pd.Series, source: str, column: str) -> np.ndarray:
+def to_numeric_column(values: pd.Series, source: str, column: str, first_row: int = 0) -> np.ndarray:
     """float64 values with NaN for missing; text or ±inf is an error naming the first bad row.
 
-    Rows are named 1-based, counting data rows (a CSV's header is not a row)."""
+    Rows are named 1-based, counting data rows (a CSV's header is not a row); `first_row` is the
+    number of data rows before `values` (a streamed batch names the row as it is in its file)."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     missing_before = values.isna().to_numpy()
     bad = np.flatnonzero(np.isnan(numbers) & ~missing_before)
     if bad.size:
         position = int(bad[0])
-        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: "
+        raise MmoeError(f"{source}: column {column!r}, row {first_row + position + 1}: "
                         f"{_as_written(values.iloc[position])} is not a number (expected a numeric value or an empty cell)")
     infinite = np.flatnonzero(np.isinf(numbers))
     if infinite.size:
         position = int(infinite[0])
-        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: {_as_written(values.iloc[position])} "
-                        f"is infinite (expected a finite number or an empty cell)")
+        raise MmoeError(f"{source}: column {column!r}, row {first_row + position + 1}: "
+                        f"{_as_written(values.iloc[position])} is infinite (expected a finite number or an empty cell)")
     return numbers
+
+
+@dataclass
+class Moments:
+    """Count, mean and sum of squared deviations of a column's present (non-NaN) values.
+
+    `of` takes them from one array (numpy's own mean and std, so the in-memory encoder's numbers
+    are what they always were); `merge` pools two sets of rows exactly (Chan et al.'s update), so
+    a table streamed in batches gets the same statistics, up to rounding, as the table whole.
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Moments:
+        finite = values[~np.isnan(values)]
+        if not finite.size:
+            return cls()
+        mean = float(finite.mean())
+        deviations = finite - mean
+        # The same operations as numpy's std, so sqrt(m2 / count) is bit for bit finite.std().
+        return cls(int(finite.size), mean, float(np.sum(deviations * deviations)))
+
+    def merge(self, other: Moments) -> Moments:
+        if not other.count:
+            return self
+        if not self.count:
+            return other
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        return Moments(count, self.mean + delta * other.count / count,
+                       self.m2 + other.m2 + delta * delta * self.count * other.count / count)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (numpy's default, ddof=0)."""
+        return math.sqrt(self.m2 / self.count) if self.count else math.nan
 
 
 def _as_written(value: object) -> str:
@@ -109,7 +150,9 @@ class BinaryLabelCoder:
         raise MmoeError(f"{source}: binary task column {self.column!r} has values {', '.join(map(repr, seen))}; "
                         f"name the positive one with --positive {self.column}=VALUE")
 
-    def transform(self, values: pd.Series, source: str) -> np.ndarray:
+    def transform(self, values: pd.Series, source: str, first_row: int = 0) -> np.ndarray:
+        """1.0 / 0.0, NaN where missing; any other value is an error naming its row (counted from
+        `first_row`, the data rows before `values`)."""
         present = values.notna().to_numpy()
         text = np.array(_label_texts(values.astype("object")), dtype=object)
         if str(self.positive).lower() in TRUE_WORDS and str(self.negative).lower() in FALSE_WORDS:
@@ -121,7 +164,7 @@ class BinaryLabelCoder:
         bad = np.flatnonzero(present & ~is_positive & ~is_negative)
         if bad.size:
             position = int(bad[0])
-            raise MmoeError(f"{source}: binary task column {self.column!r}, row {position + 1}: value "
+            raise MmoeError(f"{source}: binary task column {self.column!r}, row {first_row + position + 1}: value "
                             f"{values.iloc[position]!r} is neither {self.positive!r} nor {self.negative!r}")
         labels = np.where(is_positive, 1.0, 0.0)
         labels[~present] = np.nan
@@ -160,27 +203,41 @@ class TableEncoder:
         self._check_columns(frame, source, labels=True)
         if len(frame) == 0:
             raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
+        numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
+        categories = [set(_category_strings(frame[column]).tolist()) for column in self.categorical]
+        labels: dict[str, pd.Series | Moments] = {
+            task.name: frame[task.name] if task.kind == "binary"
+            else Moments.of(to_numeric_column(frame[task.name], source, task.name)) for task in self.tasks}
+        return self.fit_statistics(numeric, categories, labels, source)
+
+    def fit_statistics(self, numeric: Sequence[Moments], categories: Sequence[set[str]],
+                       labels: Mapping[str, pd.Series | Moments], source: str = "training data") -> TableEncoder:
+        """Fits from statistics of the training rows rather than the rows themselves, so that a
+        table read in batches (`mmoe.data.streaming`) ends with the encoder `fit` would give.
+
+        numeric: per numeric column, the moments of its present values. categories: per
+        categorical column, its values as text ("<missing>" for a missing one). labels: per task,
+        a binary task's label values (each distinct value once is enough) or a regression label's
+        moments.
+        """
         self.means, self.stds = [], []
-        for column in self.numeric:
-            values = to_numeric_column(frame[column], source, column)
-            finite = values[~np.isnan(values)]
-            mean = float(finite.mean()) if finite.size else 0.0
-            std = float(finite.std()) if finite.size > 1 else 1.0
+        for moments in numeric:
+            mean = moments.mean if moments.count else 0.0
+            std = moments.std if moments.count > 1 else 1.0
             if not self.standardize_numeric:
                 mean, std = 0.0, 1.0
             self.means.append(mean)
             self.stds.append(std if std > 1e-12 else 1.0)
-        self.vocabularies = [sorted(set(_category_strings(frame[column]).tolist())) for column in self.categorical]
+        self.vocabularies = [sorted(values) for values in categories]
         fitted_tasks = []
         for task in self.tasks:
             if task.kind == "binary":
-                coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit(frame[task.name], source)
+                coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit(labels[task.name], source)
                 self.label_coders[task.name] = coder
                 fitted_tasks.append(Task(task.name, task.kind))
             else:
-                values = to_numeric_column(frame[task.name], source, task.name)
-                finite = values[~np.isnan(values)]
-                mean, std = (float(finite.mean()), float(finite.std())) if finite.size > 1 else (0.0, 1.0)
+                moments = labels[task.name]
+                mean, std = (moments.mean, moments.std) if moments.count > 1 else (0.0, 1.0)
                 if not self.standardize_regression or not math.isfinite(std) or std <= 1e-12:
                     mean, std = 0.0, 1.0
                 fitted_tasks.append(Task(task.name, task.kind, mean, std))

@@ -208,12 +208,21 @@ def _read_parquet_file(path: Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read_parquet_directory(path: Path) -> pd.DataFrame:
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files of a directory table: every *.parquet / *.pq below `path`, sorted by
+    path, skipping files and folders whose name starts with "." or "_" (writers' temporary and
+    metadata files). MmoeError when there is none. Shared with the streaming reader, so that both
+    see the same rows in the same order."""
     files = sorted(file for file in path.rglob("*")
                    if file.is_file() and file.suffix.lower() in PARQUET_SUFFIXES
                    and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts))
     if not files:
         raise MmoeError(f"{path}: the directory holds no .parquet / .pq files; {EXPECTED_TABLE}")
+    return files
+
+
+def _read_parquet_directory(path: Path) -> pd.DataFrame:
+    files = parquet_files(path)
     frames = [_read_parquet_file(file) for file in files]
     for file, frame in zip(files[1:], frames[1:]):
         if list(frame.columns) != list(frames[0].columns):
@@ -290,6 +299,56 @@ def split_indices(rows: int, validation_fraction: float | None, test_fraction: f
 
 
 # -- loading --------------------------------------------------------------------------------------
+def resolve_tasks(tasks: Sequence[Task] | str, source: str) -> list[Task]:
+    """`Task`s from a spec string or a list of `Task`s; MmoeError for none, a non-Task, or a repeat."""
+    task_list = parse_task_spec(tasks) if isinstance(tasks, str) else list(tasks)
+    if not task_list:
+        raise MmoeError("no tasks given; expected at least one NAME:KIND task")
+    if not all(isinstance(task, Task) for task in task_list):
+        raise MmoeError(f"tasks must be Task objects or a NAME:KIND spec string, got {tasks!r}")
+    _check_unique_tasks(task_list, source)
+    return task_list
+
+
+def resolve_columns(columns: Sequence[str], source: str, tasks: Sequence[Task], features: Sequence[str] | None,
+                    positive: Mapping[str, str] | None, hint: str = "") -> tuple[list[str], dict[str, str]]:
+    """The feature columns (default: every column that is not a task) and the positive values as
+    text, checked against the table's `columns`: a task or feature that is not there, a feature
+    listed twice or also a task, no features at all, or a positive value for a task that is not
+    binary is an MmoeError naming `source`. `hint` is appended to the missing-task message."""
+    task_names = [task.name for task in tasks]
+    for name in task_names:
+        if name not in columns:
+            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(columns)}"
+                            + hint)
+    if features is None:
+        feature_list = [column for column in columns if column not in task_names]
+    else:
+        feature_list = list(features)
+        unknown = [column for column in feature_list if column not in columns]
+        if unknown:
+            raise MmoeError(f"{source}: feature column(s) {_shown(unknown)} not found; the table has columns "
+                            f"{_shown(columns)}")
+        repeated = _repeated(feature_list)
+        if repeated:
+            raise MmoeError(f"{source}: feature column(s) {_shown(repeated)} listed more than once; "
+                            f"expected each feature once")
+        as_feature = [name for name in task_names if name in feature_list]
+        if as_feature:
+            raise MmoeError(f"{source}: task column(s) {_shown(as_feature)} also listed as feature(s); a label "
+                            f"cannot be an input, remove it from the features")
+    if not feature_list:
+        raise MmoeError(f"{source}: no feature columns besides the tasks {_shown(task_names)}; "
+                        f"expected at least one input column")
+    positive_values = {name: str(value) for name, value in (positive or {}).items()}
+    kinds = {task.name: task.kind for task in tasks}
+    for name in positive_values:
+        if kinds.get(name) != "binary":
+            raise MmoeError(f"positive value given for {name!r}, which is not a binary task; binary tasks: "
+                            f"{_shown([t for t, k in kinds.items() if k == 'binary']) or 'none'}")
+    return feature_list, positive_values
+
+
 def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
                column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
                validation_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
@@ -311,45 +370,13 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
     info["dropped_unlabelled_rows"]); a row missing some labels keeps the others (NaN in `labels`).
     The encoder is fitted on the training rows only.
     """
-    task_list = parse_task_spec(tasks) if isinstance(tasks, str) else list(tasks)
-    if not task_list:
-        raise MmoeError("no tasks given; expected at least one NAME:KIND task")
-    if not all(isinstance(task, Task) for task in task_list):
-        raise MmoeError(f"tasks must be Task objects or a NAME:KIND spec string, got {tasks!r}")
-    _check_unique_tasks(task_list, str(path))
+    task_list = resolve_tasks(tasks, str(path))
     task_names = [task.name for task in task_list]
     source = str(path)
 
     frame = _integral_binary_labels(read_table(path, delimiter), task_list)
-    for name in task_names:
-        if name not in frame.columns:
-            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(frame.columns)}"
-                            + _delimiter_hint(frame, delimiter))
-    if features is None:
-        feature_list = [column for column in frame.columns if column not in task_names]
-    else:
-        feature_list = list(features)
-        unknown = [column for column in feature_list if column not in frame.columns]
-        if unknown:
-            raise MmoeError(f"{source}: feature column(s) {_shown(unknown)} not found; the table has columns "
-                            f"{_shown(frame.columns)}")
-        repeated = _repeated(feature_list)
-        if repeated:
-            raise MmoeError(f"{source}: feature column(s) {_shown(repeated)} listed more than once; "
-                            f"expected each feature once")
-        as_feature = [name for name in task_names if name in feature_list]
-        if as_feature:
-            raise MmoeError(f"{source}: task column(s) {_shown(as_feature)} also listed as feature(s); a label "
-                            f"cannot be an input, remove it from the features")
-    if not feature_list:
-        raise MmoeError(f"{source}: no feature columns besides the tasks {_shown(task_names)}; "
-                        f"expected at least one input column")
-    positive_values = {name: str(value) for name, value in (positive or {}).items()}
-    kinds = {task.name: task.kind for task in task_list}
-    for name in positive_values:
-        if kinds.get(name) != "binary":
-            raise MmoeError(f"positive value given for {name!r}, which is not a binary task; binary tasks: "
-                            f"{_shown([t for t, k in kinds.items() if k == 'binary']) or 'none'}")
+    feature_list, positive_values = resolve_columns(list(frame.columns), source, task_list, features, positive,
+                                                    _delimiter_hint(frame, delimiter))
     numeric, categorical = infer_column_types(frame, feature_list, column_types)
 
     # Check every value against the whole file before splitting, so that an error names the row
@@ -447,4 +474,5 @@ def _validate_frame(frame: pd.DataFrame, source: str, numeric: Sequence[str], ta
     return labels
 
 
-__all__ = ["infer_column_types", "load_table", "parse_task_spec", "read_table", "split_indices"]
+__all__ = ["infer_column_types", "load_table", "parquet_files", "parse_task_spec", "read_table",
+           "resolve_columns", "resolve_tasks", "split_indices"]

@@ -7,6 +7,9 @@ within `census_tune_epochs`); MoE: experts and units per expert; L2: hidden size
 Cross-Stitch: hidden size; Tensor-Factorization: ranks and hidden size. `census_max_units`
 replaces 2048 at reduced sizes (the report says which cap was used).
 
+The search space, the trial's training and the sampler are `mmoe tune`'s (`mmoe.tune`); this study
+runs them in one process, in memory, without pruning.
+
 A tuned configuration is written to <tuned>/<group>-<model>.json and reused when its tuning
 settings match (or always, with --tuned DIR).
 """
@@ -24,31 +27,12 @@ from mmoe.data.dataset import MultiTaskData
 from mmoe.errors import MmoeError
 from mmoe.experiments.context import StudyContext
 from mmoe.io import atomic_write_json, to_jsonable
-from mmoe.runs import fit
 from mmoe.train.trainer import TrainConfig
+from mmoe.tune import make_sampler, suggest, train_trial
 
 UNIT_OPTIONS = ("hidden_units", "expert_units", "tower_units", "ranks")
 
-
-def suggest(trial: optuna.Trial, model: str, max_units: int) -> dict[str, Any]:
-    """The model's hyperparameters for one trial (units as one-layer tuples), within the caps."""
-    hp: dict[str, Any] = {}
-    if model in ("omoe", "mmoe"):
-        experts = trial.suggest_int("num_experts", 2, 16)
-        units = trial.suggest_int("expert_units", 4, max(4, max_units), log=True)
-        # The paper's limit: experts × units per expert ≤ the cap.
-        hp = {"num_experts": experts, "expert_units": (max(1, min(units, max_units // experts)),)}
-    else:
-        hidden = trial.suggest_int("hidden_units", 8, max(8, max_units), log=True)
-        hp = {"hidden_units": (hidden,)}
-        if model == "l2-constrained":
-            hp["l2_alpha"] = trial.suggest_float("l2_alpha", 1e-6, 1e-1, log=True)
-        if model == "tensor-factorization":
-            r1 = trial.suggest_int("r1", 2, 64, log=True)
-            r2 = trial.suggest_int("r2", 2, 64, log=True)
-            r3 = trial.suggest_int("r3", 1, 2)
-            hp["ranks"] = (r1, min(r2, hidden), r3)
-    return hp
+__all__ = ["UNIT_OPTIONS", "check_tuned_dir", "hyperparameters", "suggest", "tune", "tuned_path"]
 
 
 def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict[str, Any]:
@@ -69,17 +53,16 @@ def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict
             return saved
 
     optuna.logging.set_verbosity(logging.WARNING)
-    sampler = optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=max(1, min(10, scale.census_trials // 3)))
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("gp", ctx.seed, scale.census_trials))
     records: list[dict[str, Any]] = []
+    # Each trial trains with learning rate and seed replaced (seed + trial number), as `mmoe tune` does.
+    training = TrainConfig(epochs=scale.census_tune_epochs, patience=1, seed=ctx.seed, threads=ctx.threads)
 
     def objective(trial: optuna.Trial) -> float:
-        rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
-        hp = suggest(trial, model, scale.census_max_units)
-        config = TrainConfig(learning_rate=rate, epochs=scale.census_tune_epochs, patience=1, seed=ctx.seed + trial.number,
-                             threads=ctx.threads)
-        result = fit(data, model, config, **hp)
-        records.append({"trial": trial.number, "learning_rate": rate, "hyperparameters": to_jsonable(hp),
+        outcome = train_trial(trial, data, model, training, scale.census_max_units)
+        result = outcome.result
+        records.append({"trial": trial.number, "learning_rate": outcome.learning_rate,
+                        "hyperparameters": to_jsonable(outcome.hyperparameters),
                         "validation_auc": result.best_score, "best_epoch": result.best_epoch})
         return result.best_score
 

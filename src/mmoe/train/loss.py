@@ -39,7 +39,10 @@ class MultiTaskLoss:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor,
+                 label_counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """label_counts [..., K]: what each task's mean divides by, when `labels` are one rank's
+        share of a larger batch (see `mmoe.train.distributed`); default: this batch's labelled rows."""
         present = ~torch.isnan(labels)
         targets = torch.nan_to_num((labels - self.label_mean) / self.label_std)
         per_element = torch.where(
@@ -47,5 +50,6 @@ class MultiTaskLoss:
             F.binary_cross_entropy_with_logits(outputs, targets, reduction="none"),
             (outputs - targets).square(),
         )
-        per_task = (per_element * present).sum(-2) / present.sum(-2).clamp(min=1)
+        counts = present.sum(-2) if label_counts is None else label_counts
+        per_task = (per_element * present).sum(-2) / counts.clamp(min=1)
         return (per_task * self.weights).sum(-1), per_task.detach()

@@ -10,6 +10,10 @@ shuffle generator and torch's RNG, the epoch, the early-stopping state, the hist
 identity (model, hyperparameters, data, training options), so that `train(..., resume_from=path)`
 continues a killed run to the very same result as an uninterrupted one, and refuses a checkpoint
 of a different run.
+
+Under torchrun the same loop trains data-parallel: `mmoe.train.distributed` supplies the rank's
+share of each global batch, the loss weighting that makes R ranks equal one process, and the
+one-process identity otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from mmoe.data.dataset import MultiTaskData, Split, Task
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
+from mmoe.train import distributed
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
 
@@ -128,6 +133,10 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         raise MmoeError("the training split has no rows")
     if config.threads:
         torch.set_num_threads(config.threads)
+    # One process, unless torchrun started this one: then `network` is DDP, and each step trains
+    # on this rank's share of the global batch (the contract is in mmoe.train.distributed).
+    parallel = distributed.current()
+    network = parallel.wrap(model)
     device = next(model.parameters()).device
     loss_fn = MultiTaskLoss(tasks, config.task_weights).to(device)
     optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay)
@@ -140,7 +149,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     train_seconds, epochs_without_gain, stopped_early, first_epoch = 0.0, 0, False, 1
     if resume_from is not None:
-        saved = load_checkpoint(resume_from)
+        saved = parallel.from_first(load_checkpoint, resume_from)  # only rank 0 reads --out
         check_checkpoint_identity(resume_from, saved["identity"], identity)
         try:
             model.load_state_dict(saved["model"])
@@ -161,15 +170,18 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         started = time.perf_counter()
         loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
         for batch in train_split.shuffled_batches(config.batch_size, shuffle):
-            outputs = model(batch.numeric, batch.categorical)
-            loss, per_task = loss_fn(outputs, batch.labels)
-            loss = loss + model.penalty()
+            batch, label_counts = parallel.share(batch)  # one process: the batch itself, and None
+            outputs = network(batch.numeric, batch.categorical)
+            loss, per_task = loss_fn(outputs, batch.labels, label_counts)
+            if parallel.is_first:  # the ranks' gradients are summed: the penalty counts on one rank only
+                loss = loss + model.penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.item()
             task_loss_sum += per_task
             batches += 1
+        loss_sum, task_loss_sum = parallel.sum_over_ranks(loss_sum, task_loss_sum)
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         if not math.isfinite(loss_sum):
@@ -177,7 +189,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
                             f"lower the learning rate (now {config.learning_rate})")
 
         validation = evaluate(model, tasks, data.validation, config.eval_batch_size)
-        score = main_score(main_task, validation[main_task.name])
+        score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
         entry = {"epoch": epoch, "train_loss": loss_sum / batches,
                  "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
                  "validation": validation, "seconds": epoch_seconds,
@@ -191,7 +203,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             epochs_without_gain += 1
         # Decided before the checkpoint is written, so that a resumed run knows it had stopped.
         stopped_early = bool(config.patience and epochs_without_gain >= config.patience and epoch < config.epochs)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and parallel.is_first:
             save_checkpoint(checkpoint_path, model, optimizer, epoch, best_state, best_score, best_epoch, history,
                             shuffle, identity=identity, epochs_without_gain=epochs_without_gain,
                             train_seconds=train_seconds, stopped_early=stopped_early)

@@ -1,0 +1,226 @@
+"""`mmoe tune`: workers sharing one study finish exactly --trials trials, pruning, the best
+configuration trained by `mmoe train --config`, a rerun that continues, and bad input.
+
+Everything trains on 2,000 synthetic rows for one or two epochs with tiny models and one thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mmoe.cli import build_parser, main
+from mmoe.data.dataset import Task
+from mmoe.tune import EpochPruning, claim_slot, make_pruner, run_worker
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC = ("--dataset", "synthetic", "--rows", "2000")
+SMALL = ("--max-units", "16", "--threads", "1", "--quiet")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def finished_numbers(url: str, name: str) -> list[int]:
+    study = optuna.load_study(study_name=name, storage=url)
+    return sorted(t.number for t in study.get_trials(states=FINISHED))
+
+
+def test_two_processes_share_one_sqlite_study_and_finish_exactly_the_requested_trials(tmp_path: Path) -> None:
+    trials, url = 6, f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "mmoe", "tune", *SYNTHETIC, *SMALL, "--epochs", "1",
+                                 "--trials", str(trials), "--sampler", "tpe", "--storage", url, "--study", "shared",
+                                 "--out", str(tmp_path / f"worker{w}")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for w in range(2)]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+
+    # Exactly `trials` finished, numbered 0..trials-1 (none lost, none twice); nothing left running;
+    # any failed trial is a surplus one given back in the race for the last slot.
+    assert finished_numbers(url, "shared") == list(range(trials))
+    study = optuna.load_study(study_name="shared", storage=url)
+    others = [t for t in study.get_trials() if t.state not in FINISHED]
+    assert all(t.state == TrialState.FAIL and t.user_attrs.get("surplus") for t in others), others
+    assert all({"worker", "hyperparameters"} <= set(t.user_attrs) for t in study.get_trials(states=FINISHED))
+    # Each worker returns only once the study is complete, so both wrote the same best configuration.
+    best = [json.loads((tmp_path / f"worker{w}" / "best.json").read_text()) for w in range(2)]
+    assert best[0] == best[1] and sum(best[0]["tuned"]["trials"].values()) == trials
+
+
+def test_the_worker_that_loses_the_race_for_the_last_slot_gives_its_trial_back(tmp_path: Path) -> None:
+    """Both workers counted one free slot; A created its trial first, so B's trial is surplus: B marks
+    it failed without training, waits for A's trial, and ends with the study at exactly the total."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study_a = optuna.create_study(study_name="race", storage=url, direction="maximize")
+    study_b = optuna.load_study(study_name="race", storage=url)  # another process's view of the same study
+    study_a.tell(study_a.ask(), 0.5)  # one of the two trials is already finished
+    taken: list[optuna.Trial] = []
+    ask_of_b = study_b.ask
+
+    def a_wins_the_race() -> optuna.Trial:
+        taken.append(study_a.ask())  # A creates its trial between B's count and B's ask
+        return ask_of_b()
+
+    def a_finishes(running: int) -> None:
+        assert running == 1
+        study_a.tell(taken[0], 0.7)
+
+    study_b.ask = a_wins_the_race  # type: ignore[method-assign]
+    trained: list[int] = []
+    report = run_worker(study_b, 2, lambda trial: trained.append(trial.number) or 1.0, on_wait=a_finishes,
+                        poll_seconds=0.01)
+    assert trained == [] and (report.finished, report.surplus) == (0, 1)
+    assert finished_numbers(url, "race") == [0, 1]
+    surplus = [t for t in study_a.get_trials() if t.state == TrialState.FAIL]
+    assert [t.number for t in surplus] == [2] and surplus[0].user_attrs["surplus"] is True
+    # The rule itself: a trial trains when fewer than `total` trials numbered below it hold a slot.
+    assert claim_slot(study_a, 1, 2) and not claim_slot(study_a, 2, 2) and claim_slot(study_a, 2, 3)
+
+
+def test_a_failing_trial_gives_its_slot_back_and_pruned_trials_count_towards_the_total() -> None:
+    study = optuna.create_study(direction="maximize")
+    calls = []
+
+    def objective(trial: optuna.Trial) -> float:
+        calls.append(trial.number)
+        if trial.number == 1:
+            raise KeyboardInterrupt  # a worker stopped mid-trial: its trial fails, its slot is free again
+        if trial.number % 2 == 0:
+            raise optuna.TrialPruned()
+        return float(trial.number)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, 4, objective)
+    report = run_worker(study, 4, objective)  # the rerun goes on to the total
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED]
+    assert report.finished == 3 and calls == [0, 1, 2, 3, 4]
+
+
+def test_pruning_stops_a_trial_below_the_median_of_earlier_trials_at_the_same_epoch() -> None:
+    task = Task("income", "binary")
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(True))
+    for _ in range(5):  # the pruner's startup trials, all at AUC 0.9 after epoch 1
+        study.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={1: 0.9}))
+
+    def epoch(auc: float) -> dict:
+        return {"epoch": 1, "validation": {"income": {"auc": auc, "logloss": 0.3, "rows": 100}}}
+
+    good, bad = study.ask(), study.ask()
+    EpochPruning(good, task)(epoch(0.95))
+    with pytest.raises(optuna.TrialPruned, match="validation income auc 0.6000"):
+        EpochPruning(bad, task)(epoch(0.6))
+    assert bad.storage.get_trial(bad._trial_id).intermediate_values == {1: 0.6}
+
+    unpruned = optuna.create_study(direction="maximize", pruner=make_pruner(False))  # --no-prune
+    for _ in range(5):
+        unpruned.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={1: 0.9}))
+    EpochPruning(unpruned.ask(), task)(epoch(0.6))
+
+
+def test_the_tuned_configuration_trains_with_train_config_and_flags_override_it(tmp_path: Path, capsys,
+                                                                                one_torch_thread: None) -> None:
+    out = tmp_path / "tune"
+    code, stdout, err = run_cli(capsys, "tune", *SYNTHETIC, *SMALL, "--epochs", "2", "--trials", "2", "--seed", "5",
+                                "--out", out)
+    assert code == 0, err
+    assert (out / "study.db").is_file() and "best: trial" in stdout  # the default storage: a SQLite file in --out
+    best = json.loads((out / "best.json").read_text())
+    assert best["model"] == "mmoe" and best["training"]["seed"] == 5 + best["tuned"]["trial"]
+
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--config", out / "best.json", "--threads", "1", "--quiet", "--out", run)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "mmoe" and config["dataset"] == best["dataset"]
+    assert {k: config["hyperparameters"][k] for k in best["hyperparameters"]} == best["hyperparameters"]
+    assert {k: config["training"][k] for k in best["training"]} == best["training"]
+    # Same data, seed, hyperparameters and epochs: the run repeats the best trial's validation metric.
+    validation = json.loads((run / "metrics.json").read_text())["validation"]["y1"]["mse"]
+    assert validation == pytest.approx(best["tuned"]["validation"]["value"], rel=1e-5)
+
+    # Flags given explicitly win, even when they repeat a default (--seed 0); the rest comes from the file.
+    code, _, err = run_cli(capsys, "train", "--config", out / "best.json", "--seed", "0", "--epochs", "1",
+                           "--split-seed", "4", "--num-experts", "3", "--threads", "1", "--quiet", "--out", run)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["training"]["seed"] == 0 and config["training"]["epochs"] == 1
+    assert config["training"]["learning_rate"] == best["training"]["learning_rate"]
+    assert config["hyperparameters"]["num_experts"] == 3
+    assert config["dataset"] == {**best["dataset"], "split_seed": 4}
+
+
+def test_a_rerun_continues_the_study_up_to_the_new_total(tmp_path: Path, capsys, one_torch_thread: None) -> None:
+    url, out = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "tune"
+    options = (*SYNTHETIC, *SMALL, "--epochs", "1", "--storage", url, "--study", "s", "--out", out)
+    assert run_cli(capsys, "tune", *options, "--trials", "1")[0] == 0
+    assert run_cli(capsys, "tune", *options, "--trials", "3")[0] == 0
+    assert finished_numbers(url, "s") == [0, 1, 2]
+    code, stdout, _ = run_cli(capsys, "tune", *options, "--trials", "2")  # already there: no trial, same best
+    assert code == 0 and "(0 by this worker)" in stdout and finished_numbers(url, "s") == [0, 1, 2]
+    # Another model in the same study is refused before any training.
+    code, _, err = run_cli(capsys, "tune", *options, "--trials", "3", "--model", "omoe")
+    assert code == 2 and "model: 'mmoe' there, 'omoe' now" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (("--trials", "0"), ("--trials", "at least 1")),
+    (("--sampler", "annealing"), ("--sampler", "'annealing'", "gp", "tpe")),
+    (("--model", "gpt"), ("--model", "gpt", "mmoe")),
+    (("--max-units", "0"), ("--max-units",)),
+    (("--storage", "nosuchdb://somewhere/x"), ("--storage", "nosuchdb://somewhere/x", "optuna cannot open it")),
+    (("--storage", "postgresql+nosuchdriver://me:secret@localhost/db"), ("--storage", "me:***@localhost")),
+    (("--storage", "sqlite:////no/such/folder/study.db"), ("--storage", "/no/such/folder", "does not exist")),
+])
+def test_bad_tune_options_end_with_one_line(tmp_path: Path, capsys, args: tuple[str, ...],
+                                            expect: tuple[str, ...]) -> None:
+    code, _, err = run_cli(capsys, "tune", *SYNTHETIC, *SMALL, "--out", tmp_path / "tune", *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("mmoe: error: "), err
+    for fragment in expect:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "secret" not in err and not (tmp_path / "tune" / "best.json").exists()
+
+
+@pytest.mark.parametrize(("document", "expect"), [
+    (None, ("no such file",)),
+    ("{not json", ("not valid JSON",)),
+    ({"model": "gpt"}, ("\"model\"", "gpt")),
+    ({"model": "mmoe", "training": {"learning_rat": 0.1}}, ("learning_rat",)),
+    ({"model": "mmoe", "training": {"epochs": "many"}}, ("'epochs'", "an integer")),
+    ({"model": "mmoe", "hyperparameters": {"expert_units": [0]}}, ("'expert_units'", "positive integer")),
+])
+def test_bad_config_files_end_with_one_line(tmp_path: Path, capsys, document: object,
+                                           expect: tuple[str, ...]) -> None:
+    path = tmp_path / "config.json"
+    if document is not None:
+        path.write_text(document if isinstance(document, str) else json.dumps(document))
+    code, _, err = run_cli(capsys, "train", "--config", path, "--out", tmp_path / "run")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"mmoe: error: --config {path}"), err
+    for fragment in expect:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_help_documents_tune_and_the_precedence_of_train_config() -> None:
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    tune_help = " ".join(subparsers.choices["tune"].format_help().split())
+    for option in ("--trials", "--storage", "--study", "--sampler", "--no-prune", "--max-units", "--quiet",
+                   "(default: 100)"):
+        assert option in tune_help
+    train_help = " ".join(subparsers.choices["train"].format_help().split())
+    assert "--config FILE" in train_help
+    assert "A flag given explicitly on this command line always wins over the file" in train_help
