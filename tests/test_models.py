@@ -62,6 +62,23 @@ def test_sparse_linear_is_a_linear_map_on_the_one_hot_input() -> None:
     torch.testing.assert_close(layer(numeric, categorical), expected)
 
 
+def test_sparse_linear_column_backward_equals_embedding_bags() -> None:
+    spec = InputSpec(numeric=("a", "b"), categorical=("c", "d", "e"), cardinalities=(4, 7, 3))
+    torch.manual_seed(0)
+    layer = SparseLinear(spec, 12)
+    numeric, categorical = inputs(spec, rows=64)
+    grads = []
+    for column_backward in (True, False):
+        layer.column_backward = column_backward
+        layer.zero_grad()
+        output = layer(numeric, categorical)
+        (output * torch.linspace(-1, 1, 12)).square().sum().backward()
+        grads.append((output.detach(), layer.category_weight.grad.clone(), layer.numeric_weight.grad.clone()))
+    for fast, reference in zip(*grads):
+        torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+    assert grads[0][1].abs().sum() > 0
+
+
 def test_expert_bank_matches_experts_computed_one_by_one() -> None:
     torch.manual_seed(1)
     bank = ExpertBank(MIXED, num_experts=3, expert_units=(5, 4), num_gates=2)

@@ -37,14 +37,50 @@ class SparseLinear(nn.Module):
             torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
 
+    # The column-wise backward (see `_CategorySum`) has no vmap rule; the population trainer turns
+    # it off in the template it vmaps.
+    column_backward = True
+
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         if self.input_spec.num_categorical:
-            out = F.embedding_bag(categorical, self.category_weight, mode="sum")
+            if self.column_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
+                out = _CategorySum.apply(self.category_weight, categorical)
+            else:
+                out = F.embedding_bag(categorical, self.category_weight, mode="sum")
             if self.input_spec.num_numeric:
                 out = out + numeric @ self.numeric_weight
         else:
             out = numeric @ self.numeric_weight
         return out if self.bias is None else out + self.bias
+
+
+class _CategorySum(torch.autograd.Function):
+    """weight [V, H], categorical [B, C] -> [B, H]: row b is the sum of weight[categorical[b, c]] over c
+    (embedding_bag's sum), with a faster backward.
+
+    embedding_bag's backward sorts all B·C indices to gather equal ones (≈ 40% of a census MMoE step);
+    here each categorical column adds the output gradient [B, H] into its rows with one index_add_,
+    C sequential adds with no sort: 2.1 → 0.74 ms forward + backward at B = 1024, C = 31, V = 517,
+    H = 144 (2 threads). The sums run in another order than embedding_bag's, so weights differ from
+    it by float rounding only."""
+
+    @staticmethod
+    def forward(weight: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(categorical, weight, mode="sum")
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:
+        weight, categorical = inputs
+        ctx.save_for_backward(categorical)
+        ctx.vocabulary_size = weight.shape[0]
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (categorical,) = ctx.saved_tensors
+        grad_weight = grad_output.new_zeros(ctx.vocabulary_size, grad_output.shape[1])
+        for column in range(categorical.shape[1]):
+            grad_weight.index_add_(0, categorical[:, column], grad_output)
+        return grad_weight, None
 
 
 class GroupedLinear(nn.Module):

@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
+from mmoe.models.layers import SparseLinear
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
 from mmoe.train.trainer import TrainConfig, make_adam
@@ -146,6 +147,9 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
         networks.append(build_model(model, reference.input_spec, len(tasks), **hyperparameters))
     params, _ = stack_module_state(networks)
     template = copy.deepcopy(networks[0]).to("meta")
+    for module in template.modules():
+        if isinstance(module, SparseLinear):
+            module.column_backward = False  # a custom autograd.Function without a vmap rule
     forward = vmap(lambda p, numeric, categorical: functional_call(template, p, (numeric, categorical)))
     has_penalty = type(template).penalty is not MultiTaskModel.penalty
     penalty = vmap(lambda p: functional_call(_Penalty(template), {f"model.{k}": v for k, v in p.items()}, ()))
