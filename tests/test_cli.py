@@ -37,13 +37,20 @@ def test_models_lists_the_seven_models(capsys) -> None:
     assert [line.split()[0] for line in out.strip().splitlines()] == list(MODELS)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "synthetic", "models"])
+def _subcommands() -> dict:
+    return next(a for a in build_parser()._actions if a.dest == "command").choices
+
+
+def test_the_command_list_is_what_the_readme_documents() -> None:
+    assert set(_subcommands()) == {"models", "train", "tune", "evaluate", "predict", "export", "synthetic",
+                                   "reproduce"}
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
 def test_every_command_has_help_with_defaults(command: str) -> None:
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command")
-    help_text = subparsers.choices[command].format_help()
+    help_text = _subcommands()[command].format_help()
     assert "usage: mmoe " + command in help_text
-    if command in ("train", "synthetic"):
+    if command in ("train", "tune", "synthetic", "reproduce", "export"):
         assert "(default:" in help_text
 
 

@@ -141,7 +141,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     loss_fn = MultiTaskLoss(tasks, config.task_weights).to(device)
     optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
-    train_split = data.train.to(device) if isinstance(data.train, Split) else data.train
+    train_split = data.train.to(device)  # a Split's tensors, or a streaming source's batches as they come
     rows = len(train_split)
 
     identity = run_identity(model, data, config, data_identity)
