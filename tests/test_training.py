@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
-from mmoe.errors import MmoeError
+from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.runs import fit
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import main_score, task_metrics
@@ -117,3 +117,10 @@ def test_bad_training_options(options: dict, fragment: str) -> None:
 def test_task_weights_must_match_the_tasks() -> None:
     with pytest.raises(MmoeError, match="task_weights has 3 values for 2 tasks"):
         fit(toy_data(), "mmoe", TrainConfig(epochs=1, task_weights=(1.0, 1.0, 1.0)))
+
+
+def test_divergence_is_its_own_error_type_naming_the_learning_rate() -> None:
+    # Tuning prunes a diverged trial by this type instead of failing the worker.
+    with pytest.raises(TrainingDiverged, match="lower the learning rate") as caught:
+        fit(toy_data(), "shared-bottom", TrainConfig(learning_rate=1e30, epochs=3, seed=0))
+    assert isinstance(caught.value, MmoeError)

@@ -14,3 +14,8 @@ class MmoeError(ValueError):
     def __init__(self, message: str) -> None:
         # One line, always: the CLI prints it as is.
         super().__init__(" ".join(str(message).split()))
+
+
+class TrainingDiverged(MmoeError):
+    """The training loss became infinite or NaN (usually too high a learning rate). Its own type so
+    that tuning can treat a diverged trial as hopeless rather than as a broken worker."""

@@ -63,7 +63,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mmoe.data.dataset import MultiTaskData, Task
-from mmoe.errors import MmoeError
+from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write_json, to_jsonable
 from mmoe.runs import fit
 from mmoe.train.metrics import main_metric_name, main_score
@@ -460,10 +460,7 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         try:
             result = fit(data, options.model, drawn.config, on_epoch=EpochPruning(trial, main_task),
                          **drawn.hyperparameters)
-        except MmoeError as error:
-            # Divergence (too high a learning rate) is a hopeless trial, not a broken worker.
-            if not str(error).startswith("training diverged"):
-                raise
+        except TrainingDiverged as error:  # too high a learning rate: a hopeless trial, not a broken worker
             trial.set_user_attr("diverged", str(error))
             raise optuna.TrialPruned(str(error)) from None
         trial.set_user_attr("best_epoch", max(1, result.best_epoch))

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mmoe.data.dataset import MultiTaskData, Split, Task
-from mmoe.errors import MmoeError
+from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
 from mmoe.train import distributed
@@ -184,11 +184,15 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         loss_sum, task_loss_sum = parallel.sum_over_ranks(loss_sum, task_loss_sum)
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
-        if not math.isfinite(loss_sum):
-            raise MmoeError(f"training diverged at epoch {epoch} (loss is {loss_sum}); "
-                            f"lower the learning rate (now {config.learning_rate})")
-
-        validation = evaluate(model, tasks, data.validation, config.eval_batch_size)
+        # The epoch's last updates can make the model overflow while its losses were still finite:
+        # then the validation outputs are the first to show it.
+        outputs = predict_outputs(model, data.validation, config.eval_batch_size)
+        outputs_finite = bool(outputs.isfinite().all())
+        if not (math.isfinite(loss_sum) and outputs_finite):
+            raise TrainingDiverged(f"training diverged at epoch {epoch} (loss is {loss_sum}, validation outputs "
+                                   f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
+                                   f"(now {config.learning_rate})")
+        validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
         score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
         entry = {"epoch": epoch, "train_loss": loss_sum / batches,
                  "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
