@@ -68,8 +68,8 @@ def test_sparse_linear_column_backward_equals_embedding_bags() -> None:
     layer = SparseLinear(spec, 12)
     numeric, categorical = inputs(spec, rows=64)
     grads = []
-    for column_backward in (True, False):
-        layer.column_backward = column_backward
+    for custom_backward in (True, False):
+        layer.custom_backward = custom_backward
         layer.zero_grad()
         output = layer(numeric, categorical)
         (output * torch.linspace(-1, 1, 12)).square().sum().backward()

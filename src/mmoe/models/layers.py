@@ -37,13 +37,13 @@ class SparseLinear(nn.Module):
             torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
 
-    # The column-wise backward (see `_CategorySum`) has no vmap rule; the population trainer turns
-    # it off in the template it vmaps.
-    column_backward = True
+    # The column-wise backward (see `_CategorySum`) is for eager training of one model; the
+    # population trainer turns it off in the template it vmaps (a custom Function has no vmap rule).
+    custom_backward = True
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         if self.input_spec.num_categorical:
-            if self.column_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
+            if self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
                 out = _CategorySum.apply(self.category_weight, categorical)
             else:
                 out = F.embedding_bag(categorical, self.category_weight, mode="sum")

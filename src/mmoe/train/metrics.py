@@ -6,6 +6,7 @@ Rows whose label is missing (NaN) for a task are left out of that task's metrics
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -44,6 +45,91 @@ def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: t
     """{task name: metrics} for predictions and labels of shape [N, K]."""
     predictions_np, labels_np = predictions.double().numpy(), labels.double().numpy()
     return {task.name: task_metrics(task, predictions_np[:, k], labels_np[:, k]) for k, task in enumerate(tasks)}
+
+
+def evaluate_stacked(task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor,
+                     labels: torch.Tensor) -> list[dict[str, dict]]:
+    """Per replica, {task name: metrics} for many replicas at once; the same numbers (to float64
+    rounding) as `evaluate_predictions(tasks, to_predictions(tasks, outputs[r]), labels[r])` for
+    each replica r, with the arithmetic vectorised across replicas.
+
+    task_lists: per replica, its task list; the same names and kinds in every list, but each may
+        carry its own label_mean / label_std.
+    outputs: raw model outputs [N, rows, K]; labels: [N, rows, K], NaN = missing.
+
+    One difference: where a replica's present predictions hold NaN (or, for regression, ±inf),
+    the reference raises (sklearn refuses them) but this returns NaN / ±inf metrics for that replica.
+    """
+    tasks = list(task_lists[0])
+    if len(task_lists) != outputs.shape[0] or outputs.shape != labels.shape or outputs.shape[-1] != len(tasks):
+        raise ValueError(f"evaluate_stacked: {len(task_lists)} task lists, outputs {tuple(outputs.shape)}, "
+                         f"labels {tuple(labels.shape)}")
+    signature = [(task.name, task.kind) for task in tasks]
+    if any([(task.name, task.kind) for task in replica_tasks] != signature for replica_tasks in task_lists):
+        raise ValueError("evaluate_stacked: every replica needs the same task names and kinds")
+    per_task = []
+    for k, task in enumerate(tasks):
+        y = labels[..., k].double()                           # [N, rows]
+        present = ~torch.isnan(y)
+        rows = present.sum(1)                                 # [N]
+        count = rows.clamp(min=1).double()
+        y = torch.where(present, y, 0.0)
+        if task.kind == "binary":
+            # torch's CPU sigmoid gives ulp-different float32 results on its SIMD and scalar paths, and
+            # which one an element takes depends on the layout of the tensor it is called on; calling it
+            # on the very views to_predictions sees keeps the predictions (and so ties) bit-identical.
+            probabilities = torch.stack([torch.sigmoid(replica[:, k]) for replica in outputs])
+            p = probabilities.double().clamp(1e-7, 1 - 1e-7)  # float32 sigmoid, then clip in float64, as task_metrics
+            losses = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+            logloss = torch.where(present, losses, 0.0).sum(1) / count
+            auc, two_classes = _stacked_auc(p, y == 1, present)
+            metrics = {"auc": _or_none(auc, two_classes), "logloss": _or_none(logloss, rows > 0)}
+        else:
+            # The same float ops in the outputs' dtype as to_predictions (multiply, then add), with
+            # each replica's own label scale.
+            std = outputs.new_tensor([[replica_tasks[k].label_std] for replica_tasks in task_lists])
+            mean = outputs.new_tensor([[replica_tasks[k].label_mean] for replica_tasks in task_lists])
+            p = (outputs[..., k] * std + mean).double()
+            ss_res = torch.where(present, (y - p) ** 2, 0.0).sum(1)
+            y_bar = (y.sum(1) / count).unsqueeze(1)
+            ss_tot = torch.where(present, (y - y_bar) ** 2, 0.0).sum(1)
+            # As sklearn's r2_score (force_finite=True): constant labels give 1.0 for a perfect fit, else 0.0.
+            r2 = torch.where(ss_tot != 0, 1 - ss_res / ss_tot, (ss_res == 0).double())
+            metrics = {"mse": _or_none(ss_res / count, rows > 0), "r2": _or_none(r2, rows > 1)}
+        per_task.append((task.name, metrics, rows.tolist()))
+    return [{name: {**{metric: values[r] for metric, values in metrics.items()}, "rows": rows[r]}
+             for name, metrics, rows in per_task}
+            for r in range(len(task_lists))]
+
+
+def _or_none(values: torch.Tensor, defined: torch.Tensor) -> list[float | None]:
+    return [value if ok else None for value, ok in zip(values.tolist(), defined.tolist())]
+
+
+def _stacked_auc(scores: torch.Tensor, positive: torch.Tensor,
+                 present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ROC AUC per row of scores [N, rows] as the Mann–Whitney U with average ranks for ties (equal to
+    sklearn's trapezoidal AUC), counting only `present` entries; and [N] whether both classes are there."""
+    # Missing entries become +inf: they sort after every present score (all in [1e-7, 1 - 1e-7]),
+    # so the present ones keep their ranks among the present.
+    ordered, order = torch.where(present, scores, math.inf).sort(1)
+    positive = (positive & present).gather(1, order)          # in sorted order
+    # A run of equal scores at sorted positions first..last shares the average 1-based rank
+    # (first + last) / 2 + 1. Runs are found from neighbour comparisons and spread with cummax /
+    # cummin (3x faster here than two batched searchsorted calls).
+    position = torch.arange(ordered.shape[1]).expand_as(ordered)
+    starts = torch.ones_like(present)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = starts.roll(-1, 1)                                 # a run ends where the next one starts
+    first = torch.where(starts, position, 0).cummax(1).values
+    last = torch.where(ends, position, ordered.shape[1] - 1).flip(1).cummin(1).values.flip(1)
+    ranks = (first + last + 2).double() / 2
+    pos = positive.sum(1).double()
+    neg = present.sum(1).double() - pos
+    u = torch.where(positive, ranks, 0.0).sum(1) - pos * (pos + 1) / 2
+    # A NaN score would get a meaningless rank: say NaN (the reference raises there).
+    auc = torch.where((torch.isnan(scores) & present).any(1), math.nan, u / (pos * neg))
+    return auc, (pos > 0) & (neg > 0)
 
 
 def main_score(task: Task, metrics: dict[str, float | int | None]) -> float:

@@ -25,7 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
-from mmoe.models.layers import SparseLinear
+from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
 from mmoe.train.trainer import TrainConfig, make_adam
@@ -114,6 +114,7 @@ def _train_groups(model: str, data: MultiTaskData | Sequence[MultiTaskData], con
         raise MmoeError(f"population training got {len(datasets)} data sets for {num_replicas} replicas")
     if config.threads:
         torch.set_num_threads(config.threads)
+    keep_freed_memory()
 
     groups: dict[float, list[int]] = {}
     for index, rate in enumerate(rates):
@@ -148,8 +149,9 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
     params, _ = stack_module_state(networks)
     template = copy.deepcopy(networks[0]).to("meta")
     for module in template.modules():
-        if isinstance(module, SparseLinear):
-            module.column_backward = False  # a custom autograd.Function without a vmap rule
+        if hasattr(module, "custom_backward"):
+            # Eager-mode kernels (autograd Functions): no vmap rule, or slower under vmap.
+            module.custom_backward = False
     forward = vmap(lambda p, numeric, categorical: functional_call(template, p, (numeric, categorical)))
     has_penalty = type(template).penalty is not MultiTaskModel.penalty
     penalty = vmap(lambda p: functional_call(_Penalty(template), {f"model.{k}": v for k, v in p.items()}, ()))

@@ -33,6 +33,7 @@ from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
 from mmoe.train import distributed
+from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
 
@@ -133,6 +134,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         raise MmoeError("the training split has no rows")
     if config.threads:
         torch.set_num_threads(config.threads)
+    keep_freed_memory()
     # One process, unless torchrun started this one: then `network` is DDP, and each step trains
     # on this rank's share of the global batch (the contract is in mmoe.train.distributed).
     parallel = distributed.current()
