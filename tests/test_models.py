@@ -62,10 +62,12 @@ def test_sparse_linear_is_a_linear_map_on_the_one_hot_input() -> None:
     torch.testing.assert_close(layer(numeric, categorical), expected)
 
 
-def test_sparse_linear_column_backward_equals_embedding_bags() -> None:
+@pytest.mark.parametrize("dense_cardinality", [0, 4, 16], ids=["all-scatter", "mixed", "all-dense"])
+def test_sparse_linear_column_backward_equals_embedding_bags(dense_cardinality: int) -> None:
     spec = InputSpec(numeric=("a", "b"), categorical=("c", "d", "e"), cardinalities=(4, 7, 3))
     torch.manual_seed(0)
     layer = SparseLinear(spec, 12)
+    layer.dense_gradient_cardinality = dense_cardinality
     numeric, categorical = inputs(spec, rows=64)
     grads = []
     for custom_backward in (True, False):

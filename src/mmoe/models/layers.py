@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +41,22 @@ class SparseLinear(nn.Module):
     # The column-wise backward (see `_CategorySum`) is for eager training of one model; the
     # population trainer turns it off in the template it vmaps (a custom Function has no vmap rule).
     custom_backward = True
+    # Columns with at most this many categories get their weight gradient from one dense product
+    # with the batch's one-hot block instead of a scatter each (see `_CategorySum`).
+    dense_gradient_cardinality = 16
+
+    def _column_groups(self, device: torch.device) -> _ColumnGroups:
+        key = (device, self.dense_gradient_cardinality)
+        cached = getattr(self, "_groups_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, _ColumnGroups.of(self.input_spec, self.dense_gradient_cardinality, device))
+            self._groups_cache = cached
+        return cached[1]
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         if self.input_spec.num_categorical:
             if self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
-                out = _CategorySum.apply(self.category_weight, categorical)
+                out = _CategorySum.apply(self.category_weight, categorical, self._column_groups(categorical.device))
             else:
                 out = F.embedding_bag(categorical, self.category_weight, mode="sum")
             if self.input_spec.num_numeric:
@@ -54,33 +66,66 @@ class SparseLinear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
+class _ColumnGroups(NamedTuple):
+    """How `_CategorySum` splits the categorical columns for its backward."""
+
+    dense_columns: torch.Tensor  # [Cd] columns with few categories
+    dense_shift: torch.Tensor  # [Cd] code + shift = the code's place in their compact one-hot block
+    dense_rows: torch.Tensor  # [Vd] the vocabulary rows of that block, in order
+    scatter_columns: torch.Tensor  # [Cs] the other columns
+
+    @classmethod
+    def of(cls, input_spec: InputSpec, dense_cardinality: int, device: torch.device) -> _ColumnGroups:
+        dense = [c for c, n in enumerate(input_spec.cardinalities) if n <= dense_cardinality]
+        scatter = [c for c, n in enumerate(input_spec.cardinalities) if n > dense_cardinality]
+        starts, rows, block = [], [], 0
+        for column in dense:
+            offset, cardinality = input_spec.offsets[column], input_spec.cardinalities[column]
+            starts.append(block - offset)
+            rows.extend(range(offset, offset + cardinality))
+            block += cardinality
+
+        def tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        return cls(tensor(dense), tensor(starts), tensor(rows), tensor(scatter))
+
+
 class _CategorySum(torch.autograd.Function):
     """weight [V, H], categorical [B, C] -> [B, H]: row b is the sum of weight[categorical[b, c]] over c
     (embedding_bag's sum), with a faster backward.
 
-    embedding_bag's backward sorts all B·C indices to gather equal ones (≈ 40% of a census MMoE step);
-    here each categorical column adds the output gradient [B, H] into its rows with one index_add_,
-    C sequential adds with no sort: 2.1 → 0.74 ms forward + backward at B = 1024, C = 31, V = 517,
-    H = 144 (2 threads). The sums run in another order than embedding_bag's, so weights differ from
-    it by float rounding only."""
+    embedding_bag's backward sorts all B·C indices to gather equal ones (≈ 40% of a census MMoE step).
+    Here each column with many categories adds the output gradient [B, H] into its rows with one
+    index_add_ (no sort), and the columns with few categories (23 of census's 31, 161 of its 517
+    rows) get theirs as one product (one-hot block)ᵀ @ grad: at B = 1024, H = 144 and 2 threads the
+    backward takes 0.56 ms, against 0.74 with a scatter per column and ≈ 1.5 with embedding_bag's.
+    The sums run in another order than embedding_bag's, so weights differ from it by float
+    rounding only."""
 
     @staticmethod
-    def forward(weight: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    def forward(weight: torch.Tensor, categorical: torch.Tensor, groups: _ColumnGroups) -> torch.Tensor:
         return F.embedding_bag(categorical, weight, mode="sum")
 
     @staticmethod
     def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:
-        weight, categorical = inputs
+        weight, categorical, ctx.groups = inputs
         ctx.save_for_backward(categorical)
         ctx.vocabulary_size = weight.shape[0]
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (categorical,) = ctx.saved_tensors
+        groups: _ColumnGroups = ctx.groups
         grad_weight = grad_output.new_zeros(ctx.vocabulary_size, grad_output.shape[1])
-        for column in range(categorical.shape[1]):
-            grad_weight.index_add_(0, categorical[:, column], grad_output)
-        return grad_weight, None
+        if len(groups.dense_rows):
+            one_hot = grad_output.new_zeros(len(categorical), len(groups.dense_rows))
+            one_hot.scatter_(1, categorical[:, groups.dense_columns] + groups.dense_shift, 1.0)
+            grad_weight.index_copy_(0, groups.dense_rows, one_hot.t() @ grad_output)
+        # One contiguous index row per column: index_add_ copies a strided one first.
+        for codes in categorical[:, groups.scatter_columns].t().contiguous():
+            grad_weight.index_add_(0, codes, grad_output)
+        return grad_weight, None, None
 
 
 class GroupedLinear(nn.Module):
