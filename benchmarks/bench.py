@@ -137,7 +137,8 @@ def section_peers(args: argparse.Namespace) -> dict[str, Any]:
             shift = repeat % len(contenders)  # rotate the order: drift hits every contender alike
             for contender in contenders[shift:] + contenders[:shift]:
                 print(f"  peers: repeat {repeat + 1}/{args.repeats}, {contender} ...", file=sys.stderr, flush=True)
-                result = _run_contender(contender, data_path, args.epochs, args.threads, args.seed)
+                # Seed per repeat, the same for every contender: AUCs are compared over the same seeds.
+                result = _run_contender(contender, data_path, args.epochs, args.threads, args.seed + repeat)
                 result["repeat"] = repeat
                 runs.append(result)
     summary: dict[str, Any] = {}
@@ -151,16 +152,21 @@ def section_peers(args: argparse.Namespace) -> dict[str, Any]:
             "version": ok[0]["version"], "samples_per_second_median": float(np.median(rates)),
             "samples_per_second_runs": rates,
             "test_auc_mean": {task: float(np.mean([r["test_auc"][task] for r in ok])) for task in ok[0]["test_auc"]},
+            "test_auc_runs": {task: [r["test_auc"][task] for r in ok] for task in ok[0]["test_auc"]},
             "peak_rss_mb_max": float(max(r["peak_rss_mb"] for r in ok)),
         }
-    ratios = {}
+    ratios, auc_differences = {}, {}
     if "mmoe" in summary and "error" not in summary["mmoe"]:
+        mine = summary["mmoe"]
         for peer in PEERS:
             if peer in summary and "error" not in summary[peer]:
-                ratios[f"mmoe/{peer}"] = summary["mmoe"]["samples_per_second_median"] / summary[peer][
-                    "samples_per_second_median"]
+                ratios[f"mmoe/{peer}"] = mine["samples_per_second_median"] / summary[peer]["samples_per_second_median"]
+                # mmoe's mean test AUC minus the peer's, per task (the target: none below 0)
+                auc_differences[f"mmoe-{peer}"] = {task: mine["test_auc_mean"][task] - auc
+                                                   for task, auc in summary[peer]["test_auc_mean"].items()}
     return {"epochs": args.epochs, "repeats": args.repeats, "model": "MMoE 8 experts x 16, towers 8, Adam 1e-3, "
             "batch 1024", "not_installed": missing, "runs": runs, "summary": summary, "speed_ratios": ratios,
+            "seeds": [args.seed + repeat for repeat in range(args.repeats)], "test_auc_differences": auc_differences,
             "targets": {"mmoe/rechub": 10.0, "mmoe/deepctr": 5.0, "peak_rss_mb": 2048}}
 
 
@@ -254,7 +260,8 @@ def section_scaling(args: argparse.Namespace) -> dict[str, Any]:
 def print_tables(report: dict[str, Any]) -> None:
     peers = report.get("peers")
     if peers:
-        print(f"\ncensus group 1, {peers['epochs']} epochs, median of {peers['repeats']} runs each")
+        print(f"\ncensus group 1, {peers['epochs']} epochs, {peers['repeats']} runs each (seeds "
+              f"{', '.join(map(str, peers.get('seeds', [])))}): median samples/s, mean test AUC")
         print(f"{'contender':<10} {'version':<8} {'samples/s':>11} {'income AUC':>11} {'marital AUC':>12} "
               f"{'peak RSS':>9}")
         for name, row in peers["summary"].items():
@@ -267,6 +274,9 @@ def print_tables(report: dict[str, Any]) -> None:
                   f"{row['peak_rss_mb_max']:>7,.0f}MB")
         for ratio, value in peers["speed_ratios"].items():
             print(f"  {ratio}: {value:.1f}x (target {peers['targets'][ratio]:.0f}x)")
+        for pair, differences in peers.get("test_auc_differences", {}).items():
+            print(f"  test AUC {pair.replace('-', ' - ')}: "
+                  + ", ".join(f"{task} {value:+.4f}" for task, value in differences.items()) + " (target: >= 0)")
     population = report.get("population")
     if population:
         print("\npopulation training (synthetic, d = 100, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -124,3 +125,25 @@ def test_divergence_is_its_own_error_type_naming_the_learning_rate() -> None:
     with pytest.raises(TrainingDiverged, match="lower the learning rate") as caught:
         fit(toy_data(), "shared-bottom", TrainConfig(learning_rate=1e30, epochs=3, seed=0))
     assert isinstance(caught.value, MmoeError)
+
+
+def test_fused_adam_updates_equal_torchs_own_and_survive_a_state_reload() -> None:
+    from mmoe.train.optim import FusedAdam
+
+    torch.manual_seed(0)
+    reference_model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    model = copy.deepcopy(reference_model)
+    reference = torch.optim.Adam(reference_model.parameters(), lr=1e-2, weight_decay=1e-3, fused=True)
+    fast = FusedAdam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+    inputs = torch.randn(5, 32, 6)
+    for step, batch in enumerate(inputs):
+        for network, optimizer in ((reference_model, reference), (model, fast)):
+            optimizer.zero_grad(set_to_none=True)
+            network(batch).square().mean().backward()
+            optimizer.step()
+        if step == 2:  # a reload replaces the state tensors the fast path holds
+            fast.load_state_dict(copy.deepcopy(fast.state_dict()))
+    for expected, actual in zip(reference_model.parameters(), model.parameters()):
+        assert torch.equal(expected, actual)
+    assert fast._state_lists is not None  # the direct path ran
+    assert float(next(iter(fast.state.values()))["step"]) == 5

@@ -28,7 +28,8 @@ from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_stacked, main_score
-from mmoe.train.trainer import TrainConfig, make_adam
+from mmoe.train.optim import make_adam
+from mmoe.train.trainer import TrainConfig
 
 
 @dataclass

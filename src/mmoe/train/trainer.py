@@ -36,6 +36,7 @@ from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
+from mmoe.train.optim import make_adam
 
 
 @dataclass
@@ -165,6 +166,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         best_score, best_epoch, best_state = saved["best_score"], saved["best_epoch"], saved["best_state"]
         train_seconds, epochs_without_gain = saved["train_seconds"], saved["epochs_without_gain"]
         stopped_early, first_epoch = saved["stopped_early"], saved["epoch"] + 1
+    has_penalty = type(model).penalty is not MultiTaskModel.penalty  # else a zero: no op to add per step
     for epoch in range(first_epoch, config.epochs + 1):
         if stopped_early:  # the checkpoint is of a run that had already stopped early
             break
@@ -175,7 +177,7 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             batch, label_counts = parallel.share(batch)  # one process: the batch itself, and None
             outputs = network(batch.numeric, batch.categorical)
             loss, per_task = loss_fn(outputs, batch.labels, label_counts)
-            if parallel.is_first:  # the ranks' gradients are summed: the penalty counts on one rank only
+            if has_penalty and parallel.is_first:  # the ranks' gradients are summed: it counts on one rank only
                 loss = loss + model.penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -225,16 +227,6 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     return TrainResult(model, history, best_epoch, best_score, train_seconds,
                        samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
                        stopped_early=stopped_early)
-
-
-def make_adam(parameters: Any, learning_rate: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch supports it (CPU since 2.4): at census
-    sizes the unfused update's dozens of small ops cost as much as the model."""
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
 
 
 CHECKPOINT_FORMAT = 1
