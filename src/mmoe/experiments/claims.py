@@ -50,10 +50,17 @@ def _not_run(claim: str, test: str, figure: str, reason: str) -> dict[str, Any]:
             "evidence": f"not run: {reason}", "details": {}}
 
 
-
 def _interval_verdict(low: float, high: float) -> str:
     """The verdict of a 95% interval of "claim's effect": above 0 confirms, below 0 refutes."""
     return CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE
+
+
+def _interval_claim(claim: str, test: str, figure: str, estimate: float, low: float, high: float,
+                    evidence: str) -> dict[str, Any]:
+    """A claim decided by one 95% interval of its effect (see `_interval_verdict`)."""
+    return {"claim": claim, "verdict": _interval_verdict(low, high), "test": test, "figure": figure,
+            "evidence": evidence, "details": {"difference": estimate, "ci": [low, high]}}
+
 
 def _claim_gap_grows(runs: dict[str, Any] | None) -> dict[str, Any]:
     claim = "MMoE's advantage grows as the task correlation falls (Figure 4)"
@@ -188,11 +195,9 @@ def _claim_sparse_gate(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     full = [r["gate_entropy"][task] for r in result["conditions"]["full"]["mmoe"]]
     sparse = [r["gate_entropy"][task] for r in result["conditions"]["sparse"]["mmoe"]]
     estimate, low, high = stats.bootstrap_difference_ci(full, sparse)
-    verdict = _interval_verdict(low, high)
     evidence = (f"entropy {np.mean(full):.3f} (full) vs {np.mean(sparse):.3f} (sparse); difference "
                 f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}], {len(full)} runs each")
-    return {"claim": claim, "verdict": verdict, "test": test, "figure": figure, "evidence": evidence,
-            "details": {"difference": estimate, "ci": [low, high]}}
+    return _interval_claim(claim, test, figure, estimate, low, high, evidence)
 
 
 def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> dict[str, Any]:
@@ -206,14 +211,12 @@ def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     runs = result["conditions"]["sparse"]
     auc = {m: [r["test_auc"][task] for r in runs[m]] for m in runs}
     estimate, low, high = stats.bootstrap_difference_ci(auc["mmoe"], auc["shared-bottom"])
-    verdict = _interval_verdict(low, high)
     single = float(np.mean(auc["single-task"]))
     evidence = (f"{task} AUC with {result['sparse_fraction']:.0%} labels: MMoE {np.mean(auc['mmoe']):.4f}, "
                 f"Shared-Bottom {np.mean(auc['shared-bottom']):.4f}, Single-Task {single:.4f}; help over Single-Task "
                 f"MMoE {np.mean(auc['mmoe']) - single:+.4f}, Shared-Bottom {np.mean(auc['shared-bottom']) - single:+.4f}; "
                 f"MMoE − Shared-Bottom {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
-    return {"claim": claim, "verdict": verdict, "test": test, "figure": figure, "evidence": evidence,
-            "details": {"difference": estimate, "ci": [low, high]}}
+    return _interval_claim(claim, test, figure, estimate, low, high, evidence)
 
 
 def _combine(verdicts: list[str]) -> str:
