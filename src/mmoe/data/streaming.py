@@ -33,7 +33,6 @@ the training step; the order of the batches does not depend on it.
 from __future__ import annotations
 
 import copy
-import math
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,8 +51,8 @@ from mmoe.data.dataset import MultiTaskData, Split, Task
 # The in-memory encoder's own text forms, so that both paths name categories and labels alike.
 from mmoe.data.encoders import (MISSING_CATEGORY, BinaryLabelCoder, Moments, TableEncoder, _category_strings,
                                 _label_texts, to_numeric_column)
-from mmoe.data.tabular import (PARQUET_SUFFIXES, _shown, infer_column_types, parquet_files, resolve_columns,
-                               resolve_tasks)
+from mmoe.data.tabular import (PARQUET_SUFFIXES, _shown, check_fraction, infer_column_types, parquet_files,
+                               resolve_columns, resolve_tasks)
 from mmoe.errors import MmoeError
 
 READ_ROWS = 16_384        # rows per record batch read from a row group
@@ -789,8 +788,7 @@ def _fractions(validation_fraction: float, test_fraction: float, validation_path
         if path is not None:
             shares[name] = 0.0
             continue
-        if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0.0 < fraction < 1.0):
-            raise MmoeError(f"{source}: {name}_fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+        check_fraction(source, name, fraction)
         shares[name] = float(fraction)
     if shares["validation"] + shares["test"] >= 1.0:
         raise MmoeError(f"{source}: validation and test fractions {shares['validation']} + {shares['test']} leave no "

@@ -20,6 +20,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +267,12 @@ def _shown(names: Sequence[str], limit: int = 12) -> str:
 
 
 # -- splitting ------------------------------------------------------------------------------------
+def check_fraction(source: str, name: str, fraction: Any) -> None:
+    """MmoeError, naming `source`, unless `fraction` (of split `name`) is a number in (0, 1)."""
+    if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0.0 < fraction < 1.0):
+        raise MmoeError(f"{source}: {name}_fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+
+
 def split_indices(rows: int, validation_fraction: float | None, test_fraction: float | None, seed: int,
                   source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A seeded shuffle of range(rows) cut into (train, validation, test) index arrays.
@@ -280,8 +287,7 @@ def split_indices(rows: int, validation_fraction: float | None, test_fraction: f
         if fraction is None:
             sizes[name] = 0
             continue
-        if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0.0 < fraction < 1.0):
-            raise MmoeError(f"{source}: {name}_fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+        check_fraction(source, name, fraction)
         sizes[name] = int(round(rows * fraction))
         if sizes[name] == 0:
             raise MmoeError(f"{source}: a {name} fraction of {fraction} of {rows} row(s) is an empty {name} split; "
