@@ -16,6 +16,7 @@ import torch
 
 from mmoe.experiments.census_data import load_group, sparse_labels, subsample
 from mmoe.experiments.context import StudyContext, map_units
+from mmoe.io import to_jsonable
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
 
@@ -34,7 +35,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     config = _config(ctx)
     result: dict[str, Any] = {"group": GROUP, "tasks": full.task_names, "sparse_task": full.task_names[SPARSE_TASK],
                               "sparse_fraction": scale.gates_sparse_fraction, "training": config.to_dict(),
-                              "models": {m: _jsonable(hp) for m, hp in MODELS.items()}, "conditions": {}}
+                              "models": {m: to_jsonable(hp) for m, hp in MODELS.items()}, "conditions": {}}
     units = [(condition, model) for condition in CONDITIONS for model in MODELS]
     runs = map_units(ctx, _condition_model, units, desc=NAME, weights=[scale.gates_runs] * len(units))
     for (condition, model), model_runs in zip(units, runs):
@@ -51,10 +52,6 @@ def _config(ctx: StudyContext) -> TrainConfig:
     return TrainConfig(learning_rate=1e-3, epochs=ctx.scale.gates_epochs, patience=0, threads=ctx.threads)
 
 
-def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()}
-
-
 def _condition_model(ctx: StudyContext, unit: tuple[str, str]) -> list[dict[str, Any]]:
     """The runs of one model under one label condition (cached)."""
     condition, model = unit
@@ -62,7 +59,7 @@ def _condition_model(ctx: StudyContext, unit: tuple[str, str]) -> list[dict[str,
     config = _config(ctx)
     seeds = [ctx.seed * 100_000 + r for r in range(scale.gates_runs)]
     spec = {"condition": condition, "fraction": scale.gates_sparse_fraction, "model": model,
-            "hyperparameters": _jsonable(MODELS[model]), "training": config.to_dict() | {"threads": None},
+            "hyperparameters": to_jsonable(MODELS[model]), "training": config.to_dict() | {"threads": None},
             "seeds": seeds, "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows}
 
     def compute() -> list[dict[str, Any]]:

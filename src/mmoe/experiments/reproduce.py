@@ -55,8 +55,10 @@ def command_reproduce(args: argparse.Namespace) -> int:
     """The handler of `mmoe reproduce`."""
     scale_name = "tiny" if args.tiny else "quick" if args.quick else "standard"
     scale = get_scale(scale_name).with_overrides(repeats=args.repeats, trials=args.trials)
-    if args.tuned is not None and not args.tuned.is_dir():
-        raise MmoeError(f"--tuned {args.tuned}: no such folder; expected the tuned/ folder of an earlier report")
+    if args.tuned is not None:
+        from mmoe.experiments.tuning import check_tuned_dir  # here: the module imports optuna
+
+        check_tuned_dir(args.tuned)
     if args.seed < 0 or args.threads < 1 or args.workers < 1:
         raise MmoeError(f"--seed must be >= 0, --threads and --workers >= 1; got --seed {args.seed}, "
                         f"--threads {args.threads}, --workers {args.workers}")
