@@ -323,17 +323,17 @@ def _verify_onnx(run: Run, file: Path) -> None:
 def _export_torchscript(run: Run, out: Path, verify: bool) -> None:
     serving = serving_model(run)
     example = _example_inputs(run, TRACE_ROWS, seed=0)
+    check = _example_inputs(run, CHECK_ROWS, seed=1)
     with _quiet_exporter(), torch.no_grad():  # torch.jit.trace warns that it is deprecated
-        traced = torch.jit.trace(serving, example, check_inputs=[_example_inputs(run, CHECK_ROWS, seed=1)])
+        traced = torch.jit.trace(serving, example, check_inputs=[check])
 
     def write(temp: Path) -> None:
         with _quiet_exporter():
             torch.jit.save(traced, str(temp))
             if verify:
-                inputs = _example_inputs(run, CHECK_ROWS, seed=1)
                 with torch.no_grad():
-                    got = torch.jit.load(str(temp), map_location="cpu")(*inputs).numpy()
-                _check_close(run, got, inputs, "TorchScript")
+                    got = torch.jit.load(str(temp), map_location="cpu")(*check).numpy()
+                _check_close(run, got, check, "TorchScript")
 
     atomic_write(out, write)
 
