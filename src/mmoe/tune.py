@@ -521,8 +521,8 @@ def best_config(study: optuna.Study, options: TuneOptions, main_task: Task, show
         raise MmoeError(f"study {name} in {shown_storage}: its best trial {best.number} was not made by "
                         f"`mmoe tune` (no hyperparameters recorded); expected a study of `mmoe tune`")
     training = options.training
-    counts = {state.name.lower(): sum(t.state == state for t in study.get_trials(deepcopy=False))
-              for state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    states = [t.state for t in study.get_trials(deepcopy=False)]  # one fetch from storage, not one per state
+    counts = {state.name.lower(): states.count(state) for state in (TrialState.COMPLETE, TrialState.PRUNED)}
     metric = main_metric_name(main_task)
     return {
         "model": options.model,
