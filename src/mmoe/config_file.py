@@ -21,14 +21,14 @@ from typing import Any
 
 from mmoe.errors import MmoeError
 
-# The training options a file may set, by name: each is also a flag of `mmoe train`.
-TRAINING_KEYS = ("learning_rate", "batch_size", "epochs", "weight_decay", "patience", "task_weights", "seed", "threads")
 # The hyperparameters a file may set, each also a flag of `mmoe train`, with the kind of value each takes.
 UNITS = "units"  # a positive integer or a list of them (one per layer)
 HYPERPARAMETER_KINDS = {"num_experts": int, "expert_units": UNITS, "tower_units": UNITS, "hidden_units": UNITS,
                         "l2_alpha": float, "ranks": UNITS, "stitch": str}
+# The training options a file may set, each also a flag of `mmoe train`, with the kind of value each takes.
 TRAINING_KINDS = {"learning_rate": float, "batch_size": int, "epochs": int, "weight_decay": float, "patience": int,
                   "task_weights": "numbers", "seed": int, "threads": int}
+TRAINING_KEYS = tuple(TRAINING_KINDS)
 NULLABLE_TRAINING_KEYS = ("task_weights", "threads")  # flags whose default is None
 # TrainConfig fields without a flag: a run's config.json lists them; only their defaults can be honoured.
 TRAINING_KEYS_WITHOUT_FLAG = ("eval_batch_size", "restore_best")
