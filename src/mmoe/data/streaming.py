@@ -817,17 +817,10 @@ def _read_extra(path: str | Path, main: ParquetTable, encoder: TableEncoder, rol
                 read_rows: int) -> Split:
     """A separate validation / test table, read in batches and encoded in memory (every row kept,
     labelled or not, as `load_table` keeps them)."""
-    table = ParquetTable(path)
-    wanted = encoder.numeric + encoder.categorical + [task.name for task in encoder.tasks]
-    missing = [c for c in wanted if c not in table.columns]
-    if missing:
-        raise MmoeError(f"{path}: missing column(s) {_shown(missing)} that {main.path} has; expected the same feature "
-                        f"and task columns as the training table ({role} data)")
-    table.use(wanted)
-    batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks, encoder.positive)
-    batch_encoder.freeze(encoder)
+    table, batch_encoder = _encoded_table(path, encoder, True, f" that {main.path} has; expected the same feature "
+                                          f"and task columns as the training table ({role} data)")
     parts = [batch_encoder.encode(batch, str(table.files[file]), first)
-             for file, first, _, batch in table.read(wanted, read_rows)]
+             for file, first, _, batch in table.read(batch_encoder.columns, read_rows)]
     return Split(*(torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(3)))
 
 
@@ -928,14 +921,7 @@ def _run_rows(run: Any, split: str, read_rows: int = READ_ROWS) -> StreamingRows
     encoder = _saved_encoder(run, spec["path"])
     extra = spec.get(f"{split}_path")
     path = extra if split != "train" and extra else spec["path"]
-    table = ParquetTable(path)
-    wanted = encoder.numeric + encoder.categorical + [task.name for task in encoder.tasks]
-    missing = [c for c in wanted if c not in table.columns]
-    if missing:
-        raise MmoeError(f"{path}: missing column(s) {_shown(missing)} that the run {run.directory} was trained on")
-    table.use(wanted)
-    batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks, encoder.positive)
-    batch_encoder.freeze(encoder)
+    table, batch_encoder = _encoded_table(path, encoder, True, f" that the run {run.directory} was trained on")
     if path != spec["path"]:
         rule = SplitRule(0, 0.0, 0.0)   # a separate file is the split, every row of it
         code = TRAIN
@@ -958,13 +944,20 @@ def evaluate_run(run: Any, split: str = "test", batch_size: int = 65_536) -> dic
 
 def _table_rows(run: Any, path: str | Path, labels: bool) -> tuple[ParquetTable, BatchEncoder]:
     """A table to evaluate or predict on, with the run's saved encoder (labels: read the tasks too)."""
-    encoder = _saved_encoder(run, path)
+    return _encoded_table(path, _saved_encoder(run, path), labels,
+                          f"; expected the columns the run {run.directory} was trained on")
+
+
+def _encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
+                   missing_message: str) -> tuple[ParquetTable, BatchEncoder]:
+    """The table at `path` reading the fitted encoder's feature columns (and task columns, with
+    labels), with a batch encoder frozen to it. A missing column is an MmoeError:
+    "{path}: missing column(s) {names}" + missing_message."""
     table = ParquetTable(path)
     wanted = encoder.numeric + encoder.categorical + ([task.name for task in encoder.tasks] if labels else [])
     missing = [c for c in wanted if c not in table.columns]
     if missing:
-        raise MmoeError(f"{path}: missing column(s) {_shown(missing)}; expected the columns the run "
-                        f"{run.directory} was trained on")
+        raise MmoeError(f"{path}: missing column(s) {_shown(missing)}{missing_message}")
     table.use(wanted)
     batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [],
                                  encoder.positive)
