@@ -199,8 +199,9 @@ def command_models(args: argparse.Namespace) -> int:
 def command_train(args: argparse.Namespace) -> int:
     from mmoe.data import load_dataset
     from mmoe.report.console import EpochProgress, print_summary
+    from mmoe.models import model_hyperparameters as defaults_of
     from mmoe.runs import fit, save_run
-    from mmoe.train.trainer import check_checkpoint_identity, load_checkpoint
+    from mmoe.train.trainer import check_checkpoint_identity, load_checkpoint, options_identity
 
     # --config FILE fills in every flag not given explicitly; its data set is used as is, unless flags change it.
     file_spec = apply_config_file(args) if args.config is not None else None
@@ -234,8 +235,8 @@ def command_train(args: argparse.Namespace) -> int:
         # A missing, damaged or foreign checkpoint fails before the data is read; training checks
         # the rest (tasks, inputs, rows).
         saved = parallel.from_first(load_checkpoint, checkpoint)  # only rank 0 reads --out
-        check_checkpoint_identity(checkpoint, saved["identity"], _checkpoint_identity(args.model, hyperparameters,
-                                                                                      config, spec))
+        wanted = options_identity(args.model, {**defaults_of(args.model), **hyperparameters}, config, spec)
+        check_checkpoint_identity(checkpoint, saved["identity"], wanted)
         resumed_after = int(saved["epoch"])
     started = time.perf_counter()
     data = load_dataset(spec)
@@ -267,18 +268,6 @@ def command_train(args: argparse.Namespace) -> int:
         save_run(out, spec, data, result, config)
         print_summary(result, data.tasks, out)
     return 0
-
-
-def _checkpoint_identity(model: str, hyperparameters: dict[str, Any], config: Any,
-                         spec: dict[str, Any]) -> dict[str, Any]:
-    """The part of a checkpoint's identity known before the data is read (see trainer.run_identity)."""
-    from mmoe.io import to_jsonable
-    from mmoe.models import model_hyperparameters as defaults_of
-    from mmoe.train.trainer import RESUMABLE_OPTIONS
-
-    training = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_OPTIONS}
-    return to_jsonable({"model": model, "hyperparameters": {**defaults_of(model), **hyperparameters},
-                        "training": training, "data": spec})
 
 
 def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, config: Any,

@@ -240,10 +240,18 @@ CHECKPOINT_KEYS = ("format", "identity", "epoch", "model", "optimizer", "best_st
 def run_identity(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
                  data_identity: Any = None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed by this training: JSON-able, compared as is."""
+    return {**options_identity(model.name, model.hyperparameters, config, data_identity),
+            **to_jsonable({"tasks": [task.to_dict() for task in data.tasks], "input_spec": data.input_spec.to_dict(),
+                           "train_rows": len(data.train)})}
+
+
+def options_identity(model_name: str, hyperparameters: dict[str, Any], config: TrainConfig,
+                     data_identity: Any = None) -> dict[str, Any]:
+    """The part of `run_identity` known before the data is read: model, hyperparameters (all of
+    them, defaults included), training options and data source (the CLI checks it first)."""
     training = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_OPTIONS}
-    return to_jsonable({"model": model.name, "hyperparameters": model.hyperparameters,
-                        "tasks": [task.to_dict() for task in data.tasks], "input_spec": data.input_spec.to_dict(),
-                        "train_rows": len(data.train), "training": training, "data": data_identity})
+    return to_jsonable({"model": model_name, "hyperparameters": hyperparameters, "training": training,
+                        "data": data_identity})
 
 
 def save_checkpoint(path: str | Path, model: MultiTaskModel, optimizer: torch.optim.Optimizer, epoch: int,
