@@ -132,14 +132,16 @@ class GroupedLinear(nn.Module):
     """`groups` independent linear maps applied at once (one per expert, or one per task).
 
     Input: [B, groups, in_features]. Output: [B, groups, out_features]. Each group's weight is
-    initialised as `nn.Linear(in_features, out_features)` would be.
+    initialised as `nn.Linear(in_features, out_features)` would be, or with glorot=True as Keras'
+    `Dense` would be (Glorot-uniform weights, zero bias).
     """
 
-    def __init__(self, groups: int, in_features: int, out_features: int) -> None:
+    def __init__(self, groups: int, in_features: int, out_features: int, glorot: bool = False) -> None:
         super().__init__()
-        bound = 1.0 / math.sqrt(in_features)
+        bound = math.sqrt(6.0 / (in_features + out_features)) if glorot else 1.0 / math.sqrt(in_features)
         self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+        bias = torch.zeros(groups, out_features) if glorot else torch.empty(groups, out_features).uniform_(-bound, bound)
+        self.bias = nn.Parameter(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One batched product over the groups with the bias add fused: 5% faster per census step
@@ -154,11 +156,12 @@ class GroupedMLP(nn.Module):
     (without an activation after it). Input [B, groups, in_features] -> [B, groups, width].
     """
 
-    def __init__(self, groups: int, in_features: int, units: Sequence[int], out_features: int | None = None) -> None:
+    def __init__(self, groups: int, in_features: int, units: Sequence[int], out_features: int | None = None,
+                 glorot: bool = False) -> None:
         super().__init__()
         widths = [in_features, *units]
-        self.hidden = nn.ModuleList(GroupedLinear(groups, a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.output = GroupedLinear(groups, widths[-1], out_features) if out_features is not None else None
+        self.hidden = nn.ModuleList(GroupedLinear(groups, a, b, glorot) for a, b in zip(widths[:-1], widths[1:]))
+        self.output = GroupedLinear(groups, widths[-1], out_features, glorot) if out_features is not None else None
         self.out_features = out_features if out_features is not None else widths[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,10 +171,18 @@ class GroupedMLP(nn.Module):
 
 
 class Towers(GroupedMLP):
-    """One tower per task, h_k: [B, num_tasks, in_features] -> [B, num_tasks] (one output each)."""
+    """One tower per task, h_k: [B, num_tasks, in_features] -> [B, num_tasks] (one output each).
+
+    Initialised as Keras' `Dense` (the paper's framework) would be: Glorot-uniform weights, zero
+    biases. A tower reads non-negative inputs (ReLU outputs or a mixture of them), and with
+    nn.Linear's default init, whose bias is as large as the weights, 3 to 5 of a census marital
+    tower's 8 units were alive on under 3% of rows at the start; one seed in six then ended
+    2 epochs at test AUC .987 instead of .994 (benchmarks/bench.py's census setting). With
+    Glorot towers 12 seeds of 12 reached .9939-.9940.
+    """
 
     def __init__(self, num_tasks: int, in_features: int, tower_units: Sequence[int]) -> None:
-        super().__init__(num_tasks, in_features, tower_units, out_features=1)
+        super().__init__(num_tasks, in_features, tower_units, out_features=1, glorot=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).squeeze(-1)
