@@ -31,3 +31,18 @@ def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_leaves_the_umask_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Setting the umask (even for a moment) would change the mode of files other threads create.
+    previous = os.umask(0o077)
+    try:
+        def forbidden(mask: int) -> int:
+            raise AssertionError("atomic_write changed the process umask")
+
+        monkeypatch.setattr(os, "umask", forbidden)
+        path = atomic_write_text(tmp_path / "private.json", "{}")
+        monkeypatch.undo()
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o600

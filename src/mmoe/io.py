@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     rename is atomic). On any error the temp file is removed and `path` is untouched."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temp_path = Path(temp_name)
+    temp_path = _create_temp(target)
     try:
         write(temp_path)
-        # mkstemp creates the file private (0600); give it the mode a plain open() would have.
-        os.chmod(temp_path, 0o666 & ~_umask())
         os.replace(temp_path, target)
     except BaseException:
         temp_path.unlink(missing_ok=True)
@@ -30,10 +26,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
+def _create_temp(target: Path) -> Path:
+    """A new empty file beside `target` with the mode a plain open() gives (0666 less the umask).
+
+    Not tempfile.mkstemp: its files are private (0600), and reading the umask to widen them means
+    setting it for a moment, which races with files other threads create meanwhile."""
+    while True:
+        temp_path = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return temp_path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
