@@ -103,6 +103,40 @@ def test_cli_resume_with_another_model(tmp_path: Path, capsys) -> None:
     assert len(err.splitlines()) == 1 and "different run" in err and "'omoe' in the checkpoint" in err
 
 
+def test_cli_resume_reads_the_checkpoint_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    # The CLI reads it to fail before the data; training goes on from that state, not a second read.
+    from mmoe.train import trainer
+
+    common = ["train", "--dataset", "synthetic", "--rows", "400", "--threads", "1", "--out", str(tmp_path), "-q"]
+    assert main([*common, "--epochs", "1"]) == 0
+    reads: list[Path] = []
+
+    def counting_load(path):
+        reads.append(Path(path))
+        return load_checkpoint(path)
+
+    monkeypatch.setattr(trainer, "load_checkpoint", counting_load)
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    capsys.readouterr()
+    assert reads == [tmp_path / "checkpoint.pt"]
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+
+
+def test_resume_state_is_checked_as_the_file_is(tmp_path: Path, small_data) -> None:
+    # A library caller may pass the checkpoint it has read; it is refused as the file would be.
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(small_data, "mmoe", TrainConfig(epochs=1), checkpoint_path=checkpoint, num_experts=3)
+    saved = load_checkpoint(checkpoint)
+    with pytest.raises(MmoeError, match=r"checkpoint.pt: the checkpoint belongs to a different run .*num_experts"):
+        fit(small_data, "mmoe", TrainConfig(epochs=2), resume_from=checkpoint, resume_state=saved, num_experts=4)
+    with pytest.raises(ValueError, match="pass resume_from too"):
+        fit(small_data, "mmoe", TrainConfig(epochs=2), resume_state=saved, num_experts=3)
+    resumed = fit(small_data, "mmoe", TrainConfig(epochs=2), resume_from=checkpoint, resume_state=saved,
+                  num_experts=3)
+    assert [entry["epoch"] for entry in resumed.history] == [1, 2]
+
+
 def _train_arguments(out: Path) -> list[str]:
     # One thread: the same arithmetic in every process, and no fight for cores.
     return ["train", "--dataset", "synthetic", "--rows", "20000", "--epochs", "6", "--patience", "0",

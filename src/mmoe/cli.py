@@ -160,26 +160,37 @@ def model_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, flag) for flag, name in MODEL_OPTIONS.items() if getattr(args, flag) is not None}
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
+def add_training_options(parser: argparse.ArgumentParser, title: str = "training", learning_rate: bool = True,
+                         helps: dict[str, str] | None = None) -> None:
+    """The training flags of `mmoe train`. `mmoe tune` shares them under its own title, without
+    --learning-rate (it is tuned), and with help texts of its own for some flags (`helps`, by flag)."""
     from mmoe.train.trainer import TrainConfig
 
     defaults = TrainConfig()
-    group = parser.add_argument_group("training")
-    group.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    helps = helps or {}
+    group = parser.add_argument_group(title)
+    if learning_rate:
+        group.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate,
+                           help="Adam learning rate")
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per mini-batch")
-    group.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum number of epochs")
+    group.add_argument("--epochs", type=int, default=defaults.epochs,
+                       help=helps.get("--epochs", "maximum number of epochs"))
     group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay")
     group.add_argument("--patience", type=int, default=defaults.patience,
-                       help="stop after this many epochs without a better main-task validation metric (0: never)")
+                       help=helps.get("--patience", "stop after this many epochs without a better main-task "
+                                                    "validation metric (0: never)"))
     group.add_argument("--task-weights", type=_floats, help="loss weight per task, e.g. 1,0.5 (default: all 1)")
-    group.add_argument("--seed", type=int, default=defaults.seed, help="seed of initialisation and shuffling")
+    group.add_argument("--seed", type=int, default=defaults.seed,
+                       help=helps.get("--seed", "seed of initialisation and shuffling"))
     group.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
 
 
 def training_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig of `add_training_options`' flags; without --learning-rate (`mmoe tune`), the default."""
     from mmoe.train.trainer import TrainConfig
 
-    return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
+    learning_rate = getattr(args, "learning_rate", TrainConfig.learning_rate)
+    return TrainConfig(learning_rate=learning_rate, batch_size=args.batch_size, epochs=args.epochs,
                        weight_decay=args.weight_decay, patience=args.patience, task_weights=args.task_weights,
                        seed=args.seed, threads=args.threads)
 
@@ -233,7 +244,7 @@ def command_train(args: argparse.Namespace) -> int:
             raise MmoeError(f"--resume continues one model's training; it cannot be combined with --replicas "
                             f"{args.replicas}")
         # A missing, damaged or foreign checkpoint fails before the data is read; training checks
-        # the rest (tasks, inputs, rows).
+        # the rest (tasks, inputs, rows) on this very state, without reading the file again.
         saved = parallel.from_first(load_checkpoint, checkpoint)  # only rank 0 reads --out
         wanted = options_identity(args.model, {**defaults_of(args.model), **hyperparameters}, config, spec)
         check_checkpoint_identity(checkpoint, saved["identity"], wanted)
@@ -252,13 +263,13 @@ def command_train(args: argparse.Namespace) -> int:
         raise MmoeError(f"--replicas must be at least 1, got {args.replicas}")
     if args.replicas > 1:
         return _train_replicas(args, spec, data, config, hyperparameters, out)
-    resume_from = checkpoint if args.resume else None
+    resume_from, resume_state = (checkpoint, saved) if args.resume else (None, None)
     with EpochProgress(config.epochs, enabled=not args.quiet and parallel.is_first) as progress:
         if resume_from is not None and parallel.is_first:
             progress.bar.update(min(resumed_after, config.epochs))
             _log(f"resuming from {resume_from} after epoch {resumed_after}")
         result = fit(data, args.model, config, checkpoint_path=checkpoint, on_epoch=progress.update,
-                     resume_from=resume_from, data_identity=spec, **hyperparameters)
+                     resume_from=resume_from, resume_state=resume_state, data_identity=spec, **hyperparameters)
     if parallel.is_first:  # only rank 0 writes --out (the trainer writes the checkpoint on rank 0 only)
         if spec.get("streaming"):  # the trainer measured the splits in memory; the streamed rows take a pass
             from mmoe.data.streaming import TRAIN_METRICS_ROWS
@@ -489,8 +500,6 @@ def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def add_tune_options(parser: argparse.ArgumentParser) -> None:
-    from mmoe.train.trainer import TrainConfig
-
     search = parser.add_argument_group("tuning")
     search.add_argument("--model", default="mmoe", help="the model to tune (see `mmoe models`)")
     search.add_argument("--trials", type=int, default=100,
@@ -511,18 +520,11 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
                              "below the median of earlier trials at that epoch stops there (after 5 trials)")
     search.add_argument("--max-units", type=int, default=2048,
                         help="most hidden units per layer; MoE: experts × units per expert (the paper's cap: 2048)")
-    defaults = TrainConfig()
-    training = parser.add_argument_group("training of every trial (the learning rate is tuned)")
-    training.add_argument("--epochs", type=int, default=defaults.epochs,
-                          help="most epochs per trial; the best epoch becomes the tuned number of epochs")
-    training.add_argument("--patience", type=int, default=defaults.patience,
-                          help="stop a trial after this many epochs without a better main-task validation metric")
-    training.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per mini-batch")
-    training.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay")
-    training.add_argument("--task-weights", type=_floats, help="loss weight per task, e.g. 1,0.5 (default: all 1)")
-    training.add_argument("--seed", type=int, default=defaults.seed,
-                          help="seed of initialisation and shuffling; trial n uses seed + n")
-    training.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_training_options(parser, title="training of every trial (the learning rate is tuned)", learning_rate=False,
+                         helps={"--epochs": "most epochs per trial; the best epoch becomes the tuned number of epochs",
+                                "--patience": "stop a trial after this many epochs without a better main-task "
+                                              "validation metric",
+                                "--seed": "seed of initialisation and shuffling; trial n uses seed + n"})
     parser.add_argument("--out", type=Path,
                         help="folder for best.json, the best configuration (and study.db without --storage) "
                              "(default: runs/tune-MODEL-DATASET)")
@@ -530,15 +532,12 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_tune(args: argparse.Namespace) -> int:
-    from mmoe.train.trainer import TrainConfig
     from mmoe.tune import TuneOptions, check_options, run_tune
 
     check_options(args.model, args.trials, args.sampler, args.max_units)  # before the data options
     spec = dataset_spec(args)
-    training = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, weight_decay=args.weight_decay,
-                           patience=args.patience, task_weights=args.task_weights, seed=args.seed, threads=args.threads)
     out = Path(args.out or f"runs/tune-{args.model}-{spec['kind']}")
-    run_tune(TuneOptions(model=args.model, trials=args.trials, dataset=spec, training=training, out=out,
+    run_tune(TuneOptions(model=args.model, trials=args.trials, dataset=spec, training=training_config(args), out=out,
                          storage=args.storage, study=args.study, sampler=args.sampler, sampler_seed=args.sampler_seed,
                          prune=not args.no_prune, max_units=args.max_units, quiet=args.quiet))
     return 0

@@ -36,16 +36,18 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = None,
         checkpoint_path: str | Path | None = None, on_epoch: Any = None, resume_from: str | Path | None = None,
-        data_identity: Any = None, **hyperparameters: Any) -> TrainResult:
+        data_identity: Any = None, resume_state: dict[str, Any] | None = None,
+        **hyperparameters: Any) -> TrainResult:
     """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`.
 
     resume_from: a checkpoint of the same run to continue from (see `mmoe.train.trainer.train`);
-    data_identity: a JSON-able description of the data, checked against the checkpoint's."""
+    data_identity: a JSON-able description of the data, checked against the checkpoint's;
+    resume_state: `resume_from` already read by `load_checkpoint`, so that it is not read again."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     network = build_model(model, data.input_spec, len(data.tasks), **hyperparameters)
     return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch, resume_from=resume_from,
-                 data_identity=data_identity)
+                 data_identity=data_identity, resume_state=resume_state)
 
 
 def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas: int,

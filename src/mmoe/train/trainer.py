@@ -116,7 +116,8 @@ def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size:
 def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
           checkpoint_path: str | Path | None = None,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          resume_from: str | Path | None = None, data_identity: Any = None) -> TrainResult:
+          resume_from: str | Path | None = None, data_identity: Any = None,
+          resume_state: dict[str, Any] | None = None) -> TrainResult:
     """Trains `model` on data.train, early-stopping on data.validation; returns the best model
     (restored) with its metrics on every split. `on_epoch` receives each epoch's history entry
     (the CLI uses it for progress; a resumed run reports only the epochs it trains).
@@ -127,6 +128,9 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     options other than epochs/threads/eval_batch_size, or `data_identity`).
     data_identity: any JSON-able description of the data (the CLI passes its dataset spec); stored
     in the checkpoint and compared on resume.
+    resume_state: `resume_from` already read by `load_checkpoint` (the same on every rank), so that
+    a caller that has read it (the CLI, to fail before reading the data) need not read it again;
+    it is checked as the file would be. Without it, rank 0 reads `resume_from` and sends it to all.
     """
     tasks, main_task = data.tasks, data.tasks[0]
     if config.task_weights is not None and len(config.task_weights) != len(tasks):
@@ -151,8 +155,10 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     train_seconds, epochs_without_gain, stopped_early, first_epoch = 0.0, 0, False, 1
+    if resume_state is not None and resume_from is None:
+        raise ValueError("resume_state is the checkpoint read from resume_from; pass resume_from too")
     if resume_from is not None:
-        saved = parallel.from_first(load_checkpoint, resume_from)  # only rank 0 reads --out
+        saved = resume_state if resume_state is not None else parallel.from_first(load_checkpoint, resume_from)
         check_checkpoint_identity(resume_from, saved["identity"], identity)
         try:
             model.load_state_dict(saved["model"])
