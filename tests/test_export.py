@@ -20,8 +20,10 @@ import pytest
 import torch
 
 from mmoe.cli import main
+from mmoe.data.dataset import Task
+from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
-from mmoe.export import FORMATS, encode_inputs, load_signature, signature_path
+from mmoe.export import CATEGORICAL_INPUT, FORMATS, NUMERIC_INPUT, encode_inputs, load_signature, signature_path
 from mmoe.models import MODELS
 
 
@@ -189,6 +191,36 @@ def test_encode_inputs_codes_unseen_and_missing_values(workspace: dict[str, Path
     for wrong in (-1, 99):
         torch.testing.assert_close(module(numeric, torch.full((2, 2), wrong)), unseen)
 
+
+
+def test_encode_inputs_agrees_with_the_encoders_transform() -> None:
+    """encode_inputs gives what the run's encoder gives before standardising and offsets (the
+    exported model does those itself): a missing value, an unseen category and a missing category."""
+    train = pd.DataFrame({"age": [20.0, 30.0, np.nan, 50.0], "income": [1.0, 2.0, 3.0, 5.0],
+                          "device": ["phone", "tv", "phone", None], "city": ["north", "south", "east", "south"],
+                          "clicked": [0, 1, 1, 0]})
+    encoder = TableEncoder(["age", "income"], ["device", "city"], [Task("clicked", "binary")]).fit(train)
+    rows = pd.DataFrame({"age": [25.0, np.nan, 60.0], "income": [2.0, 4.0, np.nan],
+                         "device": ["watch", None, "tv"], "city": [None, "east", "north"], "extra": [1, 2, 3]})
+    signature = {"encoder": encoder.to_dict(), "inputs": [{"name": NUMERIC_INPUT}, {"name": CATEGORICAL_INPUT}]}
+    inputs = encode_inputs(rows, signature)
+    numeric, categorical = encoder.transform_features(rows)
+
+    raw = inputs[NUMERIC_INPUT]
+    assert np.isnan(raw[1, 0]) and np.isnan(raw[2, 1])  # missing stays NaN
+    standardised = np.nan_to_num((raw - np.asarray(encoder.means)) / np.asarray(encoder.stds), nan=0.0)
+    np.testing.assert_array_equal(standardised.astype(np.float32), numeric.numpy())
+    codes = inputs[CATEGORICAL_INPUT]
+    assert codes[0, 0] == 0 and codes[0, 1] == 0  # "watch" unseen; a missing city unseen in training
+    assert codes[1, 0] == 1 + encoder.vocabularies[0].index("<missing>")  # a missing device seen in training
+    np.testing.assert_array_equal(codes + np.asarray(encoder.input_spec.offsets), categorical.numpy())
+    # The same error as `mmoe predict` for text in a numeric column, naming the source, column and row.
+    bad = rows.assign(income=["2", "lots", "3"])
+    with pytest.raises(MmoeError, match="rows.csv: column 'income', row 2: 'lots' is not a number") as error:
+        encode_inputs(bad, signature, source="rows.csv")
+    with pytest.raises(MmoeError) as same:
+        encoder.transform_features(bad, source="rows.csv")
+    assert str(error.value) == str(same.value)
 
 @needs_onnx
 def test_onnx_graph_uses_gather_and_sum_not_a_loop(workspace: dict[str, Path], tmp_path: Path,

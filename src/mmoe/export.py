@@ -48,7 +48,7 @@ from torch import nn
 
 from mmoe import __version__
 from mmoe.data.dataset import Task
-from mmoe.data.encoders import MISSING_CATEGORY, TableEncoder, _category_strings, to_numeric_column
+from mmoe.data.encoders import MISSING_CATEGORY, TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models.base import MultiTaskModel
@@ -429,20 +429,13 @@ def encode_inputs(frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path
                         f"named in its signature's inputs")
     arrays: dict[str, np.ndarray] = {}
     for entry in signature["inputs"]:
+        # The encoder's own conversion, before the standardising and offsets the model does itself,
+        # so that "<missing>", numbers stored as categories and pandas categoricals map as they do
+        # in `mmoe predict`.
         if entry["name"] == NUMERIC_INPUT:
-            numeric = np.empty((len(frame), len(encoder.numeric)), dtype=np.float64)
-            for j, column in enumerate(encoder.numeric):
-                numeric[:, j] = to_numeric_column(frame[column], source, column)
-            arrays[NUMERIC_INPUT] = numeric
+            arrays[NUMERIC_INPUT] = encoder.raw_numeric(frame, source)
         elif entry["name"] == CATEGORICAL_INPUT:
-            categorical = np.empty((len(frame), len(encoder.categorical)), dtype=np.int64)
-            for j, column in enumerate(encoder.categorical):
-                # The encoder's own text for each cell, so that "<missing>", numbers stored as
-                # categories and pandas categoricals map as they do in `mmoe predict`.
-                positions = pd.Index(encoder.vocabularies[j], dtype=object).get_indexer(
-                    _category_strings(frame[column]))
-                categorical[:, j] = positions.astype(np.int64) + 1  # -1 (unseen) + 1 = UNSEEN_CODE
-            arrays[CATEGORICAL_INPUT] = categorical
+            arrays[CATEGORICAL_INPUT] = encoder.category_codes(frame)  # 0 = UNSEEN_CODE
         else:
             raise MmoeError(f"signature input {entry['name']!r} is not one this version of mmoe knows")
     return arrays

@@ -259,20 +259,35 @@ class TableEncoder:
             raise MmoeError(f"{source}: missing column(s) {shown}; the table has "
                             f"{', '.join(repr(c) for c in list(frame.columns)[:8])}{', ...' if frame.shape[1] > 8 else ''}")
 
+    def raw_numeric(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
+        """float64 [N, num_numeric]: the numeric columns in the table's own units, NaN where
+        missing, before standardising; text or ±inf is an MmoeError naming the column and row.
+        The caller checks that the columns are there."""
+        numeric = np.empty((len(frame), len(self.numeric)), dtype=np.float64)
+        for j, column in enumerate(self.numeric):
+            numeric[:, j] = to_numeric_column(frame[column], source, column)
+        return numeric
+
+    def category_codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """int64 [N, num_categorical]: per column, 1 + the value's position in its vocabulary (a
+        missing value is the category "<missing>"), 0 for a value unseen in training; before the
+        columns' offsets into the shared vocabulary. The caller checks that the columns are there."""
+        codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
+        for j, column in enumerate(self.categorical):
+            # Positions are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
+            positions = pd.Index(self.vocabularies[j], dtype=object).get_indexer(_category_strings(frame[column]))
+            codes[:, j] = positions.astype(np.int64) + 1
+        return codes
+
     def transform_features(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
         """Returns numeric [N, num_numeric] float32 and categorical [N, num_categorical] int64."""
         if not self.fitted:
             raise RuntimeError("TableEncoder.transform before fit")
         self._check_columns(frame, source, labels=False)
-        numeric = np.zeros((len(frame), len(self.numeric)), dtype=np.float32)
-        for j, column in enumerate(self.numeric):
-            values = (to_numeric_column(frame[column], source, column) - self.means[j]) / self.stds[j]
-            numeric[:, j] = np.nan_to_num(values, nan=0.0)
-        categorical = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
-        for j, (column, offset) in enumerate(zip(self.categorical, self.input_spec.offsets)):
-            # Codes are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
-            codes = pd.Index(self.vocabularies[j], dtype=object).get_indexer(_category_strings(frame[column]))
-            categorical[:, j] = offset + 1 + codes.astype(np.int64)
+        # A missing value (NaN) becomes the training mean: 0 after standardising.
+        numeric = np.nan_to_num((self.raw_numeric(frame, source) - np.asarray(self.means, dtype=np.float64))
+                                / np.asarray(self.stds, dtype=np.float64), nan=0.0).astype(np.float32)
+        categorical = self.category_codes(frame) + np.asarray(self.input_spec.offsets, dtype=np.int64)
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
 
     def transform_labels(self, frame: pd.DataFrame, source: str = "data") -> torch.Tensor:
