@@ -14,11 +14,14 @@ import pytest
 import torch
 
 from mmoe.cli import main
-from mmoe.data import Split, load_dataset
+from mmoe.data import Split, load_dataset, streaming
 from mmoe.data.encoders import TableEncoder
 from mmoe.data.streaming import ShuffleBuffer, SplitRule, load_streaming_table
 from mmoe.data.tabular import parse_task_spec, read_table
 from mmoe.errors import MmoeError
+from mmoe.io import to_jsonable
+from mmoe.runs import fit
+from mmoe.train.trainer import TrainConfig
 
 TASKS = "clicked:binary,spent:regression"
 TRAIN_FLAGS = ("--epochs", "1", "--threads", "1", "--quiet")
@@ -216,6 +219,24 @@ def test_streaming_training_end_to_end_with_evaluate_and_predict(tmp_path, table
     assert main(["evaluate", str(run), "--data", str(single), "--json"]) == 0
     for task, values in json.loads(capsys.readouterr().out).items():
         assert streamed_metrics[task] == pytest.approx(values, rel=1e-6)
+
+
+def test_fit_measures_the_streamed_training_rows_as_the_cli_writes_them(tmp_path, monkeypatch, one_torch_thread):
+    """The trainer itself measures the training rows (over a sample of about TRAIN_METRICS_ROWS of
+    them), so `mmoe.runs.fit` (and `mmoe tune`) report what `mmoe train --streaming` writes."""
+    monkeypatch.setattr(streaming, "TRAIN_METRICS_ROWS", 300)   # fewer than the training rows: a sample
+    frame = mixed_frame(1000)
+    path = write_parquet(frame, tmp_path / "t.parquet")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(path), "--streaming", "--tasks", TASKS, "--out", str(run), *TRAIN_FLAGS]) == 0
+    config = json.loads((run / "config.json").read_text())
+
+    result = fit(load_dataset(config["dataset"]), config["model"], TrainConfig(**config["training"]),
+                 **config["hyperparameters"])
+    assert list(result.metrics) == ["train", "validation", "test"]
+    spent_rows = int(((assign(frame) == 0) & frame["spent"].notna()).sum())
+    assert 0 < result.metrics["train"]["spent"]["rows"] < 0.6 * spent_rows   # about 300 of about 780 rows
+    assert json.loads(json.dumps(to_jsonable(result.metrics))) == json.loads((run / "metrics.json").read_text())
 
 
 def test_same_seed_same_run_and_resume(tmp_path, one_torch_thread):

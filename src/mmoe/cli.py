@@ -271,11 +271,6 @@ def command_train(args: argparse.Namespace) -> int:
         result = fit(data, args.model, config, checkpoint_path=checkpoint, on_epoch=progress.update,
                      resume_from=resume_from, resume_state=resume_state, data_identity=spec, **hyperparameters)
     if parallel.is_first:  # only rank 0 writes --out (the trainer writes the checkpoint on rank 0 only)
-        if spec.get("streaming"):  # the trainer measured the splits in memory; the streamed rows take a pass
-            from mmoe.data.streaming import TRAIN_METRICS_ROWS
-
-            result.metrics = {"train": data.train.evaluate(result.model, data.tasks, config.eval_batch_size,
-                                                           max_rows=TRAIN_METRICS_ROWS), **result.metrics}
         save_run(out, spec, data, result, config)
         print_summary(result, data.tasks, out)
     return 0

@@ -166,3 +166,10 @@ class MultiTaskData:
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def evaluate(self, model: Any, batch_size: int = 65536) -> dict[str, dict[str, dict[str, Any]]]:
+        """{split: {task: metrics}} of `model` on every split: the metrics training ends with. A
+        data set whose training rows are not held in memory measures them its own way."""
+        from mmoe.train.trainer import evaluate
+
+        return {name: evaluate(model, self.tasks, split, batch_size) for name, split in self.splits().items()}

@@ -59,7 +59,7 @@ READ_ROWS = 16_384        # rows per record batch read from a row group
 SHUFFLE_ROWS = 131_072    # rows in the shuffle buffer (about 16 MB at 128 bytes per encoded row)
 INTERLEAVE = 4            # row groups read side by side
 PREFETCH = 8              # mini-batches the background reader may run ahead (0: no thread)
-TRAIN_METRICS_ROWS = 1_000_000   # `mmoe train --streaming`'s training metrics: a sample of about this many rows
+TRAIN_METRICS_ROWS = 1_000_000   # training's final train-split metrics: a sample of about this many rows
 SAMPLE_SALT = 0x5A17             # offsets the seed of that sample's hash from the split's
 EXPECTED_PARQUET = "expected a Parquet file (.parquet, .pq) or a directory of Parquet files"
 SPLITS = ("train", "validation", "test")
@@ -772,11 +772,18 @@ class _Splits(Mapping):
 @dataclass
 class StreamingTableData(MultiTaskData):
     """A `MultiTaskData` whose `train` is `StreamingRows`. `splits()` holds validation and test
-    only, so the trainer's final metrics cover those two; `mmoe train` adds the training rows'
-    metrics with `train.evaluate(model)`."""
+    only; `evaluate`, which gives the trainer's final metrics, adds the training rows' from one
+    more pass over a sample of them."""
 
     def splits(self) -> Mapping[str, Split]:  # type: ignore[override]
         return _Splits(self)
+
+    def evaluate(self, model: Any, batch_size: int = 65_536) -> dict[str, dict[str, dict[str, Any]]]:
+        """{split: {task: metrics}}: train over a sample of about TRAIN_METRICS_ROWS training rows
+        (the same sample every time; every row when there are fewer), validation and test in memory."""
+        train = self.train.evaluate(model, self.tasks, batch_size,  # type: ignore[attr-defined]
+                                    max_rows=TRAIN_METRICS_ROWS)
+        return {"train": train, **super().evaluate(model, batch_size)}
 
 
 # -- loading --------------------------------------------------------------------------------------

@@ -228,7 +228,8 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
 
     if config.restore_best:
         model.load_state_dict(best_state)
-    metrics = {name: evaluate(model, tasks, split, config.eval_batch_size) for name, split in data.splits().items()}
+    # Every split (a streamed training split over a sample of its rows: `StreamingTableData.evaluate`).
+    metrics = data.evaluate(model, config.eval_batch_size)
     epochs_run = len(history)
     return TrainResult(model, history, best_epoch, best_score, train_seconds,
                        samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
