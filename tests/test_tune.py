@@ -5,6 +5,7 @@ Everything trains on 2,000 synthetic rows for one or two epochs with tiny models
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -17,7 +18,8 @@ from optuna.trial import TrialState
 
 from mmoe.cli import build_parser, main
 from mmoe.data.dataset import Task
-from mmoe.tune import EpochPruning, claim_slot, make_pruner, run_worker
+import mmoe.tune
+from mmoe.tune import EpochPruning, best_complete, claim_slot, make_pruner, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC = ("--dataset", "synthetic", "--rows", "2000")
@@ -74,8 +76,8 @@ def test_the_worker_that_loses_the_race_for_the_last_slot_gives_its_trial_back(t
         taken.append(study_a.ask())  # A creates its trial between B's count and B's ask
         return ask_of_b()
 
-    def a_finishes(running: int) -> None:
-        assert running == 1
+    def a_finishes(running: int, finished: int) -> None:
+        assert (running, finished) == (1, 1)
         study_a.tell(taken[0], 0.7)
 
     study_b.ask = a_wins_the_race  # type: ignore[method-assign]
@@ -108,6 +110,73 @@ def test_a_failing_trial_gives_its_slot_back_and_pruned_trials_count_towards_the
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED]
     assert report.finished == 3 and calls == [0, 1, 2, 3, 4]
+
+
+def test_a_finished_trial_costs_two_fetches_of_the_study_trials(tmp_path: Path, capsys, monkeypatch,
+                                                               one_torch_thread: None) -> None:
+    """On a shared RDB every read of the study's trials is a query over its trial table, and
+    `study.best_trial` another query: per finished trial `mmoe tune` reads the trials once to claim
+    its slot and once after telling it, and takes the counts, its progress line, the best trial and
+    best.json from that read. The reads Optuna makes for its sampler and pruner are not counted."""
+    tune_file = os.path.abspath(mmoe.tune.__file__)
+    optunas_own = ("ask", "tell", "report", "should_prune")  # sampler and pruner reads, on Optuna's account
+    fetches: collections.Counter[str] = collections.Counter()
+
+    def counted(method):  # one round-trip to the database, attributed to the optuna call mmoe.tune made
+        def wrapper(self, *args, **kwargs):
+            frame, entry = sys._getframe(1), None
+            while frame is not None and os.path.abspath(frame.f_code.co_filename) != tune_file:
+                frame, entry = frame.f_back, frame.f_code.co_name
+            if frame is not None and entry not in optunas_own and not entry.startswith("suggest_"):
+                fetches[f"{frame.f_code.co_name}->{entry}"] += 1
+            return method(self, *args, **kwargs)
+        return wrapper
+
+    for name in ("_get_trials", "_get_best_trial_id"):  # what get_trials and best_trial query with
+        monkeypatch.setattr(optuna.storages.RDBStorage, name, counted(getattr(optuna.storages.RDBStorage, name)))
+    url, out = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "tune"
+    # Not --quiet: the progress line of every trial is written too, with the best trial so far.
+    options = (*SYNTHETIC, "--max-units", "16", "--threads", "1", "--epochs", "1", "--sampler", "tpe",
+               "--storage", url, "--study", "s", "--out", out)
+    assert run_cli(capsys, "tune", *options, "--trials", "1")[0] == 0
+    fetches.clear()
+    code, stdout, err = run_cli(capsys, "tune", *options, "--trials", "4")  # 3 more trials
+    assert code == 0, err
+    assert err.count(" of 4: validation y1 mse") == 3 and "(3 by this worker)" in stdout
+    # Once at the start (the trials finished before), once for the first look at the study, then
+    # two per finished trial: its slot, and the look after it (which also says the total is reached).
+    assert sum(fetches.values()) == 2 + 2 * 3, dict(fetches)
+    assert fetches["claim_slot->get_trials"] == 3 and fetches["_look->get_trials"] == 1 + 3, dict(fetches)
+
+    # What was picked from the fetched trials is what Optuna's storage names the best trial.
+    study = optuna.load_study(study_name="s", storage=url)
+    best = json.loads((out / "best.json").read_text())
+    assert best["tuned"]["trial"] == study.best_trial.number and best["tuned"]["validation"]["value"] == \
+        pytest.approx(-study.best_value) and best["tuned"]["trials"] == {"complete": 4, "pruned": 0}
+    assert f"best: trial {study.best_trial.number}," in stdout
+
+
+def test_the_best_trial_is_picked_from_fetched_trials_as_optuna_picks_it() -> None:
+    """Only complete trials count, by the study's direction, the lowest number on a tie (as Optuna's
+    storages do); no complete trial: None, where study.best_trial raises ValueError."""
+    for direction, values in (("maximize", [0.3, 0.7, 0.2, 0.7, 0.5]), ("minimize", [0.3, 0.1, 0.2, 0.1, 0.5])):
+        for storage in (None, "sqlite:///:memory:"):
+            study = optuna.create_study(direction=direction, storage=storage)
+            assert best_complete(study.get_trials(), study.direction) is None
+            study.tell(study.ask(), state=TrialState.PRUNED)
+            study.tell(study.ask(), state=TrialState.FAIL)
+            study.ask()  # running
+            assert best_complete(study.get_trials(), study.direction) is None
+            with pytest.raises(ValueError):
+                study.best_trial
+            for value in values:
+                study.tell(study.ask(), value)
+            best = best_complete(study.get_trials(deepcopy=False), study.direction)
+            assert best is not None and best.number == study.best_trial.number == 4, (direction, storage)
+            pruned = study.ask()
+            pruned.report(1e9 if direction == "maximize" else -1e9, step=1)  # a pruned trial's value never counts
+            study.tell(pruned, state=TrialState.PRUNED)
+            assert best_complete(study.get_trials(), study.direction).number == study.best_trial.number == 4
 
 
 def test_pruning_stops_a_trial_below_the_median_of_earlier_trials_at_the_same_epoch() -> None:

@@ -45,6 +45,7 @@ instant would leave a slot held for good; mark such a trial failed with Optuna's
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -55,7 +56,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,34 +278,43 @@ class WorkerReport:
     finished: int = 0
     surplus: int = 0
     dropped: int = 0
+    # The study's trials as fetched when the worker returned (at least `total` of them finished):
+    # what callers need of the study at the end, without fetching its trials once more.
+    trials: list[FrozenTrial] = field(default_factory=list, repr=False)
 
 
 def run_worker(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float], *,
-               on_finished: Callable[[FrozenTrial], None] | None = None,
-               on_wait: Callable[[int], None] | None = None,
+               on_finished: Callable[[FrozenTrial, list[FrozenTrial]], None] | None = None,
+               on_wait: Callable[[int, int], None] | None = None,
                heartbeat: optuna.storages.RDBStorage | None = None,
                poll_seconds: float = POLL_SECONDS) -> WorkerReport:
     """Runs trials of `study` until `total` of them are finished, counting every worker's.
 
-    objective(trial) returns the value to maximise, or raises optuna.TrialPruned. on_finished
-    receives each trial this worker finished; on_wait(running) is called while the remaining slots
-    are held by `running` trials of other workers. heartbeat: the RDB storage to send heartbeats
-    to while a trial trains (None: an in-memory study, one process). Any other exception from the
-    objective (KeyboardInterrupt included) marks the trial failed, which gives its slot back, and
-    propagates."""
+    objective(trial) returns the value to maximise, or raises optuna.TrialPruned. on_finished(trial,
+    trials) receives each trial this worker finished, with the study's trials as fetched right after
+    it was told; on_wait(running, finished) is called while the remaining slots are held by
+    `running` trials of other workers, `finished` trials being finished. heartbeat: the RDB storage
+    to send heartbeats to while a trial trains (None: an in-memory study, one process). Any other
+    exception from the objective (KeyboardInterrupt included) marks the trial failed, which gives
+    its slot back, and propagates.
+
+    The study's trials are fetched from storage once per look at the study (a full read of its
+    trial table on a shared RDB) and once more per trial to claim its slot; the callbacks and the
+    returned report get what was fetched, so that a finished trial costs two fetches in all."""
     report = WorkerReport()
+    trials = _look(study)
     while True:
-        _fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED_STATES for t in trials)
         if finished >= total:
+            report.trials = trials
             return report
         held = sum(t.state in SLOT_STATES for t in trials)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if held >= total and not waiting:  # the last slots are training in other workers
             if on_wait is not None:
-                on_wait(held - finished)
+                on_wait(held - finished, finished)
             time.sleep(poll_seconds)
+            trials = _look(study)
             continue
         with warnings.catch_warnings():
             # Optuna's note that heartbeats are meant for Study.optimize: this loop sends its own (_heartbeat).
@@ -318,8 +328,17 @@ def run_worker(study: optuna.Study, total: int, objective: Callable[[optuna.Tria
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         setattr(report, outcome, getattr(report, outcome) + 1)
+        # The next look at the study, after the trial was told: it both decides whether to go on
+        # and is what on_finished reports from (counts, the best trial) without a fetch of its own.
+        trials = _look(study)
         if outcome == "finished" and on_finished is not None:
-            on_finished(told)
+            on_finished(told, trials)
+
+
+def _look(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials, fresh from storage, after failing those of dead workers."""
+    _fail_stale_trials(study)
+    return study.get_trials(deepcopy=False)
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, total: int, objective: Callable[[optuna.Trial], float],
@@ -468,39 +487,45 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
             raise optuna.TrialPruned(f"no finite {describe_score(main_task, math.nan)} in any epoch")
         return result.best_score
 
-    def write_best() -> dict[str, Any] | None:
-        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    direction = study.direction  # read once (open_study checked it: maximise)
+
+    def write_best(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+        best = best_complete(trials, direction)
+        if best is None:
             return None
-        document = best_config(study, options, main_task, shown, name)
+        document = best_config(best, trials, options, main_task, shown, name)
         atomic_write_json(out / "best.json", train_config_document(**document))
         return document
 
-    finished_before = _count_finished(study)
+    finished_before = _count_finished(study.get_trials(deepcopy=False, states=FINISHED_STATES))
     bar = tqdm(total=options.trials, initial=min(finished_before, options.trials), desc=f"tuning {options.model}",
                unit="trial", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
     if not options.quiet and finished_before:
         bar.write(f"study {name} in {shown}: {finished_before} trials finished before, going on to {options.trials}",
                   file=sys.stderr)
 
-    def on_finished(trial: FrozenTrial) -> None:
-        bar.n = min(_count_finished(study), options.trials)
+    # Per finished trial, the progress, the trial's line and best.json all come from the one list of
+    # trials run_worker fetched after telling it (its best trial included); nothing is fetched here.
+    def on_finished(trial: FrozenTrial, trials: list[FrozenTrial]) -> None:
+        bar.n = min(_count_finished(trials), options.trials)
         bar.set_postfix_str("")
         bar.refresh()
         if not options.quiet:
-            bar.write(_trial_line(trial, study, main_task, options.trials), file=sys.stderr)
-        write_best()
+            bar.write(_trial_line(trial, best_complete(trials, direction), main_task, options.trials),
+                      file=sys.stderr)
+        write_best(trials)
 
-    def on_wait(running: int) -> None:
-        bar.n = min(_count_finished(study), options.trials)
+    def on_wait(running: int, finished: int) -> None:
+        bar.n = min(finished, options.trials)
         bar.set_postfix_str(f"waiting for {running} trial(s) of other workers")
         bar.refresh()
 
     with bar:
         report = run_worker(study, options.trials, objective, on_finished=on_finished, on_wait=on_wait,
                             heartbeat=storage)
-        bar.n = min(_count_finished(study), options.trials)
+        bar.n = min(_count_finished(report.trials), options.trials)
         bar.set_postfix_str("")
-    document = write_best()
+    document = write_best(report.trials)
     if document is None:
         raise MmoeError(f"study {name} in {shown}: none of its {options.trials} trials completed (all pruned); "
                         f"expected at least one: rerun with a larger --trials (the study goes on), or a new --study "
@@ -509,24 +534,39 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     return document
 
 
-def best_config(study: optuna.Study, options: TuneOptions, main_task: Task, shown_storage: str,
-                name: str) -> dict[str, Any]:
-    """train_config_document's arguments for the study's best complete trial: its model,
-    hyperparameters, learning rate and seed, epochs = its best epoch (the paper's tuned training
-    steps; patience 0, so that exactly those are trained), the other training options and the data
-    set as tuned. Trained with these, a model repeats the trial's best epoch."""
-    best = study.best_trial
+def best_complete(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
+    """The trial `study.best_trial` names, picked from the study's trials already fetched (sorted by
+    number, as `study.get_trials` returns them) instead of asking storage again: the complete trial
+    with the highest value (lowest, for a minimising study), on a tie the lowest-numbered one — as
+    Optuna's in-memory storage and its generic `get_best_trial` break ties (an RDB's ORDER BY ...
+    LIMIT 1 leaves a tie to the database). None when no trial is complete (where best_trial raises
+    ValueError). Optuna's constraints are not looked at: `mmoe tune` sets none."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    pick = max if direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)  # max/min keep the first of equals: the lowest number
+
+
+def best_config(best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptions, main_task: Task,
+                shown_storage: str, name: str) -> dict[str, Any]:
+    """train_config_document's arguments for the study's best complete trial `best` (see
+    best_complete), with the complete and pruned counts of `trials`, the study's trials as fetched:
+    its model, hyperparameters, learning rate and seed, epochs = its best epoch (the paper's tuned
+    training steps; patience 0, so that exactly those are trained), the other training options and
+    the data set as tuned. Trained with these, a model repeats the trial's best epoch."""
     attrs = best.user_attrs
     if "hyperparameters" not in attrs:
         raise MmoeError(f"study {name} in {shown_storage}: its best trial {best.number} was not made by "
                         f"`mmoe tune` (no hyperparameters recorded); expected a study of `mmoe tune`")
     training = options.training
-    states = [t.state for t in study.get_trials(deepcopy=False)]  # one fetch from storage, not one per state
+    states = [t.state for t in trials]
     counts = {state.name.lower(): states.count(state) for state in (TrialState.COMPLETE, TrialState.PRUNED)}
     metric = main_metric_name(main_task)
     return {
         "model": options.model,
-        "hyperparameters": attrs["hyperparameters"],
+        # A copy: the fetched trials are the storage cache's own objects (fetched without deepcopy).
+        "hyperparameters": copy.deepcopy(attrs["hyperparameters"]),
         "training": {"learning_rate": best.params["learning_rate"], "batch_size": training.batch_size,
                      "epochs": int(attrs["best_epoch"]), "weight_decay": training.weight_decay, "patience": 0,
                      "task_weights": training.task_weights, "seed": int(attrs["seed"])},
@@ -539,12 +579,13 @@ def best_config(study: optuna.Study, options: TuneOptions, main_task: Task, show
     }
 
 
-def _count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+def _count_finished(trials: list[FrozenTrial]) -> int:
+    return sum(t.state in FINISHED_STATES for t in trials)
 
 
-def _trial_line(trial: FrozenTrial, study: optuna.Study, main_task: Task, total: int) -> str:
-    """One line per finished trial: its number, outcome, score, what it trained, time."""
+def _trial_line(trial: FrozenTrial, best: FrozenTrial | None, main_task: Task, total: int) -> str:
+    """One line per finished trial: its number, outcome, score (and the study's best complete trial
+    `best`, from trials fetched after this one was told), what it trained, time."""
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
         if trial.datetime_complete and trial.datetime_start else float("nan")
     # The hyperparameters as trained (the drawn expert_units is capped by experts × units ≤ max_units).
@@ -557,8 +598,7 @@ def _trial_line(trial: FrozenTrial, study: optuna.Study, main_task: Task, total:
         outcome = f"pruned after epoch {epochs}" if "diverged" not in trial.user_attrs else "diverged"
     else:
         outcome = describe_score(main_task, trial.value)
-        best = study.best_trial
-        outcome += "  (best so far)" if best.number == trial.number else \
+        outcome += "  (best so far)" if best is None or best.number == trial.number else \
             f"  (best: trial {best.number}, {describe_score(main_task, best.value).split()[-1]})"
     return f"trial {trial.number:>3} of {total}: {outcome}  {params}  [{seconds:.1f}s]"
 
