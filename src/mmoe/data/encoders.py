@@ -284,11 +284,17 @@ class TableEncoder:
         if not self.fitted:
             raise RuntimeError("TableEncoder.transform before fit")
         self._check_columns(frame, source, labels=False)
-        # A missing value (NaN) becomes the training mean: 0 after standardising.
-        numeric = np.nan_to_num((self.raw_numeric(frame, source) - np.asarray(self.means, dtype=np.float64))
-                                / np.asarray(self.stds, dtype=np.float64), nan=0.0).astype(np.float32)
-        categorical = self.category_codes(frame) + np.asarray(self.input_spec.offsets, dtype=np.int64)
+        numeric, categorical = self.model_inputs(self.raw_numeric(frame, source), self.category_codes(frame))
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
+
+    def model_inputs(self, raw_numeric: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`raw_numeric` and `category_codes` values -> the model's inputs: numeric float32,
+        standardised with the training moments (a missing value becomes the mean: 0), and int64
+        category slots in the shared vocabulary (each column's codes moved by its offset).
+        Streaming encodes its record batches through here too, so both give the same float32 values."""
+        numeric = np.nan_to_num((raw_numeric - np.asarray(self.means, dtype=np.float64))
+                                / np.asarray(self.stds, dtype=np.float64), nan=0.0).astype(np.float32)
+        return numeric, codes + np.asarray(self.input_spec.offsets, dtype=np.int64)
 
     def transform_labels(self, frame: pd.DataFrame, source: str = "data") -> torch.Tensor:
         """[N, num_tasks] float32 in the labels' own units, NaN where missing."""

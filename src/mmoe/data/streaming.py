@@ -516,12 +516,10 @@ class BatchEncoder:
         numeric = np.empty((n, len(self.numeric)), dtype=np.float64)
         for j, column in enumerate(self.numeric):
             numeric[:, j] = _numbers(self.table.column(batch, column), source, column, rows)
-        # The same float64 operations as TableEncoder.transform_features, so the same float32 values.
-        numeric = np.nan_to_num((numeric - np.asarray(encoder.means)) / np.asarray(encoder.stds), nan=0.0)
-        categorical = np.empty((n, len(self.categorical)), dtype=np.int64)
-        for j, (column, category, offset) in enumerate(zip(self.categorical, self.categories,
-                                                           encoder.input_spec.offsets)):
-            categorical[:, j] = category.encode(self.table.column(batch, column)) + (offset + 1)
+        codes = np.empty((n, len(self.categorical)), dtype=np.int64)
+        for j, (column, category) in enumerate(zip(self.categorical, self.categories)):
+            codes[:, j] = category.encode(self.table.column(batch, column)) + 1  # -1 (unseen) -> slot 0
+        numeric, categorical = encoder.model_inputs(numeric, codes)
         coded = np.empty((n, len(self.tasks) if labels else 0), dtype=np.float32)
         for k, task in enumerate(self.tasks if labels else []):
             values = self.table.column(batch, task.name)
@@ -529,7 +527,7 @@ class BatchEncoder:
                 coded[:, k] = _binary_labels(encoder.label_coders[task.name], values, source, rows)
             else:
                 coded[:, k] = _numbers(values, source, task.name, rows)
-        return numeric.astype(np.float32), categorical, coded
+        return numeric, categorical, coded
 
 
 # -- shuffling ------------------------------------------------------------------------------------
