@@ -195,11 +195,11 @@ def section_population(args: argparse.Namespace) -> dict[str, Any]:
         # rate and inflate the speed-up.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit(datasets[0], model, TrainConfig(**{**config.to_dict(), "epochs": 1}), **options)
+            fit(datasets[0], model, replace(config, epochs=1), **options)
             train_population(model, datasets[:2], replace(config, epochs=1), seeds=[0, 1], **options)
         started = time.perf_counter()
         for seed in range(sequential_runs):
-            fit(datasets[seed], model, TrainConfig(**{**config.to_dict(), "seed": seed}), **options)
+            fit(datasets[seed], model, replace(config, seed=seed), **options)
         sequential_per_run = (time.perf_counter() - started) / sequential_runs
         for replicas in sizes:
             print(f"  population: {model}, N = {replicas} ...", file=sys.stderr, flush=True)
