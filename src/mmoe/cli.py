@@ -313,7 +313,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     run = Run.load(args.run)
     if args.data is not None and args.streaming:
-        from mmoe.data.streaming import evaluate_table
+        from mmoe.predict import evaluate_table
 
         metrics = evaluate_table(run, args.data)
         label = str(args.data)
@@ -323,7 +323,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         metrics = run.evaluate_frame(read_table(args.data), str(args.data))
         label = str(args.data)
     elif run.config["dataset"].get("streaming"):  # a streaming run's table is read again in batches
-        from mmoe.data.streaming import evaluate_run
+        from mmoe.predict import evaluate_run
 
         metrics = evaluate_run(run, args.split)
         label = f"{args.split} split"
@@ -345,7 +345,7 @@ def command_predict(args: argparse.Namespace) -> int:
 
     run = Run.load(args.run)
     if args.streaming:
-        from mmoe.data.streaming import predict_table
+        from mmoe.predict import predict_table
 
         rows = predict_table(run, args.data, args.out, _columns(args.keep))
         _log(f"wrote {rows:,} predictions ({', '.join(t.name for t in run.tasks)}) to {args.out}")

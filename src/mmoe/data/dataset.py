@@ -12,100 +12,18 @@ is the same function at a fraction of the cost.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from mmoe.errors import MmoeError
+from mmoe.spec import TASK_KINDS, InputSpec, Task
 
 if TYPE_CHECKING:
     from mmoe.data.encoders import TableEncoder
 
-TASK_KINDS = ("binary", "regression")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One prediction target.
-
-    kind: "binary" (labels 0/1, trained with BCE on logits) or "regression" (trained with MSE on
-    the label standardised by `label_mean` / `label_std`; predictions are returned in the
-    label's own units).
-    """
-
-    name: str
-    kind: str
-    label_mean: float = 0.0
-    label_std: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in TASK_KINDS:
-            raise MmoeError(f"task {self.name!r}: kind {self.kind!r} is not one of {', '.join(TASK_KINDS)}")
-        if not (self.label_std > 0 and math.isfinite(self.label_std)):
-            raise MmoeError(f"task {self.name!r}: label_std must be a positive number, got {self.label_std}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "label_mean": self.label_mean, "label_std": self.label_std}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Task:
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """The model's input columns.
-
-    numeric: names of the standardised numeric columns, in tensor order.
-    categorical: names of the categorical columns, in tensor order.
-    cardinalities: per categorical column, its number of slots including the reserved slot 0 for
-        values unseen in training. Column j's indices live in
-        [offsets[j], offsets[j] + cardinalities[j]) of one shared vocabulary.
-    """
-
-    numeric: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()
-    cardinalities: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if len(self.categorical) != len(self.cardinalities):
-            raise ValueError("InputSpec: one cardinality per categorical column")
-
-    @property
-    def num_numeric(self) -> int:
-        return len(self.numeric)
-
-    @property
-    def num_categorical(self) -> int:
-        return len(self.categorical)
-
-    @property
-    def vocabulary_size(self) -> int:
-        return sum(self.cardinalities)
-
-    @property
-    def offsets(self) -> list[int]:
-        starts, total = [], 0
-        for cardinality in self.cardinalities:
-            starts.append(total)
-            total += cardinality
-        return starts
-
-    @property
-    def one_hot_dim(self) -> int:
-        """Width d of the dense input the paper's formulas use: numeric columns plus one-hot slots."""
-        return self.num_numeric + self.vocabulary_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"numeric": list(self.numeric), "categorical": list(self.categorical),
-                "cardinalities": list(self.cardinalities)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
-        return cls(tuple(data["numeric"]), tuple(data["categorical"]), tuple(int(c) for c in data["cardinalities"]))
+__all__ = ["TASK_KINDS", "InputSpec", "MultiTaskData", "RowSource", "Split", "Task"]
 
 
 @dataclass
@@ -167,9 +85,13 @@ class MultiTaskData:
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
-    def evaluate(self, model: Any, batch_size: int = 65536) -> dict[str, dict[str, dict[str, Any]]]:
-        """{split: {task: metrics}} of `model` on every split: the metrics training ends with. A
-        data set whose training rows are not held in memory measures them its own way."""
-        from mmoe.train.trainer import evaluate
+    def metric_splits(self) -> Mapping[str, Split | RowSource]:
+        """{split: rows} that training ends by measuring the model on: a `Split` in memory, or a
+        `RowSource` read batch by batch (a streamed table's training rows, a sample of them)."""
+        return self.splits()
 
-        return {name: evaluate(model, self.tasks, split, batch_size) for name, split in self.splits().items()}
+
+class RowSource(Protocol):
+    """Rows that are read batch by batch rather than held as one `Split` (a streamed table)."""
+
+    def batches(self) -> Iterator[Split]: ...

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from mmoe.data.dataset import MultiTaskData, Split, Task
+from mmoe.data.dataset import MultiTaskData, RowSource, Split, Task
 # The in-memory encoder's own text forms, so that both paths name categories and labels alike.
 from mmoe.data.encoders import (MISSING_CATEGORY, BinaryLabelCoder, Moments, TableEncoder, _category_strings,
                                 _label_texts, to_numeric_column)
@@ -721,27 +721,21 @@ class StreamingRows:
         for block in self._blocks(self.table.pieces, None, share):
             yield self._split(block)
 
-    def evaluate(self, model: Any, tasks: Sequence[Task] | None = None, batch_size: int = 65_536,
-                 max_rows: int | None = None) -> dict[str, dict]:
-        """{task: metrics} of `model` on these rows, read in one pass. The predictions and labels
-        of every row evaluated stay in memory until the metrics (an exact AUC) are computed, about
-        16 bytes per row and task plus the metrics' own copies; max_rows: evaluate on a sample of
-        about that many rows (drawn row by row, the same every time) when there are more."""
-        share = min(1.0, max_rows / self.rows) if max_rows and self.rows else 1.0
-        return _evaluate_batches(model, list(tasks or self.encoder.tasks), self.batches(share), batch_size)
+    def sample(self, max_rows: int | None) -> _SampledRows:
+        """These rows as a `RowSource`, or a sample of about `max_rows` of them when there are more
+        (drawn row by row, the same sample every time)."""
+        return _SampledRows(self, min(1.0, max_rows / self.rows) if max_rows and self.rows else 1.0)
 
 
-def _evaluate_batches(model: Any, tasks: list[Task], batches: Iterator[Split], batch_size: int) -> dict[str, dict]:
-    from mmoe.train.metrics import evaluate_predictions, to_predictions
-    from mmoe.train.trainer import predict_outputs
+@dataclass
+class _SampledRows:
+    """A share of a streamed split's rows, read in table order (a `RowSource`)."""
 
-    outputs, labels = [], []
-    for batch in batches:
-        outputs.append(predict_outputs(model, batch, batch_size))
-        labels.append(batch.labels.cpu())
-    if not outputs:
-        raise MmoeError("no rows to evaluate on")
-    return evaluate_predictions(tasks, to_predictions(tasks, torch.cat(outputs)), torch.cat(labels))
+    rows: StreamingRows
+    share: float
+
+    def batches(self) -> Iterator[Split]:
+        return self.rows.batches(self.share)
 
 
 class _Splits(Mapping):
@@ -755,7 +749,7 @@ class _Splits(Mapping):
     def __getitem__(self, name: str) -> Split:
         if name == "train":
             raise MmoeError("the training rows of a streamed table are not held in memory; evaluate on them "
-                            "with `mmoe evaluate RUN --split train` or data.train.evaluate(model)")
+                            "with `mmoe evaluate RUN --split train` or `mmoe.train.trainer.evaluate_data`")
         if name not in ("validation", "test"):
             raise KeyError(name)
         return getattr(self.data, name)
@@ -770,18 +764,16 @@ class _Splits(Mapping):
 @dataclass
 class StreamingTableData(MultiTaskData):
     """A `MultiTaskData` whose `train` is `StreamingRows`. `splits()` holds validation and test
-    only; `evaluate`, which gives the trainer's final metrics, adds the training rows' from one
-    more pass over a sample of them."""
+    only; `metric_splits`, which training ends by measuring, adds a sample of the training rows."""
 
     def splits(self) -> Mapping[str, Split]:  # type: ignore[override]
         return _Splits(self)
 
-    def evaluate(self, model: Any, batch_size: int = 65_536) -> dict[str, dict[str, dict[str, Any]]]:
-        """{split: {task: metrics}}: train over a sample of about TRAIN_METRICS_ROWS training rows
-        (the same sample every time; every row when there are fewer), validation and test in memory."""
-        train = self.train.evaluate(model, self.tasks, batch_size,  # type: ignore[attr-defined]
-                                    max_rows=TRAIN_METRICS_ROWS)
-        return {"train": train, **super().evaluate(model, batch_size)}
+    def metric_splits(self) -> dict[str, Split | RowSource]:
+        """train: a sample of about TRAIN_METRICS_ROWS training rows (the same sample every time;
+        every row when there are fewer), read in one pass; validation and test in memory."""
+        return {"train": self.train.sample(TRAIN_METRICS_ROWS),  # type: ignore[attr-defined]
+                "validation": self.validation, "test": self.test}
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -822,7 +814,7 @@ def _read_extra(path: str | Path, main: ParquetTable, encoder: TableEncoder, rol
                 read_rows: int) -> Split:
     """A separate validation / test table, read in batches and encoded in memory (every row kept,
     labelled or not, as `load_table` keeps them)."""
-    table, batch_encoder = _encoded_table(path, encoder, True, f" that {main.path} has; expected the same feature "
+    table, batch_encoder = encoded_table(path, encoder, True, f" that {main.path} has; expected the same feature "
                                           f"and task columns as the training table ({role} data)")
     parts = [batch_encoder.encode(batch, str(table.files[file]), first)
              for file, first, _, batch in table.read(batch_encoder.columns, read_rows)]
@@ -911,22 +903,17 @@ def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features
                               validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
 
 
-# -- saved runs: evaluate and predict in batches --------------------------------------------------
-def _saved_encoder(run: Any, path: str | Path) -> TableEncoder:
-    if run.encoder is None:
-        raise MmoeError(f"{run.directory}: the run has no encoder.json, so it cannot encode {path}; expected a run "
-                        f"trained on a table (--data)")
-    return run.encoder
-
-
-def _run_rows(run: Any, split: str, read_rows: int = READ_ROWS) -> StreamingRows:
-    """The rows of one split of a streaming run's table, encoded with the run's saved encoder
-    (no refitting)."""
-    spec = run.config["dataset"]
-    encoder = _saved_encoder(run, spec["path"])
+# -- a saved encoder's tables ----------------------------------------------------------------------
+def run_split_rows(spec: dict[str, Any], encoder: TableEncoder, split: str, source: str,
+                   read_rows: int = READ_ROWS) -> StreamingRows:
+    """The rows of one split of a streamed data set (`spec`, the dataset description a run saved),
+    encoded with its fitted `encoder` (no refitting): the split rule picks the rows training used.
+    source: who asks, for the missing-column message (" that the run DIR was trained on")."""
+    if split not in SPLITS:
+        raise MmoeError(f"unknown split {split!r}; expected train, validation or test")
     extra = spec.get(f"{split}_path")
     path = extra if split != "train" and extra else spec["path"]
-    table, batch_encoder = _encoded_table(path, encoder, True, f" that the run {run.directory} was trained on")
+    table, batch_encoder = encoded_table(path, encoder, True, source)
     if path != spec["path"]:
         rule = SplitRule(0, 0.0, 0.0)   # a separate file is the split, every row of it
         code = TRAIN
@@ -938,23 +925,8 @@ def _run_rows(run: Any, split: str, read_rows: int = READ_ROWS) -> StreamingRows
     return StreamingRows(table, batch_encoder, rule, 0, read_rows=read_rows, prefetch=0, split=code)
 
 
-def evaluate_run(run: Any, split: str = "test", batch_size: int = 65_536) -> dict[str, dict]:
-    """Metrics of a run trained with streaming on one split of its own table, read in one pass
-    with the saved encoder (the split rule picks the same rows as in training)."""
-    if split not in SPLITS:
-        raise MmoeError(f"unknown split {split!r}; expected train, validation or test")
-    rows = _run_rows(run, split)
-    return _evaluate_batches(run.model, run.tasks, rows.batches(), batch_size)
-
-
-def _table_rows(run: Any, path: str | Path, labels: bool) -> tuple[ParquetTable, BatchEncoder]:
-    """A table to evaluate or predict on, with the run's saved encoder (labels: read the tasks too)."""
-    return _encoded_table(path, _saved_encoder(run, path), labels,
-                          f"; expected the columns the run {run.directory} was trained on")
-
-
-def _encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
-                   missing_message: str) -> tuple[ParquetTable, BatchEncoder]:
+def encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
+                  missing_message: str) -> tuple[ParquetTable, BatchEncoder]:
     """The table at `path` reading the fitted encoder's feature columns (and task columns, with
     labels), with a batch encoder frozen to it. A missing column is an MmoeError:
     "{path}: missing column(s) {names}" + missing_message."""
@@ -969,72 +941,5 @@ def _encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
     return table, batch_encoder.freeze(encoder)
 
 
-def evaluate_table(run: Any, path: str | Path, batch_size: int = 65_536) -> dict[str, dict]:
-    """Metrics of a saved run on a labelled Parquet table read in batches (every row counts, as
-    in `Run.evaluate_frame`)."""
-    table, batch_encoder = _table_rows(run, path, labels=True)
-
-    def batches() -> Iterator[Split]:
-        for file, first, _, batch in table.read(batch_encoder.columns, batch_size):
-            arrays = batch_encoder.encode(batch, str(table.files[file]), first)
-            yield Split(*(torch.from_numpy(a) for a in arrays))
-
-    return _evaluate_batches(run.model, run.tasks, batches(), batch_size)
-
-
-def predict_table(run: Any, path: str | Path, out: str | Path, keep: Sequence[str] = (),
-                  batch_size: int = 65_536) -> int:
-    """Writes a saved run's predictions for a Parquet table read in batches to `out` (.parquet or
-    .pq: Parquet, else CSV), one column per task after the `keep` columns, atomically; returns
-    the number of rows."""
-    from mmoe.io import atomic_write
-    from mmoe.train.metrics import to_predictions
-    from mmoe.train.trainer import predict_outputs
-
-    table, batch_encoder = _table_rows(run, path, labels=False)
-    tasks = run.tasks
-    keep = list(keep)
-    missing = [c for c in keep if c not in table.columns]
-    if missing:
-        raise MmoeError(f"{path}: --keep column(s) {', '.join(map(repr, missing))} not in the table")
-    clash = [c for c in keep if c in {task.name for task in tasks}]
-    if clash:
-        raise MmoeError(f"--keep column(s) {', '.join(map(repr, clash))} share a task's name; keep other columns")
-    columns = list(dict.fromkeys(batch_encoder.columns + keep))
-    out = Path(out)
-    parquet = out.suffix.lower() in PARQUET_SUFFIXES
-    written = 0
-
-    def frames() -> Iterator[pd.DataFrame]:
-        for file, first, _, batch in table.read(columns, batch_size):
-            numeric, categorical, _ = batch_encoder.encode(batch, str(table.files[file]), first, labels=False)
-            split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical),
-                          torch.zeros(batch.num_rows, len(tasks)))
-            predictions = to_predictions(tasks, predict_outputs(run.model, split, batch_size)).numpy()
-            frame = batch.select(keep).to_pandas() if keep else pd.DataFrame(index=range(batch.num_rows))
-            for k, task in enumerate(tasks):
-                frame[task.name] = predictions[:, k]
-            yield frame
-
-    def write(temp: Path) -> None:
-        nonlocal written
-        writer = None
-        try:
-            for frame in frames():
-                if parquet:
-                    chunk = pa.Table.from_pandas(frame, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(temp, chunk.schema)
-                    writer.write_table(chunk)
-                else:
-                    frame.to_csv(temp, mode="a" if written else "w", header=not written, index=False)
-                written += len(frame)
-        finally:
-            if writer is not None:
-                writer.close()
-
-    atomic_write(out, write)
-    return written
-
-
 __all__ = ["BatchEncoder", "ParquetTable", "ShuffleBuffer", "SplitRule", "StreamingRows", "StreamingTableData",
-           "evaluate_run", "evaluate_table", "load_streaming_table", "predict_table", "row_uniforms"]
+           "encoded_table", "load_streaming_table", "row_uniforms", "run_split_rows"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from mmoe.data.dataset import InputSpec
+from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.base import MultiTaskModel
 from mmoe.models.cross_stitch import CrossStitch

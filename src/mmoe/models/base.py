@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mmoe.data.dataset import InputSpec
+from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmoe.data.dataset import InputSpec
+from mmoe.spec import InputSpec
 
 
 class SparseLinear(nn.Module):

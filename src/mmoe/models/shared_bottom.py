@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mmoe.data.dataset import InputSpec
+from mmoe.spec import InputSpec
 from mmoe.models.base import MultiTaskModel, check_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers
 

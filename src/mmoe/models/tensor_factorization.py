@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmoe.data.dataset import InputSpec
+from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.base import MultiTaskModel, check_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from mmoe.data.dataset import Task
+from mmoe.spec import Task
 
 
 class MultiTaskLoss:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score, roc_auc_score
 
-from mmoe.data.dataset import Task
+from mmoe.spec import Task
 
 
 def to_predictions(tasks: list[Task], outputs: torch.Tensor) -> torch.Tensor:

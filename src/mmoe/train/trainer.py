@@ -21,14 +21,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mmoe.data.dataset import MultiTaskData, Split, Task
+from mmoe.data.dataset import MultiTaskData, RowSource, Split, Task
 from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
@@ -96,21 +96,46 @@ class TrainResult:
 
 
 @torch.inference_mode()
-def predict_outputs(model: MultiTaskModel, split: Split, batch_size: int = 65536) -> torch.Tensor:
-    """Raw model outputs [N, K] (logits / standardised values), computed in chunks."""
+def predict_outputs(model: MultiTaskModel, rows: Split | RowSource, batch_size: int = 65536) -> torch.Tensor:
+    """Raw model outputs [N, K] (logits / standardised values) of rows in memory or read batch by
+    batch, computed in chunks of at most `batch_size` rows."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks = [model(split.numeric[start:start + batch_size].to(device),
-                    split.categorical[start:start + batch_size].to(device)).float().cpu()
-              for start in range(0, len(split), batch_size)]
+    chunks = [model(part.numeric[start:start + batch_size].to(device),
+                    part.categorical[start:start + batch_size].to(device)).float().cpu()
+              for part in _parts(rows) for start in range(0, len(part), batch_size)]
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, model.num_tasks)
+
+
+def _parts(rows: Split | RowSource) -> Iterator[Split]:
+    return iter((rows,)) if isinstance(rows, Split) else rows.batches()
 
 
 def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size: int = 65536) -> dict[str, dict]:
     """{task: metrics} of the model on one split."""
     return evaluate_predictions(tasks, to_predictions(tasks, predict_outputs(model, split, batch_size)), split.labels)
+
+
+def evaluate_source(model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource,
+                    batch_size: int = 65536) -> dict[str, dict]:
+    """{task: metrics} on rows in memory or read batch by batch (one pass: the predictions and
+    labels of every row stay in memory until the metrics, an exact AUC, are computed)."""
+    if isinstance(rows, Split):
+        return evaluate(model, tasks, rows, batch_size)
+    outputs, labels = [], []
+    for batch in rows.batches():
+        outputs.append(predict_outputs(model, batch, batch_size))
+        labels.append(batch.labels.cpu())
+    if not outputs:
+        raise MmoeError("no rows to evaluate on")
+    return evaluate_predictions(tasks, to_predictions(tasks, torch.cat(outputs)), torch.cat(labels))
+
+
+def evaluate_data(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 65536) -> dict[str, dict[str, dict]]:
+    """{split: {task: metrics}} on every split of `data.metric_splits()`: the metrics training ends with."""
+    return {name: evaluate_source(model, data.tasks, rows, batch_size) for name, rows in data.metric_splits().items()}
 
 
 def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
@@ -228,8 +253,8 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
 
     if config.restore_best:
         model.load_state_dict(best_state)
-    # Every split (a streamed training split over a sample of its rows: `StreamingTableData.evaluate`).
-    metrics = data.evaluate(model, config.eval_batch_size)
+    # Every split (a streamed training split over a sample of its rows: `StreamingTableData.metric_splits`).
+    metrics = evaluate_data(model, data, config.eval_batch_size)
     epochs_run = len(history)
     return TrainResult(model, history, best_epoch, best_score, train_seconds,
                        samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
