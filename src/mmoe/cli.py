@@ -17,12 +17,6 @@ from typing import Any
 
 from mmoe.errors import MmoeError
 
-MODEL_OPTIONS = {  # CLI flag -> model hyperparameter; None means "the model's own default"
-    "num_experts": "num_experts", "expert_units": "expert_units", "tower_units": "tower_units",
-    "hidden_units": "hidden_units", "l2_alpha": "l2_alpha", "ranks": "ranks", "stitch": "stitch",
-}
-
-
 def _units(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
@@ -141,23 +135,28 @@ def _columns(text: str | None) -> list[str]:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    from mmoe.models import MODELS
+    """--model, and one flag per hyperparameter name of any model, generated from the models'
+    constructor signatures (`mmoe.models.options`): --num-experts for num_experts. Unset, a flag is
+    None, so that the model's own default applies."""
+    from mmoe.models import MODELS, hyperparameter_options
+    from mmoe.models.options import CHOICE, FLOAT, INT, UNITS
 
     group = parser.add_argument_group("model (options a model does not take are an error; "
                                       "unset options take the model's default, see `mmoe models`)")
     group.add_argument("--model", default="mmoe", help=f"the model: {', '.join(MODELS)}")
-    group.add_argument("--num-experts", type=int, help="MoE: number of experts (default 8)")
-    group.add_argument("--expert-units", type=_units, help="MoE: units per expert layer, e.g. 16 or 32,16 (default 16)")
-    group.add_argument("--tower-units", type=_units, help="units per tower layer (default 8)")
-    group.add_argument("--hidden-units", type=_units,
-                       help="bottom layer widths: shared bottom (default 128) or each task's network (default 64)")
-    group.add_argument("--l2-alpha", type=float, help="L2-Constrained: weight alpha of the penalty (default 1e-3)")
-    group.add_argument("--ranks", type=_units, help="Tensor-Factorization: Tucker ranks r1,r2,r3 (default 16,16,2)")
-    group.add_argument("--stitch", choices=["layer", "unit"], help="Cross-Stitch: one matrix per layer or per unit")
+    parse = {INT: int, FLOAT: float, UNITS: _units, CHOICE: str}
+    for option in hyperparameter_options().values():
+        # The text names each model's default; the empty field "%(default).0s" keeps the help
+        # formatter from adding "(default: None)".
+        group.add_argument(option.flag, dest=option.name, type=parse[option.kind], choices=option.choices or None,
+                           help=option.help().replace("%", "%%") + "%(default).0s")
 
 
 def model_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, flag) for flag, name in MODEL_OPTIONS.items() if getattr(args, flag) is not None}
+    """The hyperparameter flags given (as the models' parameter names), the unset ones left out."""
+    from mmoe.models import hyperparameter_options
+
+    return {name: getattr(args, name) for name in hyperparameter_options() if getattr(args, name, None) is not None}
 
 
 def add_training_options(parser: argparse.ArgumentParser, title: str = "training", learning_rate: bool = True,
@@ -223,7 +222,9 @@ def command_train(args: argparse.Namespace) -> int:
 
     unexpected = sorted(set(hyperparameters) - set(accepted(args.model)))  # fail before reading any data
     if unexpected:
-        flags = ", ".join("--" + name.replace("_", "-") for name in unexpected)
+        from mmoe.models import hyperparameter_options
+
+        flags = ", ".join(hyperparameter_options()[name].flag for name in unexpected)
         raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
     checkpoint = out / "checkpoint.pt"

@@ -11,6 +11,8 @@ One document describes one training run:
 Only "model" is required. A run's own config.json has the same four keys, so it is accepted too
 (its extra keys, such as "tasks" or "versions", are ignored). The keys inside "hyperparameters" and
 "training" are checked here, so that a typo is an error rather than a silently ignored setting.
+The hyperparameters a file may set are those the models declare (`mmoe.models.options`), each
+also a flag of `mmoe train`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,6 @@ from typing import Any
 
 from mmoe.errors import MmoeError
 
-# The hyperparameters a file may set, each also a flag of `mmoe train`, with the kind of value each takes.
-UNITS = "units"  # a positive integer or a list of them (one per layer)
-HYPERPARAMETER_KINDS = {"num_experts": int, "expert_units": UNITS, "tower_units": UNITS, "hidden_units": UNITS,
-                        "l2_alpha": float, "ranks": UNITS, "stitch": str}
 # The training options a file may set, each also a flag of `mmoe train`, with the kind of value each takes.
 TRAINING_KINDS = {"learning_rate": float, "batch_size": int, "epochs": int, "weight_decay": float, "patience": int,
                   "task_weights": "numbers", "seed": int, "threads": int}
@@ -38,8 +36,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     """The document at `path` as {"model", "hyperparameters", "training", "dataset" (None when
     absent)}; MmoeError (naming the file and the key) when it is missing, not JSON, or holds a
     value of the wrong kind or a training option `mmoe train` does not have."""
-    from mmoe.io import to_jsonable
-    from mmoe.models import MODELS, model_hyperparameters
+    from mmoe.models import MODELS, hyperparameter_options, model_hyperparameters
     from mmoe.train.trainer import TrainConfig
 
     path = Path(path)
@@ -56,14 +53,15 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     if model not in MODELS:
         raise MmoeError(f"--config {path}: \"model\" is {model!r}; expected one of: {', '.join(MODELS)}")
     hyperparameters: dict[str, Any] = {}
-    model_defaults = to_jsonable(model_hyperparameters(model))
+    options = hyperparameter_options()
     for key, value in _object(document, "hyperparameters", path).items():
-        if key in HYPERPARAMETER_KINDS:
-            hyperparameters[key] = _checked(value, HYPERPARAMETER_KINDS[key], f"hyperparameter {key!r}", path)
-        elif key not in model_defaults or to_jsonable(value) != model_defaults[key]:
-            # A hyperparameter without a flag (a run's config.json lists them all) can only be its default.
-            raise MmoeError(f"--config {path}: hyperparameter {key!r} = {value!r} cannot be set by `mmoe train` "
-                            f"for model {model}; expected only {', '.join(HYPERPARAMETER_KINDS)}")
+        if key not in options:
+            raise MmoeError(f"--config {path}: hyperparameter {key!r} = {value!r} is not one of model {model}'s; "
+                            f"expected only {', '.join(model_hyperparameters(model))}")
+        try:
+            hyperparameters[key] = options[key].parse(value)
+        except ValueError as error:
+            raise MmoeError(f"--config {path}: hyperparameter {key!r} is {value!r}; expected {error}") from None
     training: dict[str, Any] = {}
     defaults = TrainConfig().to_dict()
     for key, value in _object(document, "training", path).items():
@@ -96,16 +94,11 @@ def train_config_document(model: str, hyperparameters: dict[str, Any], training:
 
 
 def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
-    """`value` as the flag would have parsed it (units as a tuple); MmoeError when it is of another kind."""
+    """`value` as the flag would have parsed it; MmoeError when it is of another kind."""
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if kind == UNITS:
-        units = [value] if is_int(value) else value
-        if isinstance(units, list) and units and all(is_int(v) and v >= 1 for v in units):
-            return tuple(units)
-        expected = "a positive integer or a list of them, e.g. [16] or [64, 32]"
-    elif kind == "numbers":
+    if kind == "numbers":
         if isinstance(value, list) and all(is_int(v) or isinstance(v, float) for v in value):
             return tuple(float(v) for v in value)
         expected = "a list of numbers, e.g. [1, 0.5]"
@@ -113,14 +106,10 @@ def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
         if is_int(value) or isinstance(value, float):
             return float(value)
         expected = "a number"
-    elif kind is int:
+    else:
         if is_int(value):
             return value
         expected = "an integer"
-    else:
-        if isinstance(value, str):
-            return value
-        expected = "a string"
     raise MmoeError(f"--config {path}: {what} is {value!r}; expected {expected}")
 
 

@@ -27,12 +27,11 @@ from mmoe.data.dataset import MultiTaskData
 from mmoe.errors import MmoeError
 from mmoe.experiments.context import StudyContext
 from mmoe.io import atomic_write_json, to_jsonable
+from mmoe.models import hyperparameter_options
 from mmoe.train.trainer import TrainConfig
 from mmoe.tune import make_sampler, suggest, train_trial
 
-UNIT_OPTIONS = ("hidden_units", "expert_units", "tower_units", "ranks")
-
-__all__ = ["UNIT_OPTIONS", "check_tuned_dir", "hyperparameters", "suggest", "tune", "tuned_path"]
+__all__ = ["check_tuned_dir", "hyperparameters", "suggest", "tune", "tuned_path"]
 
 
 def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict[str, Any]:
@@ -82,12 +81,9 @@ def tuned_path(ctx: StudyContext, group: int, model: str) -> Path:
 
 
 def hyperparameters(tuned: dict[str, Any]) -> dict[str, Any]:
-    """The saved hyperparameters as the models take them (JSON lists back to tuples)."""
-    hp = dict(tuned["hyperparameters"])
-    for name in UNIT_OPTIONS:
-        if name in hp:
-            hp[name] = tuple(int(v) for v in hp[name])
-    return hp
+    """The saved hyperparameters as the models take them (JSON lists of layer widths back to tuples)."""
+    options = hyperparameter_options()
+    return {name: options[name].parse(value) for name, value in tuned["hyperparameters"].items()}
 
 
 def check_tuned_dir(directory: Path) -> None:

@@ -1,37 +1,49 @@
-"""The seven models of the paper behind one interface (`MultiTaskModel`), and their registry."""
+"""The seven models of the paper behind one interface (`MultiTaskModel`), and their registry.
+
+Adding a model is one new module in this package: a subclass of MultiTaskModel with a `name`,
+its hyperparameters declared in its constructor's signature (`mmoe.models.options`) and its
+`search_space`. Every module of the package is imported here, and a model class registers itself
+when it is defined, so the new model is in MODELS, `mmoe models`, `mmoe train`'s flags, the
+config file's keys and `mmoe tune` with no other edit.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Any
 
 import torch
 
 from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
-from mmoe.models.base import MultiTaskModel
-from mmoe.models.cross_stitch import CrossStitch
-from mmoe.models.experts import ExpertBank
-from mmoe.models.l2_constrained import L2Constrained
-from mmoe.models.moe import MixtureOfExperts, MMoE, OMoE
-from mmoe.models.shared_bottom import SharedBottom
+from mmoe.models.base import MODELS, MultiTaskModel
+
+# The paper's models, imported in the order `mmoe models` lists them (MODELS keeps the order in
+# which the classes were defined): from nothing shared to MMoE.
 from mmoe.models.single_task import SingleTask
+from mmoe.models.shared_bottom import SharedBottom
+from mmoe.models.l2_constrained import L2Constrained
+from mmoe.models.cross_stitch import CrossStitch
 from mmoe.models.tensor_factorization import TensorFactorization
+from mmoe.models.moe import MixtureOfExperts, MMoE, OMoE
+from mmoe.models.experts import ExpertBank
+from mmoe.models.options import Option, declared_hyperparameters, options
+
+# Any other module of the package defines its models by being imported: they are listed after these.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 # 2**30 float32 weights are 4 GiB, 16 GiB with Adam's two moments and the gradients: far beyond
 # any of the paper's models (< 100k parameters), so a larger count is a typo such as
-# --expert-units 1600000, which would otherwise exhaust memory or be killed by the OS.
+# expert_units=1600000, which would otherwise exhaust memory or be killed by the OS.
 MAX_PARAMETERS = 2**30
-
-MODELS: dict[str, type[MultiTaskModel]] = {
-    model.name: model
-    for model in (SingleTask, SharedBottom, L2Constrained, CrossStitch, TensorFactorization, OMoE, MMoE)
-}
 
 
 def model_summary(name: str) -> str:
     """The model's one-line description (its docstring's first line)."""
-    return inspect.getdoc(model_class(name)).splitlines()[0]
+    return (inspect.getdoc(model_class(name)) or name).splitlines()[0]
 
 
 def model_class(name: str) -> type[MultiTaskModel]:
@@ -42,8 +54,13 @@ def model_class(name: str) -> type[MultiTaskModel]:
 
 def model_hyperparameters(name: str) -> dict[str, Any]:
     """The model's hyperparameters with their defaults."""
-    parameters = inspect.signature(model_class(name).__init__).parameters
-    return {key: p.default for key, p in parameters.items() if key not in ("self", "input_spec", "num_tasks")}
+    return {key: declared.default for key, declared in declared_hyperparameters(model_class(name)).items()}
+
+
+def hyperparameter_options() -> dict[str, Option]:
+    """Every hyperparameter name of every model, merged over the models that take it: one flag of
+    `mmoe train` and one key of a config file each (see `mmoe.models.options.options`)."""
+    return options(MODELS.values())
 
 
 def build_model(name: str, input_spec: InputSpec, num_tasks: int, **hyperparameters: Any) -> MultiTaskModel:
@@ -64,6 +81,6 @@ def build_model(name: str, input_spec: InputSpec, num_tasks: int, **hyperparamet
     return model_class(name)(input_spec, num_tasks, **hyperparameters)
 
 
-__all__ = ["MODELS", "CrossStitch", "ExpertBank", "L2Constrained", "MMoE", "MixtureOfExperts", "MultiTaskModel",
-           "OMoE", "SharedBottom", "SingleTask", "TensorFactorization", "build_model", "model_class",
-           "model_hyperparameters", "model_summary"]
+__all__ = ["MAX_PARAMETERS", "MODELS", "CrossStitch", "ExpertBank", "L2Constrained", "MMoE", "MixtureOfExperts",
+           "MultiTaskModel", "OMoE", "SharedBottom", "SingleTask", "TensorFactorization", "build_model",
+           "hyperparameter_options", "model_class", "model_hyperparameters", "model_summary"]

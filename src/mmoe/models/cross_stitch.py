@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
-from mmoe.models.base import MultiTaskModel, check_units
+from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedLinear, SparseLinear, Towers
+from mmoe.models.options import Help
+from mmoe.models.single_task import HiddenUnits
 
-STITCH_KINDS = ("layer", "unit")
+if TYPE_CHECKING:
+    import optuna
+
+Stitch = Literal["layer", "unit"]
+STITCH_KINDS = get_args(Stitch)
 
 
 class CrossStitch(MultiTaskModel):
@@ -26,8 +32,11 @@ class CrossStitch(MultiTaskModel):
 
     name = "cross-stitch"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: Sequence[int] = (64,),
-                 tower_units: Sequence[int] = (8,), stitch: str = "layer", self_weight: float = 0.9) -> None:
+    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
+                 tower_units: TowerUnits = (8,),
+                 stitch: Annotated[Stitch, Help("one cross-stitch matrix per layer or per unit")] = "layer",
+                 self_weight: Annotated[float, Help("the initial share of a task's own activation, in [0, 1]")] = 0.9,
+                 ) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         if stitch not in STITCH_KINDS:
@@ -43,6 +52,10 @@ class CrossStitch(MultiTaskModel):
         self.stitches = nn.ParameterList(
             nn.Parameter(start.clone() if stitch == "layer" else start.repeat(width, 1, 1)) for width in hidden_units)
         self.towers = Towers(num_tasks, hidden_units[-1], tower_units)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+        return {"hidden_units": (suggest_hidden_units(trial, max_units),)}
 
     def _stitch(self, hidden: torch.Tensor, mixing: torch.Tensor) -> torch.Tensor:
         if mixing.dim() == 2:

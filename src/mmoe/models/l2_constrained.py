@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
 from mmoe.spec import InputSpec
-from mmoe.models.base import check_positive
-from mmoe.models.single_task import SingleTask
+from mmoe.models.base import TowerUnits, check_positive
+from mmoe.models.options import Help
+from mmoe.models.single_task import HiddenUnits, SingleTask
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def pairwise_squared_distance(per_task: torch.Tensor) -> torch.Tensor:
@@ -26,11 +30,19 @@ class L2Constrained(SingleTask):
 
     name = "l2-constrained"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: Sequence[int] = (64,),
-                 tower_units: Sequence[int] = (8,), l2_alpha: float = 1e-3) -> None:
+    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
+                 tower_units: TowerUnits = (8,),
+                 l2_alpha: Annotated[float, Help("weight alpha of the L2 penalty on the bottoms' differences")] = 1e-3,
+                 ) -> None:
         l2_alpha = check_positive(self.name, "l2_alpha", l2_alpha, float)
         super().__init__(input_spec, num_tasks, hidden_units, tower_units)
         self.hyperparameters["l2_alpha"] = l2_alpha
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+        hp = super().search_space(trial, max_units)
+        hp["l2_alpha"] = trial.suggest_float("l2_alpha", 1e-6, 1e-1, log=True)
+        return hp
 
     def penalty(self) -> torch.Tensor:
         width = self.hyperparameters["hidden_units"][0]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
 from mmoe.spec import InputSpec
-from mmoe.models.base import MultiTaskModel, check_positive, check_units
+from mmoe.models.base import MultiTaskModel, TowerUnits, check_positive, check_units
 from mmoe.models.experts import ExpertBank
 from mmoe.models.layers import Towers
+from mmoe.models.options import Help, Units
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class MixtureOfExperts(MultiTaskModel):
@@ -21,8 +25,10 @@ class MixtureOfExperts(MultiTaskModel):
 
     shared_gate: bool
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, num_experts: int = 8,
-                 expert_units: Sequence[int] = (16,), tower_units: Sequence[int] = (8,)) -> None:
+    def __init__(self, input_spec: InputSpec, num_tasks: int,
+                 num_experts: Annotated[int, Help("number of experts")] = 8,
+                 expert_units: Annotated[Units, Help("units per expert layer, e.g. 16 or 32,16")] = (16,),
+                 tower_units: TowerUnits = (8,)) -> None:
         num_experts = check_positive(self.name, "num_experts", num_experts)
         expert_units = check_units(self.name, "expert_units", expert_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
@@ -30,6 +36,13 @@ class MixtureOfExperts(MultiTaskModel):
                          tower_units=tower_units)
         self.experts = ExpertBank(input_spec, num_experts, expert_units, 1 if self.shared_gate else num_tasks)
         self.towers = Towers(num_tasks, expert_units[-1], tower_units)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+        experts = trial.suggest_int("num_experts", 2, 16)
+        units = trial.suggest_int("expert_units", 4, max(4, max_units), log=True)
+        # The paper's limit: experts × units per expert ≤ the cap.
+        return {"num_experts": experts, "expert_units": (max(1, min(units, max_units // experts)),)}
 
     def gates(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """[B, num_tasks, num_experts]: each task's gate weights (rows sum to 1)."""
@@ -48,15 +61,15 @@ class MixtureOfExperts(MultiTaskModel):
         return self.towers(torch.bmm(gates, experts))  # [B, K, E] @ [B, E, U] -> [B, K, U]
 
 
-class MMoE(MixtureOfExperts):
-    """MMoE: shared experts, one softmax gate per task (Ma et al., 2018)."""
-
-    name = "mmoe"
-    shared_gate = False
-
-
 class OMoE(MixtureOfExperts):
     """OMoE: shared experts, one softmax gate for all tasks."""
 
     name = "omoe"
     shared_gate = True
+
+
+class MMoE(MixtureOfExperts):
+    """MMoE: shared experts, one softmax gate per task (Ma et al., 2018)."""
+
+    name = "mmoe"
+    shared_gate = False

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
 from mmoe.spec import InputSpec
-from mmoe.models.base import MultiTaskModel, check_units
+from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers
+from mmoe.models.options import Help, Units
+
+if TYPE_CHECKING:
+    import optuna
+
+HiddenUnits = Annotated[Units, Help("each task's own network: its hidden layer widths, e.g. 64 or 64,32")]
 
 
 class SingleTask(MultiTaskModel):
@@ -21,14 +27,18 @@ class SingleTask(MultiTaskModel):
 
     name = "single-task"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: Sequence[int] = (64,),
-                 tower_units: Sequence[int] = (8,)) -> None:
+    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
+                 tower_units: TowerUnits = (8,)) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         super().__init__(input_spec, num_tasks, hidden_units=hidden_units, tower_units=tower_units)
         self.input_layer = SparseLinear(input_spec, num_tasks * hidden_units[0])
         self.bottom = GroupedMLP(num_tasks, hidden_units[0], hidden_units[1:])
         self.towers = Towers(num_tasks, hidden_units[-1], tower_units)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+        return {"hidden_units": (suggest_hidden_units(trial, max_units),)}
 
     def first_hidden(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """[B, num_tasks, hidden_units[0]]: each task's first hidden layer."""

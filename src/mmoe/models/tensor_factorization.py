@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from torch import nn
 
 from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
-from mmoe.models.base import MultiTaskModel, check_units
+from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers
+from mmoe.models.options import Help, Units
+from mmoe.models.single_task import HiddenUnits
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class TensorFactorization(MultiTaskModel):
@@ -27,8 +32,9 @@ class TensorFactorization(MultiTaskModel):
 
     name = "tensor-factorization"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: Sequence[int] = (64,),
-                 tower_units: Sequence[int] = (8,), ranks: Sequence[int] = (16, 16, 2)) -> None:
+    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
+                 tower_units: TowerUnits = (8,),
+                 ranks: Annotated[Units, Help("Tucker ranks r1,r2,r3")] = (16, 16, 2)) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         ranks = check_units(self.name, "ranks", ranks)
@@ -44,6 +50,14 @@ class TensorFactorization(MultiTaskModel):
         self.bias = nn.Parameter(torch.zeros(num_tasks, hidden_units[0]))
         self.bottom = GroupedMLP(num_tasks, hidden_units[0], hidden_units[1:])
         self.towers = Towers(num_tasks, hidden_units[-1], tower_units)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+        hidden = suggest_hidden_units(trial, max_units)
+        r1 = trial.suggest_int("r1", 2, 64, log=True)
+        r2 = trial.suggest_int("r2", 2, 64, log=True)
+        r3 = trial.suggest_int("r3", 1, 2)
+        return {"hidden_units": (hidden,), "ranks": (r1, min(r2, hidden), r3)}
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         projected = self.input_factor(numeric, categorical)                     # [B, r1]
