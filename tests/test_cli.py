@@ -182,3 +182,35 @@ def test_error_predict_leaves_no_output(tmp_path: Path, capsys) -> None:
     _bad(capsys, tmp_path, "predict", tmp_path / "no-run", "--data", tmp_path / "x.csv", "--out", out,
          expect=("no-run",))
     assert not out.exists()
+
+
+def test_model_flags_come_from_the_models_declarations_with_their_names_types_and_defaults(tmp_path: Path,
+                                                                                          capsys) -> None:
+    """One flag per hyperparameter name (generated, not listed by hand): the seven flags of before
+    keep their name, type and default (None: the model's own default), and --self-weight, which
+    Cross-Stitch always took, is a flag now too."""
+    train = _subcommands()["train"]
+    group = next(g for g in train._action_groups if g.title.startswith("model"))
+    flags = {action.option_strings[0]: action for action in group._group_actions if action.dest != "model"}
+    assert set(flags) == {"--num-experts", "--expert-units", "--tower-units", "--hidden-units", "--l2-alpha",
+                          "--ranks", "--stitch", "--self-weight"}
+    assert all(action.default is None and action.dest == flag[2:].replace("-", "_") for flag, action in flags.items())
+    assert flags["--num-experts"].type is int and flags["--l2-alpha"].type is float
+    assert flags["--self-weight"].type is float
+    for flag in ("--expert-units", "--tower-units", "--hidden-units", "--ranks"):
+        assert flags[flag].type("32,16") == (32, 16) and flags[flag].type("8") == (8,)
+    assert list(flags["--stitch"].choices) == ["layer", "unit"]
+    # The help names every model that takes the flag, with its default.
+    help_text = " ".join(train.format_help().split())
+    help_text = help_text[help_text.index("model (options"):help_text.index(" training:")]
+    assert "number of experts (default 8: omoe, mmoe)" in help_text
+    assert "(default 128: shared-bottom)" in help_text and "(default 16,16,2: tensor-factorization)" in help_text
+    assert "(default: None)" not in help_text
+    # A flag reaches the model under its parameter name; unset ones keep the model's default.
+    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--rows", "300", "--model", "cross-stitch",
+                           "--self-weight", "1.0", "--hidden-units", "6", "--epochs", "1", "--threads", "1", "--quiet",
+                           "--out", tmp_path / "run")
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["hyperparameters"] == {"hidden_units": [6], "tower_units": [8], "stitch": "layer",
+                                         "self_weight": 1.0}

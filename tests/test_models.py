@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import optuna
 import pytest
 import torch
 
 from mmoe.data.dataset import InputSpec
 from mmoe.errors import MmoeError
-from mmoe.models import MODELS, MMoE, OMoE, build_model, model_summary
+from mmoe.models import MODELS, MMoE, MultiTaskModel, OMoE, build_model, hyperparameter_options, model_summary
+from mmoe.models.base import TowerUnits, check_positive, check_units
 from mmoe.models.experts import ExpertBank
 from mmoe.models.l2_constrained import pairwise_squared_distance
-from mmoe.models.layers import SparseLinear
+from mmoe.models.layers import SparseLinear, Towers
+from mmoe.models.options import CHOICE, FLOAT, INT, UNITS, Help, Units, declared_hyperparameters, options
 
 MIXED = InputSpec(("a", "b", "c"), ("colour", "size"), (4, 6))
 NUMERIC = InputSpec(tuple(f"x{i}" for i in range(10)))
@@ -234,3 +242,156 @@ def test_bad_model_options_are_one_line_errors(name: str, options: dict, fragmen
     with pytest.raises(MmoeError, match=fragment) as error:
         build_model(name, MIXED, 2, **options)
     assert "\n" not in str(error.value)
+
+
+# -- each model declared once --------------------------------------------------------------------------
+def test_the_models_are_listed_in_the_papers_order() -> None:
+    assert list(MODELS)[:7] == ["single-task", "shared-bottom", "l2-constrained", "cross-stitch",
+                                "tensor-factorization", "omoe", "mmoe"]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_hyperparameter_is_declared_with_a_type_a_default_and_a_help(name: str) -> None:
+    declared = declared_hyperparameters(MODELS[name])
+    assert declared and all(h.help and "\n" not in h.help for h in declared.values())
+    model = build_model(name, MIXED, 2)
+    assert list(model.hyperparameters) == list(declared)  # what the constructor keeps is what it declares
+    for hyperparameter in declared.values():  # the declared type is the type of the value the model keeps
+        kept = model.hyperparameters[hyperparameter.name]
+        assert kept == hyperparameter.default
+        kind = {INT: int, FLOAT: float, UNITS: tuple, CHOICE: str}[hyperparameter.kind]
+        assert isinstance(kept, kind) and (hyperparameter.kind != CHOICE or kept in hyperparameter.choices)
+
+
+def test_a_flag_shared_by_several_models_has_one_type_and_names_each_models_default() -> None:
+    shared = hyperparameter_options()
+    assert shared["tower_units"].models == tuple(MODELS)
+    assert shared["hidden_units"].kind == UNITS and "default 128: shared-bottom" in shared["hidden_units"].help()
+    assert "default 64: single-task, l2-constrained, cross-stitch, tensor-factorization" in \
+        shared["hidden_units"].help()
+
+    class Wide:
+        name = "wide"
+
+        def __init__(self, input_spec: InputSpec, num_tasks: int,
+                     tower_units: Annotated[Units, Help("towers")] = (8,)) -> None: ...
+
+    class Narrow:
+        name = "narrow"
+
+        def __init__(self, input_spec: InputSpec, num_tasks: int,
+                     tower_units: Annotated[int, Help("one tower layer")] = 8) -> None: ...
+
+    with pytest.raises(TypeError, match="'tower_units' is units in model wide but int in model narrow"):
+        options([Wide, Narrow])
+
+
+def test_a_hyperparameter_without_help_or_default_is_a_bug_in_the_model() -> None:
+    class NoHelp:
+        def __init__(self, input_spec: InputSpec, num_tasks: int, width: int = 3) -> None: ...
+
+    class NoDefault:
+        def __init__(self, input_spec: InputSpec, num_tasks: int, width: Annotated[int, Help("w")]) -> None: ...
+
+    class OddType:
+        def __init__(self, input_spec: InputSpec, num_tasks: int,
+                     width: Annotated[list[str], Help("w")] = ["a"]) -> None: ...  # noqa: B006
+
+    for model_class, fragment in ((NoHelp, "Annotated"), (NoDefault, "needs a default"), (OddType, "not one of")):
+        with pytest.raises(TypeError, match=fragment):
+            declared_hyperparameters(model_class)
+
+
+@pytest.fixture()
+def ladder() -> Iterator[type[MultiTaskModel]]:
+    """A model defined here and nowhere else: defining the class registers it."""
+
+    class Ladder(MultiTaskModel):
+        """Ladder: a throwaway model of this test, rungs of equal width."""
+
+        name = "ladder"
+
+        def __init__(self, input_spec: InputSpec, num_tasks: int,
+                     rungs: Annotated[int, Help("number of rungs")] = 2,
+                     rung_units: Annotated[Units, Help("units per rung")] = (4,),
+                     slope: Annotated[Literal["flat", "steep"], Help("how the rungs climb")] = "flat",
+                     tower_units: TowerUnits = (8,)) -> None:
+            rungs = check_positive(self.name, "rungs", rungs)
+            rung_units = check_units(self.name, "rung_units", rung_units)
+            super().__init__(input_spec, num_tasks, rungs=rungs, rung_units=rung_units, slope=slope,
+                             tower_units=tower_units)
+            self.input_layer = SparseLinear(input_spec, rungs * rung_units[0])
+            self.towers = Towers(num_tasks, rungs * rung_units[0], tower_units)
+
+        @classmethod
+        def search_space(cls, trial: optuna.Trial, max_units: int) -> dict[str, Any]:
+            return {"rungs": trial.suggest_int("rungs", 1, 4), "rung_units": (trial.suggest_int("rung_units", 2, 8),)}
+
+        def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+            hidden = torch.relu(self.input_layer(numeric, categorical))
+            return self.towers(hidden.unsqueeze(1).expand(-1, self.num_tasks, -1))
+
+    yield Ladder
+    del MODELS["ladder"]
+
+
+def test_a_new_model_is_one_class_and_gets_its_flags_config_keys_listing_and_search_space(
+        ladder: type[MultiTaskModel], tmp_path: Path, capsys: pytest.CaptureFixture, one_torch_thread: None) -> None:
+    from mmoe.cli import build_parser, main
+    from mmoe.config_file import read_train_config
+    from mmoe.tune import suggest
+
+    assert MODELS["ladder"] is ladder
+    # `mmoe models -v`: its docstring's first line and its defaults.
+    assert main(["models", "-v"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(listing) if line.startswith("ladder "))
+    assert "Ladder: a throwaway model of this test" in listing[at]
+    assert listing[at + 1].split() == ["defaults:", "rungs=2,", "rung_units=(4,),", "slope=flat,", "tower_units=(8,)"]
+
+    # `mmoe train`'s flags, with the declared types, choices and help.
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    help_text = " ".join(train.format_help().split())
+    assert "--rungs RUNGS number of rungs (default 2: ladder)" in help_text
+    assert "--slope {flat,steep} how the rungs climb (default flat: ladder)" in help_text
+    args = build_parser().parse_args(["train", "--model", "ladder", "--rungs", "3", "--rung-units", "5,5"])
+    from mmoe.cli import model_hyperparameters
+
+    assert model_hyperparameters(args) == {"rungs": 3, "rung_units": (5, 5)}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--model", "ladder", "--slope", "sideways"])
+    capsys.readouterr()
+
+    # The config file's keys, checked by their declared kinds.
+    path = tmp_path / "ladder.json"
+    path.write_text(json.dumps({"model": "ladder", "hyperparameters": {"rungs": 3, "rung_units": [5], "slope": "steep"}}))
+    assert read_train_config(path)["hyperparameters"] == {"rungs": 3, "rung_units": (5,), "slope": "steep"}
+    path.write_text(json.dumps({"model": "ladder", "hyperparameters": {"slope": "sideways"}}))
+    with pytest.raises(MmoeError, match="hyperparameter 'slope' is 'sideways'; expected one of: flat, steep"):
+        read_train_config(path)
+    path.write_text(json.dumps({"model": "ladder", "hyperparameters": {"rungs": 2.5}}))
+    with pytest.raises(MmoeError, match="hyperparameter 'rungs' is 2.5; expected an integer"):
+        read_train_config(path)
+
+    # Its search space, through the tuning code.
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    drawn = suggest(trial, "ladder", 16)
+    assert set(drawn) == {"rungs", "rung_units"} and set(trial.params) == {"rungs", "rung_units"}
+
+    # And it trains from the command line.
+    code = main(["train", "--dataset", "synthetic", "--rows", "300", "--model", "ladder", "--rungs", "3",
+                 "--slope", "steep", "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "ladder" and config["hyperparameters"] == {"rungs": 3, "rung_units": [4],
+                                                                          "slope": "steep", "tower_units": [8]}
+
+
+def test_a_config_file_key_no_model_takes_names_the_models_own(tmp_path: Path) -> None:
+    from mmoe.config_file import read_train_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": "mmoe", "hyperparameters": {"num_expert": 4}}))
+    with pytest.raises(MmoeError, match="'num_expert' = 4 is not one of model mmoe's; expected only "
+                                        "num_experts, expert_units, tower_units"):
+        read_train_config(path)

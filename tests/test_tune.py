@@ -20,7 +20,8 @@ from mmoe.cli import build_parser, main
 from mmoe.data.dataset import Task
 import mmoe.tune
 import mmoe.tune_workers
-from mmoe.tune import EpochPruning, best_complete, make_pruner
+from mmoe.models import MODELS
+from mmoe.tune import EpochPruning, best_complete, make_pruner, suggest
 from mmoe.tune_workers import claim_slot, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,7 +271,8 @@ def test_bad_tune_options_end_with_one_line(tmp_path: Path, capsys, args: tuple[
     (None, ("no such file",)),
     ("{not json", ("not valid JSON",)),
     ({"model": "gpt"}, ("\"model\"", "gpt")),
-    ({"model": "mmoe", "training": {"learning_rat": 0.1}}, ("learning_rat",)),
+    # The key in quotes: "learning_rat" alone is in every such line, as a prefix of the expected learning_rate.
+    ({"model": "mmoe", "training": {"learning_rat": 0.1}}, ("training option 'learning_rat' = 0.1 cannot be set",)),
     ({"model": "mmoe", "training": {"epochs": "many"}}, ("'epochs'", "an integer")),
     ({"model": "mmoe", "hyperparameters": {"expert_units": [0]}}, ("'expert_units'", "positive integer")),
 ])
@@ -295,3 +297,43 @@ def test_help_documents_tune_and_the_precedence_of_train_config() -> None:
     train_help = " ".join(subparsers.choices["train"].format_help().split())
     assert "--config FILE" in train_help
     assert "A flag given explicitly on this command line always wins over the file" in train_help
+
+
+def paper_search_space(trial: optuna.Trial, model: str, max_units: int) -> dict:
+    """The search space as `mmoe.tune.suggest` drew it before each model declared its own: the
+    paper's limits (Section 6.2), the reference the models' `search_space` must keep to."""
+    if model in ("omoe", "mmoe"):
+        experts = trial.suggest_int("num_experts", 2, 16)
+        units = trial.suggest_int("expert_units", 4, max(4, max_units), log=True)
+        return {"num_experts": experts, "expert_units": (max(1, min(units, max_units // experts)),)}
+    hidden = trial.suggest_int("hidden_units", 8, max(8, max_units), log=True)
+    hp = {"hidden_units": (hidden,)}
+    if model == "l2-constrained":
+        hp["l2_alpha"] = trial.suggest_float("l2_alpha", 1e-6, 1e-1, log=True)
+    if model == "tensor-factorization":
+        r1 = trial.suggest_int("r1", 2, 64, log=True)
+        r2 = trial.suggest_int("r2", 2, 64, log=True)
+        r3 = trial.suggest_int("r3", 1, 2)
+        hp["ranks"] = (r1, min(r2, hidden), r3)
+    return hp
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("max_units", [16, 2048])
+def test_each_models_search_space_draws_what_the_papers_limits_drew(model: str, max_units: int) -> None:
+    """Same names, distributions and order of draws: the same sampler seed gives the same trials."""
+    studies = [optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=7, n_startup_trials=3))
+               for _ in range(2)]
+    for number in range(6):
+        drawn = []
+        for study, space in zip(studies, (suggest, paper_search_space)):
+            trial = study.ask()
+            trial.suggest_float("learning_rate", *mmoe.tune.LEARNING_RATES, log=True)  # drawn first, as draw_trial does
+            drawn.append((space(trial, model, max_units), trial.params, trial.distributions))
+            study.tell(trial, float(number % 3))
+        assert drawn[0] == drawn[1], (model, number)
+        hyperparameters = drawn[0][0]
+        if model in ("omoe", "mmoe"):
+            assert hyperparameters["num_experts"] * hyperparameters["expert_units"][0] <= max_units
+        else:
+            assert hyperparameters["hidden_units"][0] <= max(8, max_units)
