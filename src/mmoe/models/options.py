@@ -18,7 +18,6 @@ constructor checks the rest (positive sizes, three ranks, ...).
 
 from __future__ import annotations
 
-import functools
 import inspect
 import typing
 from collections.abc import Iterable
@@ -56,8 +55,7 @@ class Hyperparameter:
         return str(self.default)
 
 
-@functools.cache
-def declared_hyperparameters(model_class: type) -> dict[str, Hyperparameter]:
+def declared_hyperparameters(model_class: type[Any]) -> dict[str, Hyperparameter]:
     """The hyperparameters `model_class.__init__` declares, in signature order. TypeError (a bug in
     the model, not bad input) when one lacks a default, a Help or a type of the four kinds."""
     init = model_class.__init__
@@ -145,7 +143,7 @@ class Option:
         raise ValueError(expected)
 
 
-def options(models: Iterable[type]) -> dict[str, Option]:
+def options(models: Iterable[type[Any]]) -> dict[str, Option]:
     """One Option per hyperparameter name of `models` (classes with a `name`), in order of first
     appearance. TypeError when two models declare one name with different kinds or choices: a
     flag has one type."""
