@@ -35,8 +35,10 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import MultiTaskData, Task
-from mmoe.data.encoders import TableEncoder, to_numeric_column
+from mmoe.data.encoders import TableEncoder
+from mmoe.data.values import to_numeric_column
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 
@@ -551,17 +553,11 @@ def build_census_data(train_raw: pd.DataFrame, test_raw: pd.DataFrame, group: in
     parts = {"train": (frames["train"], train_source),
              "validation": (frames["test"].iloc[validation_rows], f"{test_source} (validation half)"),
              "test": (frames["test"].iloc[test_rows], f"{test_source} (test half)")}
-    encoder = TableEncoder(NUMERIC_COLUMNS, CATEGORICAL_COLUMNS, [Task(name, "binary") for name in task_names])
-    encoder.fit(frames["train"], train_source)
-    splits = {name: encoder.transform(frame, source) for name, (frame, source) in parts.items()}
     first, second = (frames["train"][name].to_numpy(dtype=np.float64) for name in task_names)
-    return MultiTaskData(
-        tasks=list(encoder.tasks), input_spec=encoder.input_spec,
-        train=splits["train"], validation=splits["validation"], test=splits["test"], encoder=encoder,
-        info={"dataset": "census", "group": group, "split_seed": int(split_seed),
-              "label_correlation": _pearson(first, second),
-              "rows": {name: len(split) for name, split in splits.items()}},
-    )
+    info = {"dataset": "census", "group": group, "split_seed": int(split_seed),
+            "label_correlation": _pearson(first, second)}
+    encoder = TableEncoder(NUMERIC_COLUMNS, CATEGORICAL_COLUMNS, [Task(name, "binary") for name in task_names])
+    return fit_encode(encoder, parts, info)
 
 
 def load_census(group: int, data_dir: str | Path | None = None, split_seed: int = 0,

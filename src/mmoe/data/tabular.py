@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import TASK_KINDS, MultiTaskData, Task
-from mmoe.data.encoders import BinaryLabelCoder, TableEncoder, to_numeric_column
+from mmoe.data.encoders import BinaryLabelCoder, TableEncoder
+from mmoe.data.values import to_numeric_column
 from mmoe.errors import MmoeError
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -251,12 +253,12 @@ def infer_column_types(frame: pd.DataFrame, features: Sequence[str],
     numeric: list[str] = []
     categorical: list[str] = []
     for column in features:
-        kind = overrides.get(column)
-        if kind is None:
+        override = overrides.get(column)
+        if override is None:
             dtype = frame[column].dtype
             is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-            kind = "numeric" if is_number else "categorical"
-        (numeric if kind == "numeric" else categorical).append(column)
+            override = "numeric" if is_number else "categorical"
+        (numeric if override == "numeric" else categorical).append(column)
     return numeric, categorical
 
 
@@ -413,14 +415,11 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
         parts[name] = (extra, extra_source)
 
-    encoder = TableEncoder(numeric, categorical, task_list, positive_values)
-    encoder.fit(parts["train"][0], source)
-    splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
     info = {
         "dataset": "table",
         "path": source,
         "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-        "rows": {name: len(split) for name, split in splits.items()},
+        "rows": None,   # the split sizes, filled in by fit_encode
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
     }
@@ -428,8 +427,7 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         info["validation_path"] = str(validation_path)
     if test_path is not None:
         info["test_path"] = str(test_path)
-    return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
-                         validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+    return fit_encode(TableEncoder(numeric, categorical, task_list, positive_values), parts, info)
 
 
 def _delimiter_hint(frame: pd.DataFrame, delimiter: str | None) -> str:
