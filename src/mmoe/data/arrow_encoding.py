@@ -223,9 +223,9 @@ def encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
     "{path}: missing column(s) {names}" + missing_message."""
     table = ParquetTable(path)
     wanted = encoder.numeric + encoder.categorical + ([task.name for task in encoder.tasks] if labels else [])
-    missing = [c for c in wanted if c not in table.columns]
-    if missing:
-        raise MmoeError(f"{path}: missing column(s) {_shown(missing)}{missing_message}")
+    absent = [c for c in wanted if c not in table.columns]
+    if absent:
+        raise MmoeError(f"{path}: missing column(s) {_shown(absent)}{missing_message}")
     table.use(wanted)
     batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [],
                                  encoder.positive)
