@@ -16,7 +16,9 @@ import torch
 from mmoe.cli import main
 from mmoe.data import Split, load_dataset, streaming
 from mmoe.data.encoders import TableEncoder
-from mmoe.data.streaming import ShuffleBuffer, SplitRule, load_streaming_table
+from mmoe.data.shuffle import ShuffleBuffer
+from mmoe.data.split_rule import SplitRule
+from mmoe.data.streaming import load_streaming_table
 from mmoe.data.tabular import parse_task_spec, read_table
 from mmoe.errors import MmoeError
 from mmoe.io import to_jsonable

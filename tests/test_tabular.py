@@ -172,9 +172,56 @@ def test_trailing_delimiter_on_every_row_is_tolerated(tmp_path):
     assert list(table.columns) == ["a", "b"] and table.values.tolist() == [[1, 2], [3, 4]]
 
 
-def test_short_rows_are_missing_values(tmp_path):
-    table = read_table(write_csv(tmp_path, "short.csv", "a,b,c\n1,2\n4,5,6\n"))
-    assert math.isnan(table.loc[0, "c"]) and table.loc[1, "c"] == 6
+def five_column_table(rows: int = 200) -> str:
+    frame = make_frame(rows).drop(columns=["vip"])   # age, income, city, clicked, watch_time
+    return frame.to_csv(index=False)
+
+
+def test_truncated_last_line_is_an_error_naming_the_line(tmp_path):
+    # A write cut off in its last line: 200 rows, then "1,2" under a five-column header. pandas
+    # reads it as a row with three empty cells; it must not train without a word.
+    path = write_csv(tmp_path, "cut.csv", five_column_table() + "1,2\n")
+    with pytest.raises(MmoeError, match=r"cut\.csv: line 202 has 2 fields but the header has 5; expected 5 fields"):
+        load_table(path, TASKS)
+    # Without the final line break too.
+    path.write_text(five_column_table() + "1,2")
+    with pytest.raises(MmoeError, match=r"cut\.csv: line 202 has 2 fields but the header has 5"):
+        read_table(path)
+
+
+def test_short_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
+    lines = five_column_table().splitlines(keepends=True)
+    lines[50] = "33,41.5,rome\n"
+    path = write_csv(tmp_path, "short.csv", "".join(lines))
+    with pytest.raises(MmoeError, match=r"short\.csv: line 51 has 3 fields but the header has 5") as error:
+        load_table(path, TASKS)
+    assert "\n" not in str(error.value)
+    # A quoted value (it may hold the delimiter, or a line break) is counted as one field, and the
+    # line named is the one the row ends on.
+    lines[49] = '40,"50.5",\"rome,\nnorth\",1,9.5\n'
+    path.write_text("".join(lines))
+    with pytest.raises(MmoeError, match=r"short\.csv: line 52 has 3 fields but the header has 5"):
+        read_table(path)
+    lines[50] = "1\n"
+    path.write_text("".join(lines))
+    with pytest.raises(MmoeError, match=r"short\.csv: line 52 has 1 field but the header has 5"):
+        read_table(path)
+
+
+def test_long_line_is_an_error_naming_the_line(tmp_path):
+    lines = five_column_table().splitlines(keepends=True)
+    lines[120] = lines[120].rstrip("\n") + ",7\n"
+    path = write_csv(tmp_path, "long.csv", "".join(lines))
+    with pytest.raises(MmoeError, match=r"long\.csv: line 121 has 6 fields but the header has 5; expected at most 5"):
+        load_table(path, TASKS)
+
+
+def test_blank_lines_and_empty_cells_are_not_short_rows(tmp_path):
+    # Blank lines are skipped (as pandas skips them); a row may leave any cell empty with its
+    # delimiters in place, and Windows line endings count as one line break.
+    text = "a,b,c\r\n\r\n1,,\r\n  \r\n,,6\r\n"
+    table = read_table(write_csv(tmp_path, "holes.csv", text))
+    assert table.shape == (2, 3) and math.isnan(table.loc[0, "c"]) and table.loc[1, "c"] == 6
 
 
 def test_duplicate_column_names(tmp_path):

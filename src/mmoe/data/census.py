@@ -17,6 +17,7 @@ docs/census.md has the details and the reasons for each choice.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -30,13 +31,15 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pandas as pd
 
+from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import MultiTaskData, Task
-from mmoe.data.encoders import TableEncoder, to_numeric_column
+from mmoe.data.encoders import TableEncoder
+from mmoe.data.values import to_numeric_column
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 
@@ -159,7 +162,7 @@ def _is_gzip(path: Path) -> bool:
 
 def _open_text_bytes(path: Path) -> IO[bytes]:
     """The file's uncompressed bytes, whether or not it is gzipped (told by content, not name)."""
-    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if _is_gzip(path) else open(path, "rb")
 
 
 def file_sha256(path: str | Path) -> tuple[str, int]:
@@ -304,12 +307,16 @@ def _install(stream: IO[bytes], target: Path, spec: CensusFile, origin: str) -> 
     return atomic_write(target, write)
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def _from_archive(body: bytes, wanted: dict[str, CensusFile], directory: Path, origin: str) -> dict[str, Path]:
     """Finds the wanted files (gzipped or not, at any depth) in a zip or tar(.gz) archive,
     descending into archives inside it."""
     installed: dict[str, Path] = {}
 
-    def visit(name: str, open_member: Callable[[], IO[bytes]]) -> None:
+    def visit(name: str, open_member: Callable[[], Any]) -> None:   # () -> a readable binary file
         base = name.rsplit("/", 1)[-1]
         for role, spec in wanted.items():
             if role in installed:
@@ -319,7 +326,8 @@ def _from_archive(body: bytes, wanted: dict[str, CensusFile], directory: Path, o
                     installed[role] = _install(member, directory / spec.plain_name, spec, f"{origin}:{name}")
             elif base == spec.name:
                 with open_member() as member, gzip.open(member, "rb") as text:
-                    installed[role] = _install(text, directory / spec.plain_name, spec, f"{origin}:{name}")
+                    installed[role] = _install(cast(IO[bytes], text), directory / spec.plain_name, spec,
+                                               f"{origin}:{name}")
         if base.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
             with open_member() as member:
                 installed.update(_from_archive(member.read(), {r: s for r, s in wanted.items() if r not in installed},
@@ -329,16 +337,16 @@ def _from_archive(body: bytes, wanted: dict[str, CensusFile], directory: Path, o
         with zipfile.ZipFile(io.BytesIO(body)) as archive:
             for info in archive.infolist():
                 if not info.is_dir():
-                    visit(info.filename, lambda info=info: archive.open(info))
+                    visit(info.filename, functools.partial(archive.open, info))
     else:
         try:
-            archive = tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+            tar = tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
         except tarfile.TarError as error:
             raise OSError(f"{origin}: neither a zip nor a tar archive ({error})") from None
-        with archive:
-            for member in archive.getmembers():
+        with tar:
+            for member in tar.getmembers():
                 if member.isfile():
-                    visit(member.name, lambda member=member: archive.extractfile(member))
+                    visit(member.name, functools.partial(tar.extractfile, member))
     return installed
 
 
@@ -358,9 +366,9 @@ def download_census_files(directory: str | Path, roles: Iterable[str] = ("train"
         try:
             body = _fetch(url)
             with gzip.open(io.BytesIO(body), "rb") as text:
-                _check_stream(text, spec, url)
+                _check_stream(cast(IO[bytes], text), spec, url)
             # Kept gzipped (9 MB instead of 156 MB); the loader reads either form.
-            installed[role] = atomic_write(directory / spec.name, lambda temp, body=body: temp.write_bytes(body))
+            installed[role] = atomic_write(directory / spec.name, functools.partial(_write_bytes, data=body))
         except (OSError, EOFError) as error:
             reasons.append(f"{url}: {error}")
     left = {role: spec for role, spec in wanted.items() if role not in installed}
@@ -551,17 +559,11 @@ def build_census_data(train_raw: pd.DataFrame, test_raw: pd.DataFrame, group: in
     parts = {"train": (frames["train"], train_source),
              "validation": (frames["test"].iloc[validation_rows], f"{test_source} (validation half)"),
              "test": (frames["test"].iloc[test_rows], f"{test_source} (test half)")}
-    encoder = TableEncoder(NUMERIC_COLUMNS, CATEGORICAL_COLUMNS, [Task(name, "binary") for name in task_names])
-    encoder.fit(frames["train"], train_source)
-    splits = {name: encoder.transform(frame, source) for name, (frame, source) in parts.items()}
     first, second = (frames["train"][name].to_numpy(dtype=np.float64) for name in task_names)
-    return MultiTaskData(
-        tasks=list(encoder.tasks), input_spec=encoder.input_spec,
-        train=splits["train"], validation=splits["validation"], test=splits["test"], encoder=encoder,
-        info={"dataset": "census", "group": group, "split_seed": int(split_seed),
-              "label_correlation": _pearson(first, second),
-              "rows": {name: len(split) for name, split in splits.items()}},
-    )
+    info = {"dataset": "census", "group": group, "split_seed": int(split_seed),
+            "label_correlation": _pearson(first, second)}
+    encoder = TableEncoder(NUMERIC_COLUMNS, CATEGORICAL_COLUMNS, [Task(name, "binary") for name in task_names])
+    return fit_encode(encoder, parts, info)
 
 
 def load_census(group: int, data_dir: str | Path | None = None, split_seed: int = 0,

@@ -8,6 +8,8 @@
 - Binary labels become 0/1 (positive = 1); regression labels stay in their own units, and their
   training mean and std go into the `Task` so that the loss can standardise them.
 
+What counts as missing, how a value is written as text, which labels are binary and which
+numbers are bad are `mmoe.data.values`' rules, shared with the Arrow encoder of streamed tables.
 The encoder is saved as JSON beside the model weights and used again by `mmoe predict`.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,32 +27,9 @@ import pandas as pd
 import torch
 
 from mmoe.data.dataset import InputSpec, Split, Task
+from mmoe.data.values import (FALSE_WORDS, MISSING_CATEGORY, TRUE_WORDS, bad_label_error, binary_label_matches,
+                              binary_label_pair, category_texts, present_label_texts, to_numeric_column)
 from mmoe.errors import MmoeError
-
-MISSING_CATEGORY = "<missing>"
-TRUE_WORDS = ("1", "1.0", "true", "yes", "y", "t")
-FALSE_WORDS = ("0", "0.0", "false", "no", "n", "f")
-
-
-def to_numeric_column(values: pd.Series, source: str, column: str, first_row: int = 0) -> np.ndarray:
-    """float64 values with NaN for missing; text or ±inf is an error naming the first bad row.
-
-    Rows are named 1-based, counting data rows (a CSV's header is not a row); `first_row` is the
-    number of data rows before `values` (a streamed batch names the row as it is in its file)."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    missing_before = values.isna().to_numpy()
-    bad = np.flatnonzero(np.isnan(numbers) & ~missing_before)
-    if bad.size:
-        position = int(bad[0])
-        raise MmoeError(f"{source}: column {column!r}, row {first_row + position + 1}: "
-                        f"{_as_written(values.iloc[position])} is not a number (expected a numeric value or an empty cell)")
-    infinite = np.flatnonzero(np.isinf(numbers))
-    if infinite.size:
-        position = int(infinite[0])
-        raise MmoeError(f"{source}: column {column!r}, row {first_row + position + 1}: "
-                        f"{_as_written(values.iloc[position])} is infinite (expected a finite number or an empty cell)")
-    return numbers
-
 
 @dataclass
 class Moments:
@@ -91,32 +70,8 @@ class Moments:
         return math.sqrt(self.m2 / self.count) if self.count else math.nan
 
 
-def _as_written(value: object) -> str:
-    """A cell for an error message: text quoted, numbers plain (inf, not np.float64(inf))."""
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()  # numpy scalar -> Python number
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _category_strings(values: pd.Series) -> np.ndarray:
-    """Each value as text, "<missing>" for a missing one; vectorised, as this runs on every row."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        # Name each category once and pick by code; code -1 (missing) picks the last entry.
-        names = np.array([str(c) for c in values.cat.categories] + [MISSING_CATEGORY], dtype=object)
-        return names[values.cat.codes.to_numpy()]
-    strings = values.astype(str).to_numpy(dtype=object)
-    strings[values.isna().to_numpy()] = MISSING_CATEGORY
-    return strings
-
-
-def _label_texts(values: pd.Series) -> list[str]:
-    """Label values as text; whole floats lose their ".0" (a 0/1 column with empty cells is read
-    as 0.0/1.0, yet --positive 1 must match it)."""
-    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.tolist()]
-
-
 class BinaryLabelCoder:
-    """Maps a binary column's two values to 0/1.
+    """Maps a binary column's two values to 0/1 (the rules: `mmoe.data.values`).
 
     0/1 and true/false (any case, also yes/no) are recognised; any other pair of values needs
     `positive`, the value that means 1.
@@ -128,47 +83,30 @@ class BinaryLabelCoder:
         self.negative = negative
 
     def fit(self, values: pd.Series, source: str) -> BinaryLabelCoder:
-        seen = sorted(set(_label_texts(values.dropna())))
-        if len(seen) > 2:
-            shown = ", ".join(repr(v) for v in seen[:6]) + (", ..." if len(seen) > 6 else "")
-            raise MmoeError(f"{source}: binary task column {self.column!r} has {len(seen)} distinct values ({shown}); "
-                            f"expected two (0/1, true/false, or two values with --positive)")
-        if self.positive is not None:
-            positive = str(self.positive)
-            if len(seen) == 2 and positive not in seen:
-                raise MmoeError(f"{source}: binary task column {self.column!r}: positive value {positive!r} is not "
-                                f"among its values ({', '.join(map(repr, seen))})")
-            others = [v for v in seen if v != positive]
-            self.positive, self.negative = positive, (others[0] if others else None)
-            return self
-        truthy = [v for v in seen if v.lower() in TRUE_WORDS]
-        falsy = [v for v in seen if v.lower() in FALSE_WORDS]
-        if len(truthy) + len(falsy) == len(seen) and len(truthy) <= 1 and len(falsy) <= 1:
-            self.positive = truthy[0] if truthy else "1"
-            self.negative = falsy[0] if falsy else "0"
-            return self
-        raise MmoeError(f"{source}: binary task column {self.column!r} has values {', '.join(map(repr, seen))}; "
-                        f"name the positive one with --positive {self.column}=VALUE")
+        return self.fit_texts(present_label_texts(values), source)
+
+    def fit_texts(self, seen: Iterable[str], source: str) -> BinaryLabelCoder:
+        """Fits from the column's distinct present values as text (`label_texts`)."""
+        self.positive, self.negative = binary_label_pair(seen, self.column, self.positive, source)
+        return self
 
     def transform(self, values: pd.Series, source: str, first_row: int = 0) -> np.ndarray:
         """1.0 / 0.0, NaN where missing; any other value is an error naming its row (counted from
         `first_row`, the data rows before `values`)."""
-        present = values.notna().to_numpy()
-        text = np.array(_label_texts(values.astype("object")), dtype=object)
-        if str(self.positive).lower() in TRUE_WORDS and str(self.negative).lower() in FALSE_WORDS:
-            # 0/1 and true/false read back in other spellings ("1.0", True) still match.
-            lowered = np.char.lower(text.astype(str))
-            is_positive, is_negative = np.isin(lowered, TRUE_WORDS), np.isin(lowered, FALSE_WORDS)
-        else:
-            is_positive, is_negative = text == self.positive, text == self.negative
-        bad = np.flatnonzero(present & ~is_positive & ~is_negative)
-        if bad.size:
-            position = int(bad[0])
-            raise MmoeError(f"{source}: binary task column {self.column!r}, row {first_row + position + 1}: value "
-                            f"{values.iloc[position]!r} is neither {self.positive!r} nor {self.negative!r}")
-        labels = np.where(is_positive, 1.0, 0.0)
-        labels[~present] = np.nan
+        labels, bad = self.match(values)
+        if bad.any():
+            position = int(np.flatnonzero(bad)[0])
+            raise self.bad_value(values.iloc[position], first_row + position, source)
         return labels
+
+    def match(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, bad): 1.0 / 0.0 per value, NaN where missing; bad marks a present value that
+        is neither of the pair. `transform` without the error (the Arrow encoder codes distinct values)."""
+        return binary_label_matches(values, self.positive, self.negative)
+
+    def bad_value(self, value: object, row: int, source: str) -> MmoeError:
+        """The error for `value`, at 0-based data row `row`, being neither of the pair."""
+        return bad_label_error(value, row, self.column, self.positive, self.negative, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"positive": self.positive, "negative": self.negative}
@@ -204,21 +142,21 @@ class TableEncoder:
         if len(frame) == 0:
             raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
         numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
-        categories = [set(_category_strings(frame[column]).tolist()) for column in self.categorical]
-        labels: dict[str, pd.Series | Moments] = {
-            task.name: frame[task.name] if task.kind == "binary"
+        categories = [set(category_texts(frame[column]).tolist()) for column in self.categorical]
+        labels: dict[str, set[str] | Moments] = {
+            task.name: present_label_texts(frame[task.name]) if task.kind == "binary"
             else Moments.of(to_numeric_column(frame[task.name], source, task.name)) for task in self.tasks}
         return self.fit_statistics(numeric, categories, labels, source)
 
     def fit_statistics(self, numeric: Sequence[Moments], categories: Sequence[set[str]],
-                       labels: Mapping[str, pd.Series | Moments], source: str = "training data") -> TableEncoder:
+                       labels: Mapping[str, Iterable[str] | Moments], source: str = "training data") -> TableEncoder:
         """Fits from statistics of the training rows rather than the rows themselves, so that a
         table read in batches (`mmoe.data.streaming`) ends with the encoder `fit` would give.
 
         numeric: per numeric column, the moments of its present values. categories: per
         categorical column, its values as text ("<missing>" for a missing one). labels: per task,
-        a binary task's label values (each distinct value once is enough) or a regression label's
-        moments.
+        a binary task's distinct present label values as text (`values.present_label_texts`) or
+        a regression label's moments.
         """
         self.means, self.stds = [], []
         for moments in numeric:
@@ -232,12 +170,15 @@ class TableEncoder:
         fitted_tasks = []
         for task in self.tasks:
             if task.kind == "binary":
-                coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit(labels[task.name], source)
+                texts = labels[task.name]
+                assert not isinstance(texts, Moments), f"binary task {task.name!r}: label texts expected"
+                coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit_texts(texts, source)
                 self.label_coders[task.name] = coder
                 fitted_tasks.append(Task(task.name, task.kind))
             else:
-                moments = labels[task.name]
-                mean, std = (moments.mean, moments.std) if moments.count > 1 else (0.0, 1.0)
+                label = labels[task.name]
+                assert isinstance(label, Moments), f"regression task {task.name!r}: label moments expected"
+                mean, std = (label.mean, label.std) if label.count > 1 else (0.0, 1.0)
                 if not self.standardize_regression or not math.isfinite(std) or std <= 1e-12:
                     mean, std = 0.0, 1.0
                 fitted_tasks.append(Task(task.name, task.kind, mean, std))
@@ -275,7 +216,7 @@ class TableEncoder:
         codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
             # Positions are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
-            positions = pd.Index(self.vocabularies[j], dtype=object).get_indexer(_category_strings(frame[column]))
+            positions = pd.Index(self.vocabularies[j], dtype=object).get_indexer(category_texts(frame[column]))
             codes[:, j] = positions.astype(np.int64) + 1
         return codes
 
@@ -342,3 +283,7 @@ class TableEncoder:
     @classmethod
     def load(cls, path: str | Path) -> TableEncoder:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+__all__ = ["FALSE_WORDS", "MISSING_CATEGORY", "TRUE_WORDS", "BinaryLabelCoder", "Moments", "TableEncoder",
+           "to_numeric_column"]

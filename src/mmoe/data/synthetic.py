@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import MultiTaskData, Task
 from mmoe.data.encoders import TableEncoder
 from mmoe.data.tabular import split_indices
@@ -176,19 +177,11 @@ def load_synthetic(config: SyntheticConfig, validation_fraction: float = 0.1, te
         len(frame), validation_fraction, test_fraction, config.seed if split_seed is None else split_seed, source)
     encoder = TableEncoder(numeric=feature_names(config.dim), categorical=[], tasks=tasks,
                            standardize_numeric=False, standardize_regression=False)
-    train_frame = frame.iloc[train_index]
-    encoder.fit(train_frame, source)
-    return MultiTaskData(
-        tasks=list(encoder.tasks),
-        input_spec=encoder.input_spec,
-        train=encoder.transform(train_frame, source),
-        validation=encoder.transform(frame.iloc[validation_index], source),
-        test=encoder.transform(frame.iloc[test_index], source),
-        encoder=encoder,
-        info={"dataset": "synthetic", "config": asdict(config),
-              "label_correlation": _pearson(frame[TASK_NAMES[0]].to_numpy(), frame[TASK_NAMES[1]].to_numpy()),
-              "rows": {"train": len(train_index), "validation": len(validation_index), "test": len(test_index)}},
-    )
+    parts = {"train": (frame.iloc[train_index], source), "validation": (frame.iloc[validation_index], source),
+             "test": (frame.iloc[test_index], source)}
+    info = {"dataset": "synthetic", "config": asdict(config),
+            "label_correlation": _pearson(frame[TASK_NAMES[0]].to_numpy(), frame[TASK_NAMES[1]].to_numpy())}
+    return fit_encode(encoder, parts, info)
 
 
 __all__ = ["SyntheticConfig", "SyntheticParameters", "generate_synthetic", "label_correlation", "load_synthetic",

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import TASK_KINDS, MultiTaskData, Task
-from mmoe.data.encoders import BinaryLabelCoder, TableEncoder, to_numeric_column
+from mmoe.data.encoders import BinaryLabelCoder, TableEncoder
+from mmoe.data.values import to_numeric_column
 from mmoe.errors import MmoeError
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -122,13 +124,19 @@ def _read_csv(path: Path, delimiter: str) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # index_col=False: never take the first column as an index when rows are longer than
             # the header; low_memory=False: one dtype per column rather than per chunk.
-            return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", index_col=False, low_memory=False)
+            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", index_col=False, low_memory=False)
     except UnicodeDecodeError:
         raise MmoeError(_describe_bad_utf8(path)) from None
     except pd.errors.EmptyDataError:
         raise MmoeError(f"{path}: the file is empty; expected a header row and at least one data row") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as error:
         raise MmoeError(_describe_ragged_row(path, delimiter, len(header), error)) from None
+    # pandas reads a row with too few fields as if the rest were empty cells, so a file cut off in
+    # the middle of its last line (a truncated write) would train without a word: check the widths.
+    ragged = _first_ragged_row(path, delimiter, len(header), trailing_delimiter=True)
+    if ragged is not None:
+        raise MmoeError(_ragged_row_message(path, delimiter, len(header), *ragged))
+    return frame
 
 
 def _read_csv_header(path: Path, delimiter: str) -> list[str]:
@@ -170,28 +178,111 @@ def _describe_bad_utf8(path: Path) -> str:
 
 
 def _describe_ragged_row(path: Path, delimiter: str, width: int, error: Exception) -> str:
-    # Only on the error path: find the first record with more fields than the header ourselves,
+    # Only on the error path: find the first record whose width is not the header's ourselves,
     # since pandas does not report a line for every case.
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            next(reader, None)
-            for record in reader:
-                if len(record) > width:
-                    return (f"{path}: line {reader.line_num} has {len(record)} fields but the header has {width}; "
-                            f"expected at most {width} fields per row (quote values that contain "
-                            f"{delimiter!r}, and check for a trailing {delimiter!r})")
-    except (csv.Error, UnicodeDecodeError):
-        pass
     reason = " ".join(str(error).split())
     unclosed = re.search(r"EOF inside string starting at row (\d+)", reason)
     if unclosed:
         # pandas counts rows from 0 at the header: row N is line N + 1 of the file.
         return (f"{path}: the file ends inside a quoted value that starts on line {int(unclosed.group(1)) + 1} "
                 f"(a truncated file or a missing closing quote); expected every '\"' to be closed")
+    ragged = _first_ragged_row(path, delimiter, width, trailing_delimiter=False)
+    if ragged is not None:
+        return _ragged_row_message(path, delimiter, width, *ragged)
     match = re.search(r"line (\d+)", reason)
     where = f"line {match.group(1)}" if match else "a row"
     return f"{path}: {where} cannot be parsed ({reason}); expected every row to have the header's {width} fields"
+
+
+def _ragged_row_message(path: Path, delimiter: str, width: int, line: int, fields: int) -> str:
+    if fields > width:
+        return (f"{path}: line {line} has {fields} fields but the header has {width}; expected at most {width} "
+                f"fields per row (quote values that contain {delimiter!r}, and check for a trailing {delimiter!r})")
+    return (f"{path}: line {line} has {fields} field{'s' if fields != 1 else ''} but the header has {width}; "
+            f"expected {width} fields per row (a truncated file, or a row with a value left out: an empty value "
+            f"still needs its {delimiter!r})")
+
+
+SCAN_BYTES = 1 << 24   # bytes of a CSV whose row widths are counted at once
+
+
+def _first_ragged_row(path: Path, delimiter: str, width: int, trailing_delimiter: bool) -> tuple[int, int] | None:
+    """(line, fields) of the first data row whose number of fields is not the header's `width`,
+    or None. Blank lines are skipped (pandas skips them too). trailing_delimiter: a row of
+    width + 1 fields whose last is empty (a delimiter ending the line, which pandas drops when
+    it reads the file) counts as fitting.
+
+    Without quotes in the file, fields are counted with numpy (one pass, a few percent of what
+    parsing costs); a quoted value may hold the delimiter or a line break, so a file with quotes
+    is read with the csv module instead."""
+    if len(delimiter.encode("utf-8")) == 1:
+        try:
+            return _first_ragged_line_unquoted(path, delimiter.encode("utf-8")[0], width, trailing_delimiter)
+        except _Quoted:
+            pass
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = False
+            for record in reader:
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if not header:
+                    header = True
+                    continue
+                fields = len(record)
+                if fields != width and not (trailing_delimiter and fields == width + 1 and record[-1] == ""):
+                    return reader.line_num, fields
+    except (csv.Error, UnicodeDecodeError):   # e.g. a field over csv's size limit: no line to name
+        pass
+    return None
+
+
+class _Quoted(Exception):
+    """The file has quotes (or old Mac line endings): its rows are counted with the csv module."""
+
+
+def _first_ragged_line_unquoted(path: Path, separator: int, width: int,
+                                trailing_delimiter: bool) -> tuple[int, int] | None:
+    """`_first_ragged_row` for a file without quotes, block by block with numpy; `_Quoted` when a
+    block holds a quote (or a lone carriage return, an old line ending), which it leaves to csv."""
+    lines_before, header, rest = 0, False, b""
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(SCAN_BYTES)
+            data = rest + block
+            if not block:
+                if not data:
+                    return None
+                data += b"\n"   # the last line, without its line break
+            cut = data.rfind(b"\n") + 1
+            if not cut:   # a line longer than a block: read on
+                rest = data
+                continue
+            chunk, rest = data[:cut], data[cut:]
+            if b'"' in chunk or (b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n")):
+                raise _Quoted
+            buffer = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(buffer == 10)   # each line's "\n"
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            ends = ends - ((ends > starts) & (buffer[np.maximum(ends - 1, 0)] == 13))   # drop "\r"
+            # Separators per line: the separator positions before its end, less those before the last.
+            separators = np.diff(np.searchsorted(np.flatnonzero(buffer == separator), np.concatenate([[0], ends])))
+            fields = separators + 1
+            fits = fields == width
+            if trailing_delimiter:
+                fits |= (fields == width + 1) & (ends > starts) & (buffer[np.maximum(ends - 1, 0)] == separator)
+            first = 0
+            while not header and first < len(ends):   # the header: the first line that is not blank
+                header = bool(chunk[starts[first]:ends[first]].strip())
+                first += 1
+            for line in np.flatnonzero(~fits[first:]) + first:
+                # A line without separators may be blank (spaces at most), which pandas skips.
+                if separators[line] or chunk[starts[line]:ends[line]].strip():
+                    return lines_before + int(line) + 1, int(fields[line])
+            lines_before += len(ends)
+            if not block:
+                return None
 
 
 def _read_parquet_file(path: Path) -> pd.DataFrame:
@@ -251,12 +342,12 @@ def infer_column_types(frame: pd.DataFrame, features: Sequence[str],
     numeric: list[str] = []
     categorical: list[str] = []
     for column in features:
-        kind = overrides.get(column)
-        if kind is None:
+        override = overrides.get(column)
+        if override is None:
             dtype = frame[column].dtype
             is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-            kind = "numeric" if is_number else "categorical"
-        (numeric if kind == "numeric" else categorical).append(column)
+            override = "numeric" if is_number else "categorical"
+        (numeric if override == "numeric" else categorical).append(column)
     return numeric, categorical
 
 
@@ -413,14 +504,11 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
         parts[name] = (extra, extra_source)
 
-    encoder = TableEncoder(numeric, categorical, task_list, positive_values)
-    encoder.fit(parts["train"][0], source)
-    splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
     info = {
         "dataset": "table",
         "path": source,
         "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-        "rows": {name: len(split) for name, split in splits.items()},
+        "rows": None,   # the split sizes, filled in by fit_encode
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
     }
@@ -428,8 +516,7 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         info["validation_path"] = str(validation_path)
     if test_path is not None:
         info["test_path"] = str(test_path)
-    return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
-                         validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+    return fit_encode(TableEncoder(numeric, categorical, task_list, positive_values), parts, info)
 
 
 def _delimiter_hint(frame: pd.DataFrame, delimiter: str | None) -> str:

@@ -1,0 +1,235 @@
+"""Record batches of a Parquet table -> encoded arrays, with a `TableEncoder`'s meaning.
+
+A streamed table never becomes one DataFrame, so its values are encoded batch by batch with
+pyarrow; every value rule (missing values, numbers and their errors, category and label texts,
+the binary label pair) is `mmoe.data.values`', the pandas encoder's own, so the same rows give
+the same tensors and the same errors either way (`tests/test_streaming.py` compares them).
+
+`BatchEncoder` fits in one pass (`check` every value, `observe` the training rows' statistics,
+`fit` hands them to `TableEncoder.fit_statistics`), or is frozen to a saved encoder
+(`encoded_table`), and then `encode`s batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmoe.data.dataset import Task
+from mmoe.data.encoders import BinaryLabelCoder, Moments, TableEncoder
+from mmoe.data.parquet import ParquetTable
+from mmoe.data.tabular import _shown
+from mmoe.data.values import (MISSING_CATEGORY, category_texts, check_two_values, missing, present_label_texts,
+                              to_numeric_column)
+from mmoe.errors import MmoeError
+
+
+class _CategoryColumn:
+    """One categorical column: arrow values -> the text `TableEncoder` gives them -> slot.
+
+    Each distinct value is turned into text once (with pandas, as the in-memory encoder does) and
+    remembered; later batches are looked up with pyarrow's `index_in`, in C++.
+    """
+
+    def __init__(self, kind: pa.DataType, dtype: Any) -> None:
+        self.kind = kind
+        self.dtype = dtype   # the pandas dtype the in-memory path sees (ParquetTable.category_dtype)
+        self.known = pa.array([], type=kind)
+        self.texts: list[str] = []
+        self.in_training = np.zeros(0, dtype=bool)
+        self.missing_in_training = False
+        self.codes = np.zeros(1, dtype=np.int64)   # per known value, then one entry for missing
+        self.vocabulary: dict[str, int] | None = None
+
+    def _lookup(self, values: pa.Array) -> np.ndarray:
+        """Index into `known` per value, -1 for a missing value or one not seen yet."""
+        found = pc.index_in(values, value_set=self.known) if len(self.known) else pa.nulls(len(values), pa.int32())
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+    def _learn(self, values: pa.Array, index: np.ndarray) -> np.ndarray:
+        """Remembers the values not known yet (index -1, not missing) and looks them up again."""
+        if not (index < 0).any():
+            return index
+        new = pc.unique(values.filter(pa.array(index < 0)))
+        new = new.filter(pa.array(~missing(new)))
+        if not len(new):
+            return index
+        series = new.to_pandas()
+        if self.dtype is not None and series.dtype != self.dtype:
+            series = series.astype(self.dtype)
+        texts = category_texts(series).tolist()
+        self.known = pa.concat_arrays([self.known, new.cast(self.kind)])
+        self.texts += texts
+        self.in_training = np.concatenate([self.in_training, np.zeros(len(texts), dtype=bool)])
+        if self.vocabulary is not None:
+            missing_slot = self.codes[-1:]
+            self.codes = np.concatenate([self.codes[:-1], [self.vocabulary.get(t, -1) for t in texts], missing_slot])
+        return self._lookup(values)
+
+    def observe(self, values: pa.Array) -> None:
+        """Training rows: their values join the vocabulary."""
+        index = self._learn(values, self._lookup(values))
+        self.in_training[index[index >= 0]] = True
+        if missing(values).any():
+            self.missing_in_training = True
+
+    def fitted_vocabulary(self) -> set[str]:
+        texts = {text for text, used in zip(self.texts, self.in_training) if used}
+        return texts | ({MISSING_CATEGORY} if self.missing_in_training else set())
+
+    def freeze(self, vocabulary: Sequence[str]) -> None:
+        """From now on `encode` gives each value its slot in `vocabulary` (-1: never seen in training)."""
+        self.vocabulary = {text: k for k, text in enumerate(vocabulary)}
+        self.codes = np.array([self.vocabulary.get(t, -1) for t in self.texts] +
+                              [self.vocabulary.get(MISSING_CATEGORY, -1)], dtype=np.int64)
+
+    def encode(self, values: pa.Array) -> np.ndarray:
+        index = self._learn(values, self._lookup(values))
+        return self.codes[index]   # index -1 (missing) picks the last entry: the missing value's slot
+
+
+
+def _binary_labels(coder: BinaryLabelCoder, values: pa.Array, source: str, rows: np.ndarray) -> np.ndarray:
+    """1.0 / 0.0 / NaN per row, as `coder.transform` gives; each distinct value is coded once.
+    A value the coder rejects is an error naming the first row that holds it (rows: each
+    value's 0-based row in its file)."""
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary.to_pandas()
+    coded, bad = coder.match(distinct)
+    index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if bad.any():
+        position = int(np.flatnonzero(np.isin(index, np.flatnonzero(bad)))[0])
+        raise coder.bad_value(distinct.iloc[int(index[position])], int(rows[position]), source)
+    return np.append(coded, np.nan)[index]
+
+
+class BatchEncoder:
+    """Record batches of one Parquet table -> encoded arrays, with a `TableEncoder`'s meaning.
+
+    In fitting mode (`observe`) it gathers the training rows' statistics; after `freeze(encoder)`
+    `encode` gives what `encoder.transform` gives for the same rows. One per table, since a
+    column's text form depends on the table it is in (see `_CategoryColumn`).
+    """
+
+    def __init__(self, table: ParquetTable, numeric: Sequence[str], categorical: Sequence[str],
+                 tasks: Sequence[Task], positive: Mapping[str, str] | None = None) -> None:
+        self.table = table
+        self.numeric, self.categorical, self.tasks = list(numeric), list(categorical), list(tasks)
+        self.positive = dict(positive or {})
+        self.categories = [_CategoryColumn(table.types[c], table.category_dtype(c)) for c in self.categorical]
+        self.numeric_moments = [Moments() for _ in self.numeric]
+        self.label_moments = {task.name: Moments() for task in self.tasks if task.kind == "regression"}
+        self.all_labels: dict[str, set[str]] = {task.name: set() for task in self.tasks if task.kind == "binary"}
+        self.train_labels: dict[str, set[str]] = {task.name: set() for task in self.tasks if task.kind == "binary"}
+        self.encoder: TableEncoder | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return self.numeric + self.categorical + [task.name for task in self.tasks]
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def check(self, batch: pa.RecordBatch, source: str, first_row: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Checks every value of a batch of the main table as `load_table` does; returns its
+        numeric features and labels (NaN = missing) for `observe`, and the rows with a label."""
+        rows = np.arange(first_row, first_row + batch.num_rows)
+        numbers = {c: to_numeric_column(self.table.column(batch, c), source, c, rows) for c in self.numeric}
+        labelled = np.zeros(batch.num_rows, dtype=bool)
+        for task in self.tasks:
+            values = self.table.column(batch, task.name)
+            if task.kind == "regression":
+                numbers[task.name] = to_numeric_column(values, source, task.name, rows)
+                labelled |= ~np.isnan(numbers[task.name])
+                continue
+            seen = self.all_labels[task.name]
+            seen.update(present_label_texts(values))
+            # As soon as a third value shows, rather than after the whole table.
+            check_two_values(seen, task.name, source)
+            labelled |= ~missing(values)
+        return numbers, labelled
+
+    def observe(self, batch: pa.RecordBatch, numbers: Mapping[str, np.ndarray], train: np.ndarray) -> None:
+        """Training rows (`train`: a mask over the batch) join the statistics."""
+        if not train.any():
+            return
+        mask = pa.array(train)
+        for j, column in enumerate(self.numeric):
+            self.numeric_moments[j] = self.numeric_moments[j].merge(Moments.of(numbers[column][train]))
+        for column, category in zip(self.categorical, self.categories):
+            category.observe(self.table.column(batch, column).filter(mask))
+        for task in self.tasks:
+            if task.kind == "regression":
+                moments = Moments.of(numbers[task.name][train])
+                self.label_moments[task.name] = self.label_moments[task.name].merge(moments)
+            else:
+                self.train_labels[task.name].update(present_label_texts(self.table.column(batch, task.name).filter(mask)))
+
+    def fit(self, source: str) -> TableEncoder:
+        """The encoder of the observed training rows; label checks over every row first, as `load_table`."""
+        for task in self.tasks:
+            if task.kind == "binary":
+                BinaryLabelCoder(task.name, self.positive.get(task.name)).fit_texts(self.all_labels[task.name], source)
+        labels: dict[str, set[str] | Moments] = {**self.train_labels, **self.label_moments}
+        encoder = TableEncoder(self.numeric, self.categorical, self.tasks, self.positive)
+        encoder.fit_statistics(self.numeric_moments, [c.fitted_vocabulary() for c in self.categories], labels, source)
+        self.freeze(encoder)
+        return encoder
+
+    def freeze(self, encoder: TableEncoder) -> BatchEncoder:
+        """Encodes with `encoder` from now on (its fitted tasks replace the ones given)."""
+        self.encoder = encoder
+        wanted = {task.name for task in self.tasks}
+        self.tasks = [task for task in encoder.tasks if task.name in wanted]
+        for category, vocabulary in zip(self.categories, encoder.vocabularies):
+            category.freeze(vocabulary)
+        return self
+
+    # -- encoding --------------------------------------------------------------------------------
+    def encode(self, batch: pa.RecordBatch, source: str, rows: np.ndarray | int,
+               labels: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """numeric [n, num_numeric] float32, categorical [n, num_categorical] int64 (shared-vocabulary
+        slots), labels [n, tasks] float32 in their own units, NaN where missing (empty when
+        `labels` is False). rows: each row's 0-based row in its file, or the first one's."""
+        encoder = self.encoder
+        assert encoder is not None, "BatchEncoder.encode before fit/freeze"
+        n = batch.num_rows
+        if isinstance(rows, (int, np.integer)):
+            rows = np.arange(int(rows), int(rows) + n)
+        numeric = np.empty((n, len(self.numeric)), dtype=np.float64)
+        for j, column in enumerate(self.numeric):
+            numeric[:, j] = to_numeric_column(self.table.column(batch, column), source, column, rows)
+        codes = np.empty((n, len(self.categorical)), dtype=np.int64)
+        for j, (column, category) in enumerate(zip(self.categorical, self.categories)):
+            codes[:, j] = category.encode(self.table.column(batch, column)) + 1  # -1 (unseen) -> slot 0
+        numeric, categorical = encoder.model_inputs(numeric, codes)
+        coded = np.empty((n, len(self.tasks) if labels else 0), dtype=np.float32)
+        for k, task in enumerate(self.tasks if labels else []):
+            values = self.table.column(batch, task.name)
+            if task.kind == "binary":
+                coded[:, k] = _binary_labels(encoder.label_coders[task.name], values, source, rows)
+            else:
+                coded[:, k] = to_numeric_column(values, source, task.name, rows)
+        return numeric, categorical, coded
+
+
+def encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
+                  missing_message: str) -> tuple[ParquetTable, BatchEncoder]:
+    """The table at `path` reading the fitted encoder's feature columns (and task columns, with
+    labels), with a batch encoder frozen to it. A missing column is an MmoeError:
+    "{path}: missing column(s) {names}" + missing_message."""
+    table = ParquetTable(path)
+    wanted = encoder.numeric + encoder.categorical + ([task.name for task in encoder.tasks] if labels else [])
+    absent = [c for c in wanted if c not in table.columns]
+    if absent:
+        raise MmoeError(f"{path}: missing column(s) {_shown(absent)}{missing_message}")
+    table.use(wanted)
+    batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [],
+                                 encoder.positive)
+    return table, batch_encoder.freeze(encoder)
+
+
+__all__ = ["BatchEncoder", "encoded_table"]
