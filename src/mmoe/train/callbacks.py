@@ -105,11 +105,11 @@ def as_callbacks(callbacks: Sequence[Callback] | Callback | None = None, on_epoc
 
 
 def entry_scalars(entry: HistoryEntry, prefix: str = "") -> dict[str, float]:
-    """The numbers a logger records for one epoch: "train/loss", "train/loss/TASK" and
+    """The numbers a logger records for one epoch: "train/loss", "train/task_loss/TASK" and
     "validation/TASK/METRIC" (row counts and metrics that do not exist, such as the AUC of a
     validation set with one class, left out), each name after `prefix`."""
     scalars = {"train/loss": entry.train_loss}
-    scalars.update({f"train/loss/{task}": value for task, value in entry.train_task_loss.items()})
+    scalars.update({f"train/task_loss/{task}": value for task, value in entry.train_task_loss.items()})
     for task, metrics in entry.validation.items():
         for metric, value in metrics.items():
             if metric != "rows" and isinstance(value, (int, float)) and math.isfinite(value):
