@@ -29,6 +29,7 @@ from mmoe.data.dataset import InputSpec, Split, Task
 from mmoe.models import build_model
 from mmoe.train.distributed import DataParallel
 from mmoe.train.loss import MultiTaskLoss
+from mmoe.train.weighting import make_weighting
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 RELATIVE, ABSOLUTE, WEIGHTS = 1e-5, 1e-7, 1e-4  # metrics and losses: relative (with a floor); weights: absolute
@@ -119,15 +120,16 @@ def test_shares_sum_to_the_global_batch_loss_and_gradient(world_size: int) -> No
     spec = InputSpec(("a", "b"), ("colour",), (4,))
     tasks = [Task("clicked", "binary"), Task("watch", "regression", 10.0, 3.0)]
     model = build_model("l2-constrained", spec, 2, hidden_units=(8,), l2_alpha=0.1)
-    loss_fn = MultiTaskLoss(tasks, (1.0, 0.5))
+    loss_fn, weighting = MultiTaskLoss(tasks), make_weighting("fixed", 2, (1.0, 0.5))
     for rows in (11, 1, 7):
         labels = torch.stack([torch.randint(0, 2, (rows,)).float(), 10 + 3 * torch.randn(rows)], 1)
         labels[torch.arange(rows) % 3 == 1, 1] = math.nan
         batch = Split(torch.randn(rows, 2), torch.randint(0, 4, (rows, 1)), labels)
 
         model.zero_grad()
-        loss, per_task = loss_fn(model(batch.numeric, batch.categorical), batch.labels)
-        (loss + model.penalty()).backward()
+        per_task, labelled = loss_fn(model(batch.numeric, batch.categorical), batch.labels)
+        loss = weighting.backward(per_task, labelled, list(model.parameters()), model.penalty())
+        per_task = per_task.detach()
         expected = {name: p.grad.clone() for name, p in model.named_parameters()}
 
         model.zero_grad()
@@ -135,12 +137,13 @@ def test_shares_sum_to_the_global_batch_loss_and_gradient(world_size: int) -> No
         for rank in range(world_size):
             parallel = DataParallel(rank, world_size, torch.device("cpu"), grouped=True)
             share, counts = parallel.share(batch)
-            rank_loss, rank_per_task = loss_fn(model(share.numeric, share.categorical), share.labels, counts)
-            if parallel.is_first:
-                rank_loss = rank_loss + model.penalty()
-            rank_loss.backward()  # gradients accumulate, as DDP's summing hook adds them up
-            total, task_total = total + rank_loss.detach(), task_total + rank_per_task
-        torch.testing.assert_close(total, (loss + model.penalty()).detach(), rtol=1e-6, atol=1e-7)
+            rank_per_task, rank_labelled = loss_fn(model(share.numeric, share.categorical), share.labels, counts)
+            assert torch.equal(rank_labelled, labelled)  # the global batch's labels, on every rank
+            # Gradients accumulate, as DDP's summing hook adds them up.
+            rank_loss = weighting.backward(rank_per_task, rank_labelled, list(model.parameters()),
+                                           model.penalty() if parallel.is_first else None)
+            total, task_total = total + rank_loss, task_total + rank_per_task.detach()
+        torch.testing.assert_close(total, loss, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(task_total, per_task, rtol=1e-6, atol=1e-7)
         for name, p in model.named_parameters():
             torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)

@@ -9,7 +9,7 @@ from mmoe.errors import MmoeError
 from mmoe.runs import fit
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
-from tests.test_training import toy_data
+from tests.conftest import toy_data
 
 
 @pytest.mark.parametrize("model", ["mmoe", "omoe", "shared-bottom", "l2-constrained", "cross-stitch",

@@ -8,31 +8,14 @@ import math
 import pytest
 import torch
 
-from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
+from mmoe.data.dataset import Task
 from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.runs import fit
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import main_score, task_metrics
 from mmoe.train.trainer import TrainConfig
-
-
-def toy_data(rows: int = 600, seed: int = 0, missing_second: float = 0.0) -> MultiTaskData:
-    """A binary and a regression task that both depend on the inputs (learnable)."""
-    generator = torch.Generator().manual_seed(seed)
-    spec = InputSpec(("a", "b", "c"), ("colour",), (5,))
-    numeric = torch.randn(rows, 3, generator=generator)
-    categorical = torch.randint(0, 5, (rows, 1), generator=generator)
-    signal = numeric[:, 0] - numeric[:, 1] + (categorical[:, 0] == 2).float()
-    binary = (signal + 0.3 * torch.randn(rows, generator=generator) > 0).float()
-    regression = 3.0 * signal + 10.0 + 0.1 * torch.randn(rows, generator=generator)
-    labels = torch.stack([binary, regression], 1)
-    labels[torch.rand(rows, generator=generator) < missing_second, 1] = math.nan
-    split = Split(numeric, categorical, labels)
-    cut1, cut2 = int(rows * 0.7), int(rows * 0.85)
-    tasks = [Task("clicked", "binary"), Task("watch_time", "regression", float(regression.mean()),
-                                                 float(regression.std()))]
-    return MultiTaskData(tasks, spec, split.subset(torch.arange(cut1)), split.subset(torch.arange(cut1, cut2)),
-                         split.subset(torch.arange(cut2, rows)))
+from mmoe.train.weighting import make_weighting
+from tests.conftest import toy_data
 
 
 def test_loss_leaves_missing_labels_out_of_their_task_only() -> None:
@@ -40,12 +23,13 @@ def test_loss_leaves_missing_labels_out_of_their_task_only() -> None:
     loss = MultiTaskLoss(tasks)
     outputs = torch.tensor([[0.0, 0.0], [2.0, 1.0], [-1.0, 5.0]])
     labels = torch.tensor([[1.0, 1.0], [0.0, math.nan], [math.nan, 3.0]])
-    total, per_task = loss(outputs, labels)
+    per_task, labelled = loss(outputs, labels)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0]))
     mse = ((torch.tensor([0.0, 5.0]) - torch.tensor([0.0, 1.0])) ** 2).mean()  # targets standardised
     torch.testing.assert_close(per_task, torch.stack([bce, mse]))
-    torch.testing.assert_close(total, bce + mse)
-    weighted, _ = MultiTaskLoss(tasks, [1.0, 0.0])(outputs, labels)
+    assert labelled.tolist() == [True, True]
+    torch.testing.assert_close(make_weighting("ew", 2).combine(per_task, labelled), bce + mse)
+    weighted = make_weighting("fixed", 2, [1.0, 0.0]).combine(per_task, labelled)
     torch.testing.assert_close(weighted, bce)
 
 

@@ -28,64 +28,11 @@ from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models import MultiTaskModel, build_model
+from mmoe.train.fit import fit, fit_replicas, summarize_replicas
 from mmoe.train.metrics import evaluate_predictions, to_predictions
-from mmoe.train.trainer import TrainConfig, TrainResult, evaluate, predict_outputs, train
+from mmoe.train.trainer import TrainConfig, TrainResult, evaluate, predict_outputs
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = None,
-        checkpoint_path: str | Path | None = None, on_epoch: Any = None, resume_from: str | Path | None = None,
-        data_identity: Any = None, resume_state: dict[str, Any] | None = None,
-        **hyperparameters: Any) -> TrainResult:
-    """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`.
-
-    resume_from: a checkpoint of the same run to continue from (see `mmoe.train.trainer.train`);
-    data_identity: a JSON-able description of the data, checked against the checkpoint's;
-    resume_state: `resume_from` already read by `load_checkpoint`, so that it is not read again."""
-    config = config or TrainConfig()
-    torch.manual_seed(config.seed)
-    network = build_model(model, data.input_spec, len(data.tasks), **hyperparameters)
-    return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch, resume_from=resume_from,
-                 data_identity=data_identity, resume_state=resume_state)
-
-
-def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas: int,
-                 on_epoch: Any = None, **hyperparameters: Any) -> tuple[TrainResult, list[dict[str, Any]]]:
-    """Trains `replicas` copies at once (seeds config.seed, config.seed + 1, ...) with the population
-    trainer. Returns the replica with the best main-task validation score as an ordinary
-    TrainResult, and a summary of every replica (seed, best epoch, metrics)."""
-    from mmoe.train.population import train_population
-
-    seeds = [config.seed + r for r in range(replicas)]
-    population = train_population(model, data, config, seeds, on_epoch=on_epoch, **hyperparameters)
-    best = max(range(replicas), key=lambda r: population.replicas[r].best_score)
-    replica = population.replicas[best]
-    network = population.model(best, data, model, **hyperparameters)
-    epochs_run = sum(len(r.history) for r in population.replicas)
-    result = TrainResult(network, replica.history, replica.best_epoch, replica.best_score,
-                         population.train_seconds, epochs_run * len(data.train) / max(population.train_seconds, 1e-9),
-                         replica.metrics, replica.stopped_early)
-    summary = [{"seed": r.seed, "kept": i == best, "best_epoch": r.best_epoch, "stopped_early": r.stopped_early,
-                "metrics": r.metrics} for i, r in enumerate(population.replicas)]
-    return result, summary
-
-
-def summarize_replicas(summary: list[dict[str, Any]], split: str = "test") -> dict[str, dict[str, dict[str, float]]]:
-    """{task: {metric: {"mean", "std", "min", "max"}}} over the replicas' metrics on one split."""
-    import numpy as np
-
-    tasks = summary[0]["metrics"][split]
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for task, metrics in tasks.items():
-        table[task] = {}
-        for metric in metrics:
-            values = np.array([r["metrics"][split][task][metric] for r in summary
-                               if r["metrics"][split][task][metric] is not None], dtype=float)
-            if metric != "rows" and values.size:
-                table[task][metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1
-                                       else 0.0, "min": float(values.min()), "max": float(values.max())}
-    return table
 
 
 def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData, result: TrainResult,
@@ -215,4 +162,4 @@ class Run:
         return self.encoder
 
 
-__all__ = ["Run", "evaluate_predictions", "fit", "load_model", "save_run"]
+__all__ = ["Run", "evaluate_predictions", "fit", "fit_replicas", "load_model", "save_run", "summarize_replicas"]

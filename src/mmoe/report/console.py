@@ -9,26 +9,36 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mmoe.data.dataset import Task
+from mmoe.train.callbacks import Callback
+from mmoe.train.progress import HistoryEntry
 
 
-class EpochProgress:
-    """A progress bar over epochs showing the training loss and the main validation metric."""
+class EpochProgress(Callback):
+    """A progress bar over epochs showing the training loss and the main validation metric: a
+    training callback (`fit(..., callbacks=[progress])`), or `fit(..., on_epoch=progress.update)`."""
 
     def __init__(self, epochs: int, enabled: bool = True) -> None:
         self.bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not enabled, file=sys.stderr,
                         dynamic_ncols=True)
 
-    def update(self, entry: dict[str, Any]) -> None:
-        main_task, validation = next(iter(entry["validation"].items()))
+    def on_epoch_end(self, entry: HistoryEntry, replica: int | None = None) -> None:
+        if replica is None:
+            self.update(entry)
+
+    def update(self, entry: HistoryEntry | dict[str, Any]) -> None:
+        """One epoch done: `entry` is its history entry (or the entry's dict)."""
+        if not isinstance(entry, HistoryEntry):
+            entry = HistoryEntry.from_dict(entry)
+        main_task, validation = next(iter(entry.validation.items()))
         metric = "auc" if "auc" in validation else "mse"
         value = validation[metric]
-        self.bar.set_postfix_str(f"loss {entry['train_loss']:.4f}  val {main_task} {metric} "
-                                 f"{value:.4f}" if value is not None else f"loss {entry['train_loss']:.4f}")
+        self.bar.set_postfix_str(f"loss {entry.train_loss:.4f}  val {main_task} {metric} "
+                                 f"{value:.4f}" if value is not None else f"loss {entry.train_loss:.4f}")
         self.bar.update(1)
         if not self.bar.disable:
-            self.bar.write(f"epoch {entry['epoch']:>3}  loss {entry['train_loss']:.4f}  "
-                           + "  ".join(f"val {task} {_short(m)}" for task, m in entry["validation"].items())
-                           + ("  *" if entry["improved"] else "") + f"  [{entry['seconds']:.1f}s]", file=sys.stderr)
+            self.bar.write(f"epoch {entry.epoch:>3}  loss {entry.train_loss:.4f}  "
+                           + "  ".join(f"val {task} {_short(m)}" for task, m in entry.validation.items())
+                           + ("  *" if entry.improved else "") + f"  [{entry.seconds:.1f}s]", file=sys.stderr)
 
     def __enter__(self) -> EpochProgress:
         return self

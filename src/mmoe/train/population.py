@@ -5,8 +5,10 @@ replicas' weights are stacked ([N, ...] per parameter) and one `torch.func.vmap`
 runs them all per step; Adam over the stacked weights updates each replica independently.
 Replicas are independent: replica r sees only its own initialisation (`seeds[r]`), its own
 shuffling (the same seed), optionally its own data set, its own learning rate and its own early
-stopping. Its result equals, within float rounding, `mmoe.runs.fit` of that replica alone with
-the same seed and options (tests/test_population.py checks this).
+stopping. Its result equals, within float rounding, `mmoe.train.fit.fit` of that replica alone
+with the same seed and options (tests/test_population.py checks this). The bookkeeping is the
+single loop's: the same loss weighting (`mmoe.train.weighting`), `EarlyStopping` and history
+entries (`mmoe.train.progress`), and callbacks (`mmoe.train.callbacks`), called per replica.
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.allocator import keep_freed_memory
+from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_stacked, main_score
 from mmoe.train.optim import make_adam
+from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
 from mmoe.train.trainer import TrainConfig
+from mmoe.train.weighting import make_weighting
 
 
 @dataclass
 class ReplicaResult:
-    """One replica's outcome; the same fields as a single run's `TrainResult` (less the model)."""
+    """One replica's outcome; the same fields as a single run's `TrainResult` (less the model).
+    history: one `HistoryEntry.to_dict()` per epoch it trained (seconds: the population's epoch)."""
 
     seed: int
     learning_rate: float
@@ -79,7 +85,8 @@ def _stack_splits(splits: Sequence[Split]) -> Split:
 
 def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
                      seeds: Sequence[int], learning_rates: Sequence[float] | None = None,
-                     on_epoch: Callable[[int, int], None] | None = None,
+                     on_epoch: Callable[[int, int], None] | Callback | None = None,
+                     callbacks: Sequence[Callback] | Callback | None = None,
                      **hyperparameters: Any) -> PopulationResult:
     """Trains len(seeds) replicas of `model`.
 
@@ -87,7 +94,10 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
         replica (e.g. fresh synthetic draws), all with the same tasks, inputs and sizes.
     config: shared options; config.seed and config.learning_rate are replaced by seeds[r] and
         learning_rates[r] (default: config.learning_rate for all).
-    on_epoch(epoch, still_training): called after each epoch of each learning-rate group.
+    callbacks: `mmoe.train.callbacks.Callback`s; on_epoch_end(entry, replica) for each replica
+        still training (replica: its index in `seeds`), then on_population_epoch_end(epoch,
+        still_training), after each epoch of each learning-rate group; on_train_end at the end.
+    on_epoch(epoch, still_training): a function called as on_population_epoch_end is.
 
     Replicas that share a learning rate train as one stack, updated by torch's own (fused) Adam:
     Adam is elementwise, so one optimizer over stacked weights is N independent optimizers.
@@ -97,12 +107,14 @@ def train_population(model: str, data: MultiTaskData | Sequence[MultiTaskData], 
         # fastest of the alternatives measured (gather + sum, one flattened bag), so say it once
         # here rather than on every batch.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        return _train_groups(model, data, config, seeds, learning_rates, on_epoch, hyperparameters)
+        reporter = as_callbacks(callbacks, on_epoch, population=True)
+        with reporting_to(reporter):
+            return _train_groups(model, data, config, seeds, learning_rates, reporter, hyperparameters)
 
 
 def _train_groups(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
                   seeds: Sequence[int], learning_rates: Sequence[float] | None,
-                  on_epoch: Callable[[int, int], None] | None, hyperparameters: dict[str, Any]) -> PopulationResult:
+                  reporter: Callbacks, hyperparameters: dict[str, Any]) -> PopulationResult:
     num_replicas = len(seeds)
     if num_replicas < 1:
         raise MmoeError("population training needs at least one replica (seed)")
@@ -126,7 +138,7 @@ def _train_groups(model: str, data: MultiTaskData | Sequence[MultiTaskData], con
     for rate, members in groups.items():
         group_data = data if shared else [datasets[i] for i in members]
         group = _train_stack(model, group_data, replace(config, learning_rate=rate), [seeds[i] for i in members],
-                             on_epoch, hyperparameters)
+                             members, reporter, hyperparameters)
         train_seconds += group.train_seconds
         for slot, index in enumerate(members):
             replicas[index], state_dicts[index] = group.replicas[slot], group.state_dicts[slot]
@@ -134,9 +146,10 @@ def _train_groups(model: str, data: MultiTaskData | Sequence[MultiTaskData], con
 
 
 def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], config: TrainConfig,
-                 seeds: Sequence[int], on_epoch: Callable[[int, int], None] | None,
+                 seeds: Sequence[int], indices: Sequence[int], reporter: Callbacks,
                  hyperparameters: dict[str, Any]) -> PopulationResult:
-    """One stack of replicas with one learning rate: the training loop of `trainer.train`, vmapped."""
+    """One stack of replicas with one learning rate: the training loop of `trainer.train`, vmapped.
+    indices: the replicas' places in the whole population (what callbacks are told)."""
     num_replicas = len(seeds)
     shared = isinstance(data, MultiTaskData)
     datasets = [data] * num_replicas if shared else list(data)
@@ -159,8 +172,10 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
 
     # Each replica's own data set has its own regression label statistics.
     task_lists = [d.tasks for d in datasets]
-    loss_fn = MultiTaskLoss.stacked(task_lists, config.task_weights)
-    optimizer = make_adam(params.values(), config.learning_rate, config.weight_decay)
+    loss_fn = MultiTaskLoss.stacked(task_lists)
+    weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
+    parameters = list(params.values())
+    optimizer = make_adam(parameters, config.learning_rate, config.weight_decay)
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
     split_names = ("train", "validation", "test")
     if shared:
@@ -179,11 +194,8 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
         return tuple(part.flatten(0, leading - 1).index_select(0, flat_index).unflatten(0, index.shape)
                      for part in (split.numeric, split.categorical, split.labels))
 
-    best_scores = [-math.inf] * num_replicas
-    best_epochs = [0] * num_replicas
-    without_gain = [0] * num_replicas
-    stopped = [False] * num_replicas
     best_params = {name: p.detach().clone() for name, p in params.items()}
+    stopping = [EarlyStopping(config.patience, config.epochs, best_params, replica=r) for r in range(num_replicas)]
     # A stopped replica keeps being updated with the rest (cheaper than unstacking it), so its
     # weights at the moment it stopped are kept here.
     final_params = {name: p.detach().clone() for name, p in params.items()}
@@ -197,53 +209,43 @@ def _train_stack(model: str, data: MultiTaskData | Sequence[MultiTaskData], conf
         batches = 0
         for start in range(0, rows, config.batch_size):
             numeric, categorical, labels = batch(train, orders[:, start:start + config.batch_size])
-            losses, per_task = loss_fn(forward(params, numeric, categorical), labels)
-            if has_penalty:
-                losses = losses + penalty(params)
+            task_losses, labelled = loss_fn(forward(params, numeric, categorical), labels)
+            penalties = penalty(params) if has_penalty else None
             optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # replicas share no weight: each gets its own loss's gradient
+            # Summed over the replicas, which share no weight: each gets its own loss's gradient.
+            losses = weighting.backward(task_losses, labelled, parameters, penalties)
             optimizer.step()
-            loss_sums += losses.detach()
-            task_sums += per_task
+            loss_sums += losses
+            task_sums += task_losses.detach()
             batches += 1
-        train_seconds += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
 
         validation_metrics = _evaluate_stack(forward, params, task_lists, validation, shared, config.eval_batch_size)
         for r in range(num_replicas):
-            if stopped[r]:
+            if stopping[r].stopped_early:
                 continue
             score = main_score(main_task, validation_metrics[r][main_task.name])
-            improved = score > best_scores[r]
-            histories[r].append({"epoch": epoch, "train_loss": float(loss_sums[r]) / batches,
-                                 "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_sums[r])},
-                                 "validation": validation_metrics[r], "improved": bool(improved)})
-            if improved:
-                best_scores[r], best_epochs[r], without_gain[r] = score, epoch, 0
-                _copy_replica(best_params, params, r)
-            else:
-                without_gain[r] += 1
-            _copy_replica(final_params, params, r)
-            if config.patience and without_gain[r] >= config.patience and epoch < config.epochs:
-                stopped[r] = True
-        if on_epoch is not None:
-            on_epoch(epoch, stopped.count(False))
-        if all(stopped):
+            improved = stopping[r].update(epoch, score, params)
+            entry = HistoryEntry.of_epoch(epoch, tasks, float(loss_sums[r]), task_sums[r], batches,
+                                          validation_metrics[r], epoch_seconds, improved)
+            histories[r].append(entry.to_dict())
+            copy_weights(final_params, params, r)
+            reporter.on_epoch_end(entry, indices[r])
+        still_training = sum(not s.stopped_early for s in stopping)
+        reporter.on_population_epoch_end(epoch, still_training)
+        if not still_training:
             break
 
     kept = best_params if config.restore_best else final_params
     split_metrics = {name: _evaluate_stack(forward, kept, task_lists, split, shared, config.eval_batch_size)
                      for name, split in splits.items()}
-    replicas = [ReplicaResult(seed, config.learning_rate, histories[r], best_epochs[r], float(best_scores[r]),
-                              {name: split_metrics[name][r] for name in split_metrics}, stopped[r])
+    replicas = [ReplicaResult(seed, config.learning_rate, histories[r], stopping[r].best_epoch,
+                              float(stopping[r].best_score), {name: split_metrics[name][r] for name in split_metrics},
+                              stopping[r].stopped_early)
                 for r, seed in enumerate(seeds)]
     state_dicts = [{name: p[r].clone() for name, p in kept.items()} for r in range(num_replicas)]
     return PopulationResult(replicas, train_seconds, state_dicts)
-
-
-@torch.no_grad()
-def _copy_replica(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], replica: int) -> None:
-    for name, value in source.items():
-        target[name][replica] = value[replica]
 
 
 @torch.no_grad()

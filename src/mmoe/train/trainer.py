@@ -1,12 +1,14 @@
 """Training one model: a loop you can read top to bottom.
 
-Adam on the weighted multi-task loss (+ the model's own penalty), shuffled mini-batches drawn
-from tensors already in memory (no DataLoader: at these sizes its per-batch collation costs more
-than the model), early stopping on the main task's validation metric with the best weights
-restored, and a checkpoint written atomically after every epoch.
+Adam on the per-task losses combined by the configured loss weighting (`mmoe.train.weighting`;
++ the model's own penalty), shuffled mini-batches drawn from tensors already in memory (no
+DataLoader: at these sizes its per-batch collation costs more than the model), early stopping on
+the main task's validation metric with the best weights restored (`mmoe.train.progress`, shared
+with population training), and a checkpoint written atomically after every epoch.
 
 A checkpoint holds everything the loop's future depends on (weights, optimiser state, the
-shuffle generator and torch's RNG, the epoch, the early-stopping state, the history) and an
+shuffle generator and torch's RNG, the epoch, the early-stopping state, the loss weighting's
+state, the history) and an
 identity (model, hyperparameters, data, training options), so that `train(..., resume_from=path)`
 continues a killed run to the very same result as an uninterrupted one, and refuses a checkpoint
 of a different run.
@@ -34,16 +36,25 @@ from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
 from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
+from mmoe.train.callbacks import Callback, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
-from mmoe.train.metrics import evaluate_predictions, main_metric_name, main_score, to_predictions
+from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
 from mmoe.train.optim import make_adam
+from mmoe.train.progress import EarlyStopping, HistoryEntry
+from mmoe.train.weighting import implied_weighting, make_weighting, resolve_weighting
 
 
 @dataclass
 class TrainConfig:
     """How to train. epochs is the maximum; patience is how many epochs without a better main-task
     validation metric end training early (0: never stop early). restore_best: end with the weights
-    of the best validation epoch (else the last epoch's)."""
+    of the best validation epoch (else the last epoch's).
+
+    weighting: how the per-task losses make one update, a name in `mmoe.train.weighting.WEIGHTINGS`
+    ("ew": equal weights; "fixed": the constant `task_weights`). task_weights select "fixed": with
+    weighting "ew" (the default) they turn it into "fixed" here, as `--task-weights` alone always
+    did; "fixed" without task_weights, or task_weights with a method that takes none, is an error.
+    """
 
     learning_rate: float = 1e-3
     batch_size: int = 1024
@@ -55,6 +66,7 @@ class TrainConfig:
     threads: int | None = None
     eval_batch_size: int = 65536
     restore_best: bool = True
+    weighting: str = "ew"
 
     def __post_init__(self) -> None:
         checks = [("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
@@ -72,18 +84,25 @@ class TrainConfig:
             self.task_weights = tuple(float(w) for w in self.task_weights)
             if any(w < 0 or not math.isfinite(w) for w in self.task_weights):
                 raise MmoeError(f"training option task_weights must be non-negative numbers, got {self.task_weights}")
+        self.weighting = resolve_weighting(self.weighting, self.task_weights)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every option, JSON-able. `weighting` only where task_weights do not already say it
+        ("ew" without them, "fixed" with them are left out): such a dict, the run's config.json
+        and its checkpoint identity are those of the releases before the option, so their
+        checkpoints resume and their config files load; a dict without it means the same."""
         data = asdict(self)
         data["task_weights"] = list(self.task_weights) if self.task_weights is not None else None
+        if self.weighting == implied_weighting(self.task_weights):
+            del data["weighting"]
         return data
 
 
 @dataclass
 class TrainResult:
-    """What training produced. history: one dict per epoch (epoch, train_loss, per-task train
-    losses, validation metrics, seconds). metrics: {split: {task: {metric: value}}} of the restored
-    best model."""
+    """What training produced. history: one dict per epoch, `HistoryEntry.to_dict()` (epoch,
+    train_loss, per-task train losses, validation metrics, seconds, main_metric, improved).
+    metrics: {split: {task: {metric: value}}} of the restored best model."""
 
     model: MultiTaskModel
     history: list[dict[str, Any]]
@@ -140,12 +159,15 @@ def evaluate_data(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 
 
 def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
           checkpoint_path: str | Path | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | Callback | None = None,
           resume_from: str | Path | None = None, data_identity: Any = None,
-          resume_state: dict[str, Any] | None = None) -> TrainResult:
+          resume_state: dict[str, Any] | None = None,
+          callbacks: Sequence[Callback] | Callback | None = None) -> TrainResult:
     """Trains `model` on data.train, early-stopping on data.validation; returns the best model
-    (restored) with its metrics on every split. `on_epoch` receives each epoch's history entry
-    (the CLI uses it for progress; a resumed run reports only the epochs it trains).
+    (restored) with its metrics on every split. `callbacks` (see `mmoe.train.callbacks`) hear of
+    each epoch's `HistoryEntry` and of the end of training; `on_epoch`, a function, receives each
+    epoch's history entry as a dict (the CLI uses it for progress). A resumed run reports only the
+    epochs it trains; under torch.distributed, only rank 0 calls them.
 
     resume_from: a checkpoint written by an earlier call (see `save_checkpoint`); training goes on
     after its epoch, and ends as the uninterrupted run would have. MmoeError when the file is
@@ -170,16 +192,19 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
     parallel = distributed.current()
     network = parallel.wrap(model)
     device = next(model.parameters()).device
-    loss_fn = MultiTaskLoss(tasks, config.task_weights).to(device)
-    optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay)
+    loss_fn = MultiTaskLoss(tasks).to(device)
+    weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
+    parameters = list(model.parameters())
+    optimizer = make_adam(parameters, config.learning_rate, config.weight_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
     train_split = data.train.to(device)  # a Split's tensors, or a streaming source's batches as they come
     rows = len(train_split)
+    reporter = as_callbacks(callbacks, on_epoch) if parallel.is_first else as_callbacks()
 
     identity = run_identity(model, data, config, data_identity)
     history: list[dict[str, Any]] = []
-    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
-    train_seconds, epochs_without_gain, stopped_early, first_epoch = 0.0, 0, False, 1
+    stopping = EarlyStopping(config.patience, config.epochs, copy.deepcopy(model.state_dict()))
+    train_seconds, first_epoch = 0.0, 1
     if resume_state is not None and resume_from is None:
         raise ValueError("resume_state is the checkpoint read from resume_from; pass resume_from too")
     if resume_from is not None:
@@ -190,75 +215,68 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             optimizer.load_state_dict(saved["optimizer"])
             shuffle.set_state(saved["shuffle_rng"])
             torch.set_rng_state(saved["torch_rng"])
+            weighting.load_state_dict(saved.get("weighting", {}))  # absent before weightings had state
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
             raise MmoeError(f"{resume_from}: the checkpoint's state does not fit this model "
                             f"({type(error).__name__}: {_first_line(error)}); expected a checkpoint of the same run")
         history = list(saved["history"])
-        best_score, best_epoch, best_state = saved["best_score"], saved["best_epoch"], saved["best_state"]
-        train_seconds, epochs_without_gain = saved["train_seconds"], saved["epochs_without_gain"]
-        stopped_early, first_epoch = saved["stopped_early"], saved["epoch"] + 1
+        stopping.load_state_dict(saved)
+        train_seconds, first_epoch = saved["train_seconds"], saved["epoch"] + 1
     has_penalty = type(model).penalty is not MultiTaskModel.penalty  # else a zero: no op to add per step
-    for epoch in range(first_epoch, config.epochs + 1):
-        if stopped_early:  # the checkpoint is of a run that had already stopped early
-            break
-        model.train()
-        started = time.perf_counter()
-        loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
-        for batch in train_split.shuffled_batches(config.batch_size, shuffle):
-            batch, label_counts = parallel.share(batch)  # one process: the batch itself, and None
-            outputs = network(batch.numeric, batch.categorical)
-            loss, per_task = loss_fn(outputs, batch.labels, label_counts)
-            if has_penalty and parallel.is_first:  # the ranks' gradients are summed: it counts on one rank only
-                loss = loss + model.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item()
-            task_loss_sum += per_task
-            batches += 1
-        loss_sum, task_loss_sum = parallel.sum_over_ranks(loss_sum, task_loss_sum)
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        # The epoch's last updates can make the model overflow while its losses were still finite:
-        # then the validation outputs are the first to show it.
-        outputs = predict_outputs(model, data.validation, config.eval_batch_size)
-        outputs_finite = bool(outputs.isfinite().all())
-        if not (math.isfinite(loss_sum) and outputs_finite):
-            raise TrainingDiverged(f"training diverged at epoch {epoch} (loss is {loss_sum}, validation outputs "
-                                   f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
-                                   f"(now {config.learning_rate})")
-        validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
-        score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
-        entry = {"epoch": epoch, "train_loss": loss_sum / batches,
-                 "train_task_loss": {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
-                 "validation": validation, "seconds": epoch_seconds,
-                 "main_metric": f"validation {main_task.name} {main_metric_name(main_task)}",
-                 "improved": score > best_score}
-        history.append(entry)
-        if score > best_score:
-            best_score, best_epoch, epochs_without_gain = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            epochs_without_gain += 1
-        # Decided before the checkpoint is written, so that a resumed run knows it had stopped.
-        stopped_early = bool(config.patience and epochs_without_gain >= config.patience and epoch < config.epochs)
-        if checkpoint_path is not None and parallel.is_first:
-            save_checkpoint(checkpoint_path, model, optimizer, epoch, best_state, best_score, best_epoch, history,
-                            shuffle, identity=identity, epochs_without_gain=epochs_without_gain,
-                            train_seconds=train_seconds, stopped_early=stopped_early)
-        if on_epoch is not None:
-            on_epoch(entry)
-        if stopped_early:
-            break
+    with reporting_to(reporter):
+        for epoch in range(first_epoch, config.epochs + 1):
+            if stopping.stopped_early:  # the checkpoint is of a run that had already stopped early
+                break
+            model.train()
+            started = time.perf_counter()
+            loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
+            for batch in train_split.shuffled_batches(config.batch_size, shuffle):
+                batch, label_counts = parallel.share(batch)  # one process: the batch itself, and None
+                outputs = network(batch.numeric, batch.categorical)
+                task_losses, labelled = loss_fn(outputs, batch.labels, label_counts)
+                # The ranks' gradients are summed: the penalty counts on one rank only.
+                penalty = model.penalty() if has_penalty and parallel.is_first else None
+                optimizer.zero_grad(set_to_none=True)
+                loss = weighting.backward(task_losses, labelled, parameters, penalty)
+                optimizer.step()
+                loss_sum += loss.item()
+                task_loss_sum += task_losses.detach()
+                batches += 1
+            loss_sum, task_loss_sum = parallel.sum_over_ranks(loss_sum, task_loss_sum)
+            epoch_seconds = time.perf_counter() - started
+            train_seconds += epoch_seconds
+            # The epoch's last updates can make the model overflow while its losses were still
+            # finite: then the validation outputs are the first to show it.
+            outputs = predict_outputs(model, data.validation, config.eval_batch_size)
+            outputs_finite = bool(outputs.isfinite().all())
+            if not (math.isfinite(loss_sum) and outputs_finite):
+                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss is {loss_sum}, validation outputs "
+                                       f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
+                                       f"(now {config.learning_rate})")
+            validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
+            score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
+            # Decides early stopping before the checkpoint is written, so a resumed run knows it had stopped.
+            improved = stopping.update(epoch, score, model.state_dict())
+            entry = HistoryEntry.of_epoch(epoch, tasks, loss_sum, task_loss_sum, batches, validation, epoch_seconds,
+                                          improved)
+            history.append(entry.to_dict())
+            if checkpoint_path is not None and parallel.is_first:
+                save_checkpoint(checkpoint_path, model, optimizer, epoch, stopping.best_weights, stopping.best_score,
+                                stopping.best_epoch, history, shuffle, identity=identity,
+                                epochs_without_gain=stopping.epochs_without_gain, train_seconds=train_seconds,
+                                stopped_early=stopping.stopped_early, weighting=weighting.state_dict())
+            reporter.on_epoch_end(entry)
+            if stopping.stopped_early:
+                break
 
-    if config.restore_best:
-        model.load_state_dict(best_state)
-    # Every split (a streamed training split over a sample of its rows: `StreamingTableData.metric_splits`).
-    metrics = evaluate_data(model, data, config.eval_batch_size)
+        if config.restore_best:
+            model.load_state_dict(stopping.best_weights)
+        # Every split (a streamed training split over a sample of its rows: `StreamingTableData.metric_splits`).
+        metrics = evaluate_data(model, data, config.eval_batch_size)
     epochs_run = len(history)
-    return TrainResult(model, history, best_epoch, best_score, train_seconds,
+    return TrainResult(model, history, stopping.best_epoch, stopping.best_score, train_seconds,
                        samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
-                       stopped_early=stopped_early)
+                       stopped_early=stopping.stopped_early)
 
 
 CHECKPOINT_FORMAT = 1
@@ -267,6 +285,7 @@ CHECKPOINT_FORMAT = 1
 RESUMABLE_OPTIONS = ("epochs", "threads", "eval_batch_size")
 CHECKPOINT_KEYS = ("format", "identity", "epoch", "model", "optimizer", "best_state", "best_score", "best_epoch",
                    "history", "shuffle_rng", "torch_rng", "epochs_without_gain", "train_seconds", "stopped_early")
+# Also written: "weighting" (the loss weighting's state); a checkpoint without it is of a weighting without state.
 
 
 def run_identity(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
@@ -290,14 +309,15 @@ def save_checkpoint(path: str | Path, model: MultiTaskModel, optimizer: torch.op
                     best_state: dict[str, torch.Tensor], best_score: float, best_epoch: int,
                     history: Sequence[dict[str, Any]], shuffle: torch.Generator, *,
                     identity: dict[str, Any] | None = None, epochs_without_gain: int = 0,
-                    train_seconds: float = 0.0, stopped_early: bool = False) -> None:
+                    train_seconds: float = 0.0, stopped_early: bool = False,
+                    weighting: dict[str, Any] | None = None) -> None:
     """Everything needed to continue training after `epoch`, written atomically (a kill during the
-    write leaves the previous epoch's checkpoint)."""
+    write leaves the previous epoch's checkpoint). weighting: the loss weighting's state_dict()."""
     state = {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "best_state": best_state, "best_score": best_score,
              "best_epoch": best_epoch, "history": list(history), "shuffle_rng": shuffle.get_state(),
              "torch_rng": torch.get_rng_state(), "epochs_without_gain": epochs_without_gain,
-             "train_seconds": train_seconds, "stopped_early": stopped_early}
+             "train_seconds": train_seconds, "stopped_early": stopped_early, "weighting": weighting or {}}
     atomic_write(path, lambda temp: torch.save(state, temp))
 
 
