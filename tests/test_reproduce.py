@@ -12,7 +12,7 @@ import pytest
 from mmoe.cli import main
 from mmoe.experiments import stats
 from mmoe.experiments.context import StudyContext
-from mmoe.experiments.reproduce import reproduce
+from mmoe.report.reproduce import reproduce
 from mmoe.experiments.scale import get_scale
 
 SYNTHETIC_STUDIES = ["correlation", "shared-bottom", "synthetic", "trainability"]
