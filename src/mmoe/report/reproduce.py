@@ -111,7 +111,8 @@ def reproduce(ctx: StudyContext, studies: list[str], command: str = "reproduce")
     return results
 
 
-def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any, render_report: Any) -> None:
+def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any,
+           render_report: Any) -> None:
     results["claims"] = evaluate_claims(results["studies"])
     results["meta"]["seconds"] = time.perf_counter() - started
     results["meta"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -132,7 +133,8 @@ def _meta(ctx: StudyContext, command: str) -> dict[str, Any]:
             "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
             "versions": {"mmoe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                          "numpy": numpy.__version__, "optuna": optuna.__version__},
-            "machine": f"{platform.machine()}, {_cpus()} CPUs, {ctx.workers} worker processes × {ctx.threads} torch threads",
+            "machine": f"{platform.machine()}, {_cpus()} CPUs, "
+                       f"{ctx.workers} worker processes × {ctx.threads} torch threads",
             "started": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": 0.0}
 
 
