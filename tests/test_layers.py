@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("estimator", ("mmoe.estimator", "mmoe.runs", "mmoe.predict", "mmoe.config_file")),
     ("tune", ("mmoe.tune.*", "mmoe.tune_*")),
     ("export", ("mmoe.export.*",)),
-    ("experiments", ("mmoe.experiments.*",)),
+    ("experiments", ("mmoe.experiments.*", "mmoe.demo")),  # mmoe.demo: `mmoe demo`, a small study through the estimator
     ("report", ("mmoe.report.*",)),
     ("cli", ("mmoe.cli", "mmoe.__main__")),
 ]
