@@ -12,8 +12,8 @@ import pytest
 from mmoe.cli import main
 from mmoe.experiments import stats
 from mmoe.experiments.context import StudyContext
-from mmoe.experiments.reproduce import reproduce
 from mmoe.experiments.scale import get_scale
+from mmoe.report.reproduce import reproduce
 
 SYNTHETIC_STUDIES = ["correlation", "shared-bottom", "synthetic", "trainability"]
 

@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--out", type=Path, required=True, help="output file (.csv or .parquet)")
     synthetic.set_defaults(handler=command_synthetic)
 
-    from mmoe.experiments.reproduce import add_arguments as add_reproduce_arguments, command_reproduce
+    from mmoe.report.reproduce import add_arguments as add_reproduce_arguments, command_reproduce
 
     reproduce = commands.add_parser("reproduce", help="run the paper's studies and write a report",
                                     formatter_class=_formatter)

@@ -1,4 +1,5 @@
-"""The paper's studies, one module each, and `mmoe reproduce`, which runs them and writes the report.
+"""The paper's studies, one module each (`studies.STUDIES` lists them in running order); each returns
+its JSON-ready result. `mmoe reproduce` (`mmoe.report.reproduce`) runs them and writes the report.
 
 | --study | module | paper |
 | --- | --- | --- |

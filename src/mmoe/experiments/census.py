@@ -68,14 +68,17 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
                 "training": config.to_dict() | {"threads": None}, "seeds": seeds,
                 "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows, "data_seed": ctx.seed}
 
+        # get_or_compute calls compute (if at all) at once, inside this iteration: the loop's
+        # variables it reads are this chunk's (B023 guards against closures called later).
         def compute() -> list[dict[str, Any]]:
             # One run after another, not a population: census inputs go through embedding_bag, which
             # has no vmap batching rule, so a census population was measured no faster (10 tuned
             # repeats: ≈ 4 min). Each run equals its population replica (tests/test_population.py).
             torch.set_num_threads(ctx.threads)
-            results = [(seed, fit(data, model, replace(config, seed=seed), **hp)) for seed in seeds]
+            results = [(seed, fit(data, model, replace(config, seed=seed), **hp)) for seed in seeds]  # noqa: B023
             return [{"seed": seed, "best_epoch": r.best_epoch,
-                     "validation": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()},
+                     "validation": {t: {"auc": m["auc"], "logloss": m["logloss"]}
+                                    for t, m in r.metrics["validation"].items()},
                      "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()}}
                     for seed, r in results]
 

@@ -214,7 +214,8 @@ def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     single = float(np.mean(auc["single-task"]))
     evidence = (f"{task} AUC with {result['sparse_fraction']:.0%} labels: MMoE {np.mean(auc['mmoe']):.4f}, "
                 f"Shared-Bottom {np.mean(auc['shared-bottom']):.4f}, Single-Task {single:.4f}; help over Single-Task "
-                f"MMoE {np.mean(auc['mmoe']) - single:+.4f}, Shared-Bottom {np.mean(auc['shared-bottom']) - single:+.4f}; "
+                f"MMoE {np.mean(auc['mmoe']) - single:+.4f}, "
+               f"Shared-Bottom {np.mean(auc['shared-bottom']) - single:+.4f}; "
                 f"MMoE − Shared-Bottom {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
     return _interval_claim(claim, test, figure, estimate, low, high, evidence)
 

@@ -17,6 +17,7 @@ import torch
 from mmoe.experiments.census_data import load_group, sparse_labels, subsample
 from mmoe.experiments.context import StudyContext, map_units
 from mmoe.io import to_jsonable
+from mmoe.models.moe import MixtureOfExperts
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
 
@@ -77,9 +78,11 @@ def _train(ctx: StudyContext, data: Any, model: str, hp: dict[str, Any], config:
     population = train_population(model, data, config, seeds, **hp)
     runs = []
     for index, replica in enumerate(population.replicas):
-        run: dict[str, Any] = {"seed": replica.seed, "test_auc": {t: m["auc"] for t, m in replica.metrics["test"].items()}}
+        run: dict[str, Any] = {"seed": replica.seed,
+                               "test_auc": {t: m["auc"] for t, m in replica.metrics["test"].items()}}
         if model == "mmoe":
             network = population.model(index, data, model, **hp)
+            assert isinstance(network, MixtureOfExperts)  # "mmoe" builds one: it has gates()
             rows = slice(0, GATE_ROWS)
             with torch.no_grad():
                 gates = network.gates(data.test.numeric[rows], data.test.categorical[rows])  # [B, K, E]

@@ -14,14 +14,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 DEFAULT_RESAMPLES = 4000
+Values = Sequence[float] | np.ndarray  # a sample: a list of numbers or a 1-d array
 
 
-def as_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
+def as_array(values: Values) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     return array[np.isfinite(array)]
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+def t_interval(values: Values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the t-interval of the mean. One value gives (mean, nan, nan)."""
     x = as_array(values)
     mean = float(x.mean()) if x.size else float("nan")
@@ -47,7 +48,7 @@ def _normal_quantile(q: float) -> float:
     return NormalDist().inv_cdf(q)
 
 
-def bootstrap_ci(statistic: Callable[..., float], samples: Sequence[Sequence[float]], confidence: float = 0.95,
+def bootstrap_ci(statistic: Callable[..., float], samples: Sequence[Values], confidence: float = 0.95,
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
     """(estimate, low, high): the percentile bootstrap of statistic(*samples), each sample
     resampled independently with replacement."""
@@ -63,16 +64,18 @@ def bootstrap_ci(statistic: Callable[..., float], samples: Sequence[Sequence[flo
     return estimate, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
-def bootstrap_mean_ci(values: Sequence[float], **options: float) -> tuple[float, float, float]:
-    return bootstrap_ci(np.mean, [values], **options)
+def bootstrap_mean_ci(values: Values, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = 0) -> tuple[float, float, float]:
+    return bootstrap_ci(np.mean, [values], confidence, resamples, seed)
 
 
-def bootstrap_difference_ci(a: Sequence[float], b: Sequence[float], **options: float) -> tuple[float, float, float]:
+def bootstrap_difference_ci(a: Values, b: Values, confidence: float = 0.95,
+                            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
     """(mean(a) − mean(b), low, high), a and b resampled independently."""
-    return bootstrap_ci(lambda x, y: float(np.mean(x) - np.mean(y)), [a, b], **options)
+    return bootstrap_ci(lambda x, y: float(np.mean(x) - np.mean(y)), [a, b], confidence, resamples, seed)
 
 
-def brown_forsythe(*groups: Sequence[float]) -> tuple[float, float]:
+def brown_forsythe(*groups: Values) -> tuple[float, float]:
     """(F statistic, p-value) of the Brown-Forsythe test that the groups have equal variances:
     a one-way ANOVA on each value's absolute deviation from its group's median."""
     arrays = [as_array(g) for g in groups]
@@ -126,7 +129,7 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
     return front * result / a
 
 
-def variance_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+def variance_ratio(a: Values, b: Values) -> float:
     """var(a) / var(b) (sample variances)."""
     x, y = as_array(a), as_array(b)
     return float(x.var(ddof=1) / y.var(ddof=1)) if x.size > 1 and y.size > 1 and y.var() > 0 else float("nan")

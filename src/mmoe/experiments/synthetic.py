@@ -17,7 +17,7 @@ from mmoe.experiments.sizing import matching_width, parameter_count
 
 NAME = "synthetic"
 TITLE = "MMoE vs OMoE vs Shared-Bottom on synthetic data (Figure 4)"
-MOE_OPTIONS = {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)}
+MOE_OPTIONS: dict[str, Any] = {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)}
 PAPER_PARAMETERS = 13_056
 
 

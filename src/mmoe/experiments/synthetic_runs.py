@@ -73,11 +73,13 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
         for label, (model, hp) in models.items():
             rate = results[label]["learning_rate"]
 
+            # get_or_compute calls compute (if at all) at once, inside this iteration: the loop's
+            # variables it reads are this model's and chunk's (B023 guards against closures called later).
             def compute() -> list[dict[str, Any]]:
                 nonlocal datasets
                 if datasets is None:
-                    datasets = [load_synthetic(generator_config(ctx, p, s)) for s in seeds]
-                return _train_runs(ctx, model, hp, datasets, seeds, [rate] * len(seeds))
+                    datasets = [load_synthetic(generator_config(ctx, p, s)) for s in seeds]  # noqa: B023
+                return _train_runs(ctx, model, hp, datasets, seeds, [rate] * len(seeds))  # noqa: B023
 
             spec = _spec(ctx, model, hp, p, seeds, rate)
             results[label]["runs"].extend(ctx.cache.get_or_compute("synthetic-runs", spec, compute))
@@ -139,7 +141,8 @@ def describe_generator(ctx: StudyContext) -> dict[str, Any]:
     from mmoe.data.synthetic import generate_synthetic
 
     _, y = generate_synthetic(replace(config, rows=20_000))
-    return asdict(config) | {"correlation": "varied", "seed": "run index", "label_variance": float(y.var(axis=0).mean())}
+    return asdict(config) | {"correlation": "varied", "seed": "run index",
+                             "label_variance": float(y.var(axis=0).mean())}
 
 
 def describe_training(ctx: StudyContext) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict
     def objective(trial: optuna.Trial) -> float:
         outcome = train_trial(trial, data, model, training, scale.census_max_units)
         result = outcome.result
+        assert result is not None  # train_trial has trained
         records.append({"trial": trial.number, "learning_rate": outcome.learning_rate,
                         "hyperparameters": to_jsonable(outcome.hyperparameters),
                         "validation_auc": result.best_score, "best_epoch": result.best_epoch})

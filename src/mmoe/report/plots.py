@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mmoe.experiments import paper  # noqa: E402
+from mmoe.experiments import paper
 
 COLORS = {"shared-bottom": "tab:blue", "omoe": "tab:orange", "mmoe": "tab:green"}
 
@@ -130,8 +130,8 @@ def gates_figure(result: dict[str, Any], path: Path) -> Path:
             ranked = np.array([sorted(r["mean_gate"][task], reverse=True) for r in runs]).mean(0)
             axis.bar(np.arange(len(ranked)) + k * width, ranked, width, label=task)
         axis.set(xlabel="expert (ranked by weight within each run)", ylabel="mean gate weight",
-                 title=f"MMoE gates, {condition} labels" + (f" ({result['sparse_task']} {result['sparse_fraction']:.0%})"
-                                                           if condition == "sparse" else ""))
+                 title=f"MMoE gates, {condition} labels"
+                 + (f" ({result['sparse_task']} {result['sparse_fraction']:.0%})" if condition == "sparse" else ""))
         axis.legend()
     return _save(figure, path)
 

@@ -33,7 +33,8 @@ def render_report(results: dict[str, Any]) -> str:
              "configuration and the seeds are in `results.json`; tuned census configurations in `tuned/`.", ""]
     if meta["scale"]["name"] != "standard":
         lines += [f"> **Reduced size ({meta['scale']['name']})**: run counts, rows and epochs are below the paper's; "
-                  "spreads are wide and verdicts say so. `mmoe reproduce` without `--quick` runs the standard size.", ""]
+                  "spreads are wide and verdicts say so. `mmoe reproduce` without `--quick` runs the standard "
+                  "size.", ""]
     lines += ["## Claims", "", "| claim | verdict | test | evidence | figure |", "| --- | --- | --- | --- | --- |"]
     for claim in results["claims"]:
         lines.append(f"| {claim['claim']} | {VERDICT_MARK.get(claim['verdict'], claim['verdict'])} | {claim['test']} | "
@@ -79,15 +80,18 @@ def _choices(studies: dict[str, Any]) -> list[str]:
             f"relative to what its models learn; smooth sines keep the paper's form and are learnable. Label "
             f"variance here: {g['label_variance']:.2f} — so our absolute losses are not on the paper's scale; "
             "compare orderings, gaps and spreads.",
-            f"- **Training**: Adam, batch {t['batch_size']}, {t['epochs']} epochs = {t['epochs'] * t['steps_per_epoch']:,} "
+            f"- **Training**: Adam, batch {t['batch_size']}, {t['epochs']} epochs = "
+            f"{t['epochs'] * t['steps_per_epoch']:,} "
             f"steps ({t['steps_per_epoch']} per epoch); learning rate per (model, p) from the paper's grid "
-            f"{t['learning_rate_grid']} by the lowest mean validation MSE of {t['pilot_runs_per_rate']} pilot runs per rate "
+            f"{t['learning_rate_grid']} by the lowest mean validation MSE of {t['pilot_runs_per_rate']} pilot runs "
+            "per rate "
             "(pilot data and seeds disjoint from the reported runs). Loss: " + t["loss"] + ".",
             f"- **Runs**: {t['runs']} per (model, p), run i with data seed i and initialisation seed i for every "
             "model (paired)."]
     if studies.get("synthetic", {}).get("status") == "done":
         c = studies["synthetic"]["result"]["parameters"]
-        lines.append(f"- **Equal parameter count**: MMoE {c['mmoe']:,}, OMoE {c['omoe']:,} parameters here (8 experts × 16 "
+        lines.append(f"- **Equal parameter count**: MMoE {c['mmoe']:,}, OMoE {c['omoe']:,} parameters here "
+                     "(8 experts × 16 "
                      f"units, towers 8, d = 100; the paper counts {c['paper']:,} with its own bias conventions); "
                      f"Shared-Bottom bottom of {c['shared_bottom_width']} units → {c['shared-bottom']:,} "
                      "(the width closest to MMoE's count, `mmoe.experiments.sizing.matching_width`).")
@@ -102,7 +106,8 @@ def _choices(studies: dict[str, Any]) -> list[str]:
 
 
 def _correlation(result: dict[str, Any]) -> list[str]:
-    lines = ["| p | paper | ours mean | difference | ours std | ours 2·std | trials |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| p | paper | ours mean | difference | ours std | ours 2·std | trials |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for s in result["summary"]:
         theirs = paper.FIGURE2.get(s["p"])
         lines.append(f"| {s['p']:g} | {_f(theirs, 2) if theirs is not None else '–'} | {s['mean']:.3f} | "
@@ -129,7 +134,8 @@ def _shared_bottom(result: dict[str, Any]) -> list[str]:
 
 
 def _synthetic(result: dict[str, Any]) -> list[str]:
-    lines = ["| p | model | paper final loss | ours mean | difference | ours std | 95% CI half-width | test R² (y1, y2) | lr |",
+    lines = ["| p | model | paper final loss | ours mean | difference | ours std | 95% CI half-width | "
+             "test R² (y1, y2) | lr |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p, models in result["per_p"].items():
         for label, entry in models.items():
@@ -164,9 +170,11 @@ def _census(result: dict[str, Any]) -> list[str]:
                   f"validation {g['rows']['validation']:,}, test {g['rows']['test']:,}; tuning on "
                   f"{g['rows']['tuning_train']:,} training rows with {first['tuned']['settings']['trials']} trials "
                   f"and ≤ {first['tuned']['settings']['max_units']} units per layer. Mean ± 95% t-interval "
-                  f"half-width; Δ = ours − paper. \"best\": the run with the best main-task test AUC, as the paper.", "",
+                  "half-width; Δ = ours − paper. \"best\": the run with the best main-task test AUC, as the "
+                  "paper.", "",
                   f"| model | {main} best (paper) | Δ | {main} mean (paper) | Δ | ± | std | {aux} of best (paper) | "
-                  f"{aux} mean (paper) | Δ | tuned |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  f"{aux} mean (paper) | Δ | tuned |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for model, m in g["models"].items():
             s = m["summary"]
             best_main, mean_main, aux_best, aux_mean = paper.TABLES.get(int(group), {}).get(model, (None,) * 4)
@@ -175,7 +183,8 @@ def _census(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {model} | {s['best'][main]:.4f} ({_f(best_main)}) | {_d(s['best'][main], best_main)} | "
                 f"{s[main]['mean']:.4f} ({_f(mean_main)}) | {_d(s[main]['mean'], mean_main)} | "
-                f"{_f(s[main]['mean'] - s[main]['ci_low'])} | {_f(s[main]['std'])} | {s['best'][aux]:.4f} ({_f(aux_best)}) | "
+                f"{_f(s[main]['mean'] - s[main]['ci_low'])} | {_f(s[main]['std'])} | "
+                f"{s['best'][aux]:.4f} ({_f(aux_best)}) | "
                 f"{s[aux]['mean']:.4f} ({_f(aux_mean)}) | {_d(s[aux]['mean'], aux_mean)} | "
                 f"{hp}, lr={tuned['learning_rate']:.2g}, epochs={tuned['epochs']} |")
         mmoe = g["models"].get("mmoe")
@@ -193,7 +202,8 @@ def _gates(result: dict[str, Any]) -> list[str]:
              f"{result['sparse_fraction']:.0%} of rows (validation/test keep all). MMoE gate weights averaged over "
              "the first 20,000 test rows, experts ranked within each run. The paper's private-data gate put "
              f"≈{paper.SPARSE_GATE_MAX} on one expert for its sparse task.", "",
-             "| condition | task | top expert weight | 2nd | normalised entropy | test AUC MMoE | Shared-Bottom | Single-Task |",
+             "| condition | task | top expert weight | 2nd | normalised entropy | test AUC MMoE | Shared-Bottom | "
+             "Single-Task |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for condition, models in result["conditions"].items():
         for task in result["tasks"]:

@@ -1,4 +1,4 @@
-"""`mmoe reproduce`: runs the studies, writes results.json, the figures and report.md.
+"""`mmoe reproduce`: runs the studies (`mmoe.experiments`), writes results.json, the figures and report.md.
 
 Each study's result is collected into results.json as it finishes (so a partial run still leaves
 a readable report); the work inside a study is cached per finished unit (see `cache`), so a
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import platform
 import sys
 import time
@@ -19,13 +18,9 @@ from typing import Any
 
 from mmoe.errors import MmoeError
 from mmoe.experiments.context import StudyContext, quiet_warnings
-from mmoe.experiments.scale import SCALES, get_scale
+from mmoe.experiments.scale import get_scale
+from mmoe.experiments.studies import NEEDS_CENSUS, STUDIES, load_study
 from mmoe.io import atomic_write_json, atomic_write_text
-
-STUDIES = {"correlation": "mmoe.experiments.correlation", "shared-bottom": "mmoe.experiments.shared_bottom",
-           "synthetic": "mmoe.experiments.synthetic", "trainability": "mmoe.experiments.trainability",
-           "census": "mmoe.experiments.census", "gates": "mmoe.experiments.gates"}
-NEEDS_CENSUS = ("census", "gates")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +90,7 @@ def reproduce(ctx: StudyContext, studies: list[str], command: str = "reproduce")
     with quiet_warnings(), ctx.bar(order, desc="studies", unit="study", leave=True) as bar:
         for name in bar:
             bar.set_postfix_str(name)
-            module = importlib.import_module(STUDIES[name])
+            module = load_study(name)
             entry: dict[str, Any] = {"title": module.TITLE}
             study_started = time.perf_counter()
             if name in NEEDS_CENSUS and census_reason:
@@ -116,7 +111,8 @@ def reproduce(ctx: StudyContext, studies: list[str], command: str = "reproduce")
     return results
 
 
-def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any, render_report: Any) -> None:
+def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any,
+           render_report: Any) -> None:
     results["claims"] = evaluate_claims(results["studies"])
     results["meta"]["seconds"] = time.perf_counter() - started
     results["meta"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -137,7 +133,8 @@ def _meta(ctx: StudyContext, command: str) -> dict[str, Any]:
             "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
             "versions": {"mmoe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                          "numpy": numpy.__version__, "optuna": optuna.__version__},
-            "machine": f"{platform.machine()}, {_cpus()} CPUs, {ctx.workers} worker processes × {ctx.threads} torch threads",
+            "machine": f"{platform.machine()}, {_cpus()} CPUs, "
+                       f"{ctx.workers} worker processes × {ctx.threads} torch threads",
             "started": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": 0.0}
 
 
@@ -147,4 +144,4 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-__all__ = ["STUDIES", "SCALES", "add_arguments", "command_reproduce", "reproduce"]
+__all__ = ["add_arguments", "command_reproduce", "reproduce"]
