@@ -30,10 +30,17 @@ def toy_data(rows: int = 600, seed: int = 0, missing_second: float = 0.0) -> Mul
     labels[torch.rand(rows, generator=generator) < missing_second, 1] = math.nan
     split = Split(numeric, categorical, labels)
     cut1, cut2 = int(rows * 0.7), int(rows * 0.85)
-    tasks = [Task("clicked", "binary"), Task("watch_time", "regression", float(regression.mean()),
-                                                 float(regression.std()))]
-    return MultiTaskData(tasks, spec, split.subset(torch.arange(cut1)), split.subset(torch.arange(cut1, cut2)),
-                         split.subset(torch.arange(cut2, rows)))
+    tasks = [
+        Task("clicked", "binary"),
+        Task("watch_time", "regression", float(regression.mean()), float(regression.std())),
+    ]
+    return MultiTaskData(
+        tasks,
+        spec,
+        split.subset(torch.arange(cut1)),
+        split.subset(torch.arange(cut1, cut2)),
+        split.subset(torch.arange(cut2, rows)),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ def _run(env_value: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MMOE_KEEP_FREED_MEMORY"}
     if env_value is not None:
         env["MMOE_KEEP_FREED_MEMORY"] = env_value
-    return subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_switched_off_by_environment() -> None:

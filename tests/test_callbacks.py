@@ -44,8 +44,13 @@ class Recorder(Callback):
 
 def test_single_training_tells_each_epoch_and_the_end() -> None:
     recorder, dicts = Recorder(), []
-    result = fit(toy_data(), "mmoe", TrainConfig(epochs=3, batch_size=64, patience=0), callbacks=[recorder],
-                 on_epoch=dicts.append)
+    result = fit(
+        toy_data(),
+        "mmoe",
+        TrainConfig(epochs=3, batch_size=64, patience=0),
+        callbacks=[recorder],
+        on_epoch=dicts.append,
+    )
     assert [replica for replica, _ in recorder.entries] == [None, None, None]
     assert [entry.to_dict() for _, entry in recorder.entries] == result.history == dicts
     assert list(result.history[0]) == HISTORY_KEYS
@@ -63,15 +68,22 @@ def test_a_failed_training_still_ends_its_callbacks() -> None:
 def test_population_tells_each_replica_its_own_history() -> None:
     recorder, calls = Recorder(), []
     seeds, rates = [3, 5, 11], [1e-2, 1e-2, 3e-2]  # two learning-rate groups: replicas 0, 1 then 2
-    population = train_population("omoe", toy_data(), TrainConfig(epochs=5, batch_size=64, patience=1),
-                                  seeds=seeds, learning_rates=rates, callbacks=[recorder],
-                                  on_epoch=lambda epoch, still: calls.append((epoch, still)))
+    population = train_population(
+        "omoe",
+        toy_data(),
+        TrainConfig(epochs=5, batch_size=64, patience=1),
+        seeds=seeds,
+        learning_rates=rates,
+        callbacks=[recorder],
+        on_epoch=lambda epoch, still: calls.append((epoch, still)),
+    )
     for index, replica in enumerate(population.replicas):
         told = [entry.to_dict() for r, entry in recorder.entries if r == index]
         assert told == replica.history and told
         assert all(list(entry) == HISTORY_KEYS for entry in replica.history)
-        assert all(entry["seconds"] > 0 and entry["main_metric"] == "validation clicked auc"
-                   for entry in replica.history)
+        assert all(
+            entry["seconds"] > 0 and entry["main_metric"] == "validation clicked auc" for entry in replica.history
+        )
     assert calls == recorder.population_epochs
     # Per group, one call per epoch it trained, counting the replicas still training.
     group_epochs = max(len(population.replicas[0].history), len(population.replicas[1].history))
@@ -83,8 +95,9 @@ def test_population_tells_each_replica_its_own_history() -> None:
 
 def test_fit_replicas_passes_callbacks_on() -> None:
     recorder = Recorder()
-    result, summary = fit_replicas(toy_data(), "mmoe", TrainConfig(epochs=2, batch_size=64, seed=4), 2,
-                                   callbacks=[recorder])
+    result, summary = fit_replicas(
+        toy_data(), "mmoe", TrainConfig(epochs=2, batch_size=64, seed=4), 2, callbacks=[recorder]
+    )
     assert sorted({r for r, _ in recorder.entries}) == [0, 1] and len(summary) == 2
     kept = next(i for i, r in enumerate(summary) if r["kept"])
     assert [e.to_dict() for r, e in recorder.entries if r == kept] == result.history
@@ -102,18 +115,33 @@ def test_tensorboard_scalars_are_the_history(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = fit(toy_data(), "mmoe", TrainConfig(epochs=3, batch_size=64, patience=0),
-                 callbacks=[TensorBoardLogger(tmp_path / "single")])
-    population = train_population("mmoe", toy_data(), TrainConfig(epochs=2, batch_size=64), seeds=[0, 1],
-                                  callbacks=[TensorBoardLogger(tmp_path / "population")])
+    result = fit(
+        toy_data(),
+        "mmoe",
+        TrainConfig(epochs=3, batch_size=64, patience=0),
+        callbacks=[TensorBoardLogger(tmp_path / "single")],
+    )
+    population = train_population(
+        "mmoe",
+        toy_data(),
+        TrainConfig(epochs=2, batch_size=64),
+        seeds=[0, 1],
+        callbacks=[TensorBoardLogger(tmp_path / "population")],
+    )
     expected = _expected_scalars(result.history)
-    assert {"train/loss", "train/task_loss/watch_time", "validation/clicked/auc", "validation/watch_time/mse"} \
-        <= set(expected)
-    for directory, wanted in ((tmp_path / "single", expected),
-                              (tmp_path / "population", {**_expected_scalars(population.replicas[0].history,
-                                                                             "replica_0/"),
-                                                         **_expected_scalars(population.replicas[1].history,
-                                                                             "replica_1/")})):
+    assert {"train/loss", "train/task_loss/watch_time", "validation/clicked/auc", "validation/watch_time/mse"} <= set(
+        expected
+    )
+    for directory, wanted in (
+        (tmp_path / "single", expected),
+        (
+            tmp_path / "population",
+            {
+                **_expected_scalars(population.replicas[0].history, "replica_0/"),
+                **_expected_scalars(population.replicas[1].history, "replica_1/"),
+            },
+        ),
+    ):
         events = EventAccumulator(str(directory)).Reload()
         assert set(events.Tags()["scalars"]) == set(wanted)
         for tag, points in wanted.items():
@@ -147,12 +175,16 @@ def test_mlflow_metrics_are_the_history(tmp_path: Path, monkeypatch: pytest.Monk
     assert MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri()).get_run(default.run_id).info.status == "FAILED"
 
 
-@pytest.mark.parametrize(("make", "modules", "extra"), [
-    (lambda path: TensorBoardLogger(path), ("torch.utils.tensorboard",), "tensorboard"),
-    (lambda path: MLflowLogger(path.as_uri()), ("mlflow", "mlflow.tracking"), "mlflow"),
-])
-def test_a_missing_logger_package_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Any,
-                                                       modules: tuple[str, ...], extra: str) -> None:
+@pytest.mark.parametrize(
+    ("make", "modules", "extra"),
+    [
+        (lambda path: TensorBoardLogger(path), ("torch.utils.tensorboard",), "tensorboard"),
+        (lambda path: MLflowLogger(path.as_uri()), ("mlflow", "mlflow.tracking"), "mlflow"),
+    ],
+)
+def test_a_missing_logger_package_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Any, modules: tuple[str, ...], extra: str
+) -> None:
     for module in modules:
         monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     with pytest.raises(MmoeError, match=rf"pip install 'mmoe\[{extra}\]'") as error:
@@ -163,8 +195,9 @@ def test_a_missing_logger_package_is_a_one_line_error(tmp_path: Path, monkeypatc
 def test_the_progress_bar_reads_entries_and_their_dicts() -> None:
     from mmoe.report.console import EpochProgress
 
-    entry = HistoryEntry(1, 0.5, {"a": 0.5}, {"a": {"auc": 0.75, "logloss": 0.6, "rows": 3}}, 0.1,
-                         "validation a auc", True)
+    entry = HistoryEntry(
+        1, 0.5, {"a": 0.5}, {"a": {"auc": 0.75, "logloss": 0.6, "rows": 3}}, 0.1, "validation a auc", True
+    )
     with EpochProgress(3, enabled=True) as progress:
         progress.on_epoch_end(entry)
         progress.update(entry.to_dict())

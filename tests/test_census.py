@@ -22,9 +22,20 @@ import torch
 
 from mmoe.data import census
 from mmoe.data.census import (
-    CATEGORICAL_COLUMNS, CENSUS_COLUMNS, CENSUS_FILES, EDUCATION_BELOW_COLLEGE, EDUCATION_COLLEGE, NUMERIC_COLUMNS,
-    CensusFile, build_census_data, census_labels, ensure_census_files, load_census, read_census_file,
-    resolve_data_dir, split_test_rows,
+    CATEGORICAL_COLUMNS,
+    CENSUS_COLUMNS,
+    CENSUS_FILES,
+    EDUCATION_BELOW_COLLEGE,
+    EDUCATION_COLLEGE,
+    NUMERIC_COLUMNS,
+    CensusFile,
+    build_census_data,
+    census_labels,
+    ensure_census_files,
+    load_census,
+    read_census_file,
+    resolve_data_dir,
+    split_test_rows,
 )
 from mmoe.data.encoders import MISSING_CATEGORY
 from mmoe.errors import MmoeError
@@ -63,16 +74,18 @@ def write_census(path: Path, rows: list[str]) -> Path:
     return path
 
 
-def install_tiny(monkeypatch: pytest.MonkeyPatch, directory: Path, train: list[str], test: list[str],
-                 gzipped: bool = True) -> dict[str, Path]:
+def install_tiny(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, train: list[str], test: list[str], gzipped: bool = True
+) -> dict[str, Path]:
     """Writes tiny census files under their real names and makes CENSUS_FILES expect them."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for role, rows in (("train", train), ("test", test)):
         real = CENSUS_FILES[role]
         data = census_text(rows).encode()
-        monkeypatch.setitem(CENSUS_FILES, role, CensusFile(real.name, hashlib.sha256(data).hexdigest(),
-                                                           len(data), len(rows)))
+        monkeypatch.setitem(
+            CENSUS_FILES, role, CensusFile(real.name, hashlib.sha256(data).hexdigest(), len(data), len(rows))
+        )
         paths[role] = write_census(directory / (real.name if gzipped else real.plain_name), rows)
     return paths
 
@@ -108,8 +121,13 @@ def test_columns() -> None:
     inputs = set(NUMERIC_COLUMNS) | set(CATEGORICAL_COLUMNS)
     assert inputs == set(CENSUS_COLUMNS) - {"education", "marital_stat", "income", "instance_weight"}
     # Codes written as numbers are categories.
-    assert {"detailed_industry_recode", "detailed_occupation_recode", "own_business_or_self_employed",
-            "veterans_benefits", "year"} <= set(CATEGORICAL_COLUMNS)
+    assert {
+        "detailed_industry_recode",
+        "detailed_occupation_recode",
+        "own_business_or_self_employed",
+        "veterans_benefits",
+        "year",
+    } <= set(CATEGORICAL_COLUMNS)
     assert census.CENSUS_GROUPS == {1: ("income", "marital"), 2: ("education", "marital")}
 
 
@@ -156,8 +174,9 @@ def test_gzipped_and_plain_read_the_same(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(plain, gzipped)
 
 
-@pytest.mark.parametrize("bad_row, fields", [(census_row()[: census_row().rindex(",")], 41),
-                                             (census_row() + ", extra", 43)])
+@pytest.mark.parametrize(
+    "bad_row, fields", [(census_row()[: census_row().rindex(",")], 41), (census_row() + ", extra", 43)]
+)
 def test_wrong_field_count_names_the_row(tmp_path: Path, bad_row: str, fields: int) -> None:
     path = write_census(tmp_path / "bad.data", [census_row(), census_row(), bad_row, census_row()])
     with pytest.raises(MmoeError, match=rf"bad\.data: row 3 has {fields} fields, expected 42"):
@@ -171,10 +190,15 @@ def test_text_in_a_numeric_column_names_row_and_column(tmp_path: Path) -> None:
 
 
 def test_category_seen_only_in_training_and_one_unseen_in_training(tmp_path: Path) -> None:
-    train = read_census_file(write_census(tmp_path / "train.data", tiny_rows(6) + tiny_rows(
-        2, det_hh_fam_stat=TRAIN_ONLY)))
-    test = read_census_file(write_census(tmp_path / "test.data", tiny_rows(
-        4, det_hh_fam_stat="Householder") + tiny_rows(4, det_hh_fam_stat="Only in the test file")))
+    train = read_census_file(
+        write_census(tmp_path / "train.data", tiny_rows(6) + tiny_rows(2, det_hh_fam_stat=TRAIN_ONLY))
+    )
+    test = read_census_file(
+        write_census(
+            tmp_path / "test.data",
+            tiny_rows(4, det_hh_fam_stat="Householder") + tiny_rows(4, det_hh_fam_stat="Only in the test file"),
+        )
+    )
     data = build_census_data(train, test, 1)
     column = CATEGORICAL_COLUMNS.index("det_hh_fam_stat")
     offset = data.input_spec.offsets[column]
@@ -193,11 +217,13 @@ def test_category_seen_only_in_training_and_one_unseen_in_training(tmp_path: Pat
 # -- labels ----------------------------------------------------------------------------------------
 def test_labels() -> None:
     educations = list(EDUCATION_COLLEGE) + list(EDUCATION_BELOW_COLLEGE)
-    frame = pd.DataFrame({
-        "income": ["50000+.", "- 50000."] * 9,
-        "marital_stat": ["Never married", "Married-civilian spouse present"] * 9,
-        "education": educations + ["Bachelors degree(BA AB BS)"],
-    })
+    frame = pd.DataFrame(
+        {
+            "income": ["50000+.", "- 50000."] * 9,
+            "marital_stat": ["Never married", "Married-civilian spouse present"] * 9,
+            "education": educations + ["Bachelors degree(BA AB BS)"],
+        }
+    )
     labels = census_labels(frame)
     assert labels.columns.tolist() == ["income", "marital", "education"]
     assert labels["income"].tolist() == [1, 0] * 9
@@ -208,8 +234,9 @@ def test_labels() -> None:
 
 
 def test_unknown_label_value_names_row_and_column() -> None:
-    frame = pd.DataFrame({"income": ["50000+.", ">50K"], "marital_stat": ["Divorced"] * 2,
-                          "education": ["Children"] * 2})
+    frame = pd.DataFrame(
+        {"income": ["50000+.", ">50K"], "marital_stat": ["Divorced"] * 2, "education": ["Children"] * 2}
+    )
     with pytest.raises(MmoeError, match=r"f\.data: column 'income', row 2: value '>50K'"):
         census_labels(frame, "f.data")
 
@@ -393,7 +420,10 @@ def test_download_from_the_zip_when_the_old_site_fails(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(census, "_fetch", fetch)
     paths = REAL_DOWNLOAD(tmp_path / "data", ["train", "test"])
-    assert paths == {"train": tmp_path / "data" / "census-income.data", "test": tmp_path / "data" / "census-income.test"}
+    assert paths == {
+        "train": tmp_path / "data" / "census-income.data",
+        "test": tmp_path / "data" / "census-income.test",
+    }
     assert paths["train"].read_bytes() == train and paths["test"].read_bytes() == test
     monkeypatch.setattr(census, "download_census_files", REAL_DOWNLOAD)
     assert ensure_census_files(tmp_path / "data") == paths
@@ -401,8 +431,10 @@ def test_download_from_the_zip_when_the_old_site_fails(tmp_path: Path, monkeypat
 
 def test_download_of_the_gzipped_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install_tiny(monkeypatch, tmp_path / "unused", tiny_rows(3), tiny_rows(2))
-    served = {census.CENSUS_FILE_URL.format(name=name): (tmp_path / "unused" / name).read_bytes()
-              for name in ("census-income.data.gz", "census-income.test.gz")}
+    served = {
+        census.CENSUS_FILE_URL.format(name=name): (tmp_path / "unused" / name).read_bytes()
+        for name in ("census-income.data.gz", "census-income.test.gz")
+    }
     monkeypatch.setattr(census, "_fetch", lambda url: served[url])
     paths = REAL_DOWNLOAD(tmp_path / "data", ["test"])
     assert paths == {"test": tmp_path / "data" / "census-income.test.gz"}
@@ -428,8 +460,12 @@ def real(census_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         listing = sorted((p.name, p.stat().st_mtime_ns) for p in census_dir.iterdir())
         data = load_census(1, census_dir, split_seed=0, download=False)
         paths = ensure_census_files(census_dir, download=False)
-        return {"data": data, "train": read_census_file(paths["train"]), "test": read_census_file(paths["test"]),
-                "listing_before": listing}
+        return {
+            "data": data,
+            "train": read_census_file(paths["train"]),
+            "test": read_census_file(paths["test"]),
+            "listing_before": listing,
+        }
 
 
 def test_real_split_sizes_and_tasks(real: dict, census_dir: Path) -> None:
@@ -454,8 +490,9 @@ def test_real_parsing_traps(real: dict) -> None:
     assert "NA" in encoder.vocabularies[CATEGORICAL_COLUMNS.index("hisp_origin")]
     assert train["migration_code_change_in_msa"].isna().sum() > 0
     assert MISSING_CATEGORY in encoder.vocabularies[CATEGORICAL_COLUMNS.index("migration_code_change_in_msa")]
-    assert not any(value.startswith(" ") or value.endswith(" ") for vocabulary in encoder.vocabularies
-                   for value in vocabulary)
+    assert not any(
+        value.startswith(" ") or value.endswith(" ") for vocabulary in encoder.vocabularies for value in vocabulary
+    )
 
 
 def test_real_no_leakage(real: dict) -> None:

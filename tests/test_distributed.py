@@ -34,13 +34,15 @@ from mmoe.train.weighting import make_weighting
 SRC = Path(__file__).resolve().parents[1] / "src"
 RELATIVE, ABSOLUTE, WEIGHTS = 1e-5, 1e-7, 1e-4  # metrics and losses: relative (with a floor); weights: absolute
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="this torch has no torch.distributed with the gloo backend")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="this torch has no torch.distributed with the gloo backend",
+)
 
 # Records, per process, every file it opens for writing, renames or creates under $WATCHED_DIR
 # (Python's audit hooks see torch.save, tempfile and os.replace alike), so the test can tell which
 # rank wrote what.
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os, sys
 _watched, _log = os.environ.get("WATCHED_DIR"), os.environ.get("WRITES_LOG_DIR")
 if _watched and _log:
@@ -58,7 +60,7 @@ if _watched and _log:
             with open(_name, "a") as log:
                 log.write(os.fspath(path) + "\\n")
     sys.addaudithook(_hook)
-'''
+"""
 
 
 def run_mmoe(argv: list[str], ranks: int, tmp: Path, torchrun: bool = True, env: dict[str, str] | None = None) -> None:
@@ -67,14 +69,29 @@ def run_mmoe(argv: list[str], ranks: int, tmp: Path, torchrun: bool = True, env:
     if ranks == 1:
         command = [sys.executable, "-m", "mmoe", *argv]
     elif torchrun:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-                   "-m", "mmoe", *argv]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(ranks),
+            "-m",
+            "mmoe",
+            *argv,
+        ]
     else:
         command = [sys.executable, "-m", "mmoe", *argv, "--distributed", str(ranks)]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp / "site"), str(SRC)]),
-                   "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-    done = subprocess.run([*command, "--threads", "1", "--quiet"], env=environment, capture_output=True, text=True,
-                          timeout=300)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp / "site"), str(SRC)]),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        **(env or {}),
+    }
+    done = subprocess.run(
+        [*command, "--threads", "1", "--quiet"], env=environment, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
@@ -140,8 +157,9 @@ def test_shares_sum_to_the_global_batch_loss_and_gradient(world_size: int) -> No
             rank_per_task, rank_labelled = loss_fn(model(share.numeric, share.categorical), share.labels, counts)
             assert torch.equal(rank_labelled, labelled)  # the global batch's labels, on every rank
             # Gradients accumulate, as DDP's summing hook adds them up.
-            rank_loss = weighting.backward(rank_per_task, rank_labelled, list(model.parameters()),
-                                           model.penalty() if parallel.is_first else None)
+            rank_loss = weighting.backward(
+                rank_per_task, rank_labelled, list(model.parameters()), model.penalty() if parallel.is_first else None
+            )
             total, task_total = total + rank_loss, task_total + rank_per_task.detach()
         torch.testing.assert_close(total, loss, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(task_total, per_task, rtol=1e-6, atol=1e-7)
@@ -162,14 +180,37 @@ def runs(tmp: Path) -> tuple[Path, Path, Path]:
     x = rng.normal(size=(rows, 3))
     colour = rng.choice(["red", "green", "blue", "grey"], rows)
     signal = x[:, 0] - x[:, 1] + (colour == "blue")
-    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "colour": colour,
-                          "clicked": (signal + 0.5 * rng.normal(size=rows) > 0).astype(int),
-                          "watch": 3 * signal + 10 + 0.3 * rng.normal(size=rows)})
+    frame = pd.DataFrame(
+        {
+            "a": x[:, 0],
+            "b": x[:, 1],
+            "c": x[:, 2],
+            "colour": colour,
+            "clicked": (signal + 0.5 * rng.normal(size=rows) > 0).astype(int),
+            "watch": 3 * signal + 10 + 0.3 * rng.normal(size=rows),
+        }
+    )
     frame.loc[rng.random(rows) < 0.3, "watch"] = np.nan
     frame.to_csv(tmp / "table.csv", index=False)
-    argv = ["train", "--data", str(tmp / "table.csv"), "--tasks", "clicked:binary,watch:regression",
-            "--model", "l2-constrained", "--hidden-units", "16", "--l2-alpha", "0.01", "--patience", "0",
-            "--batch-size", "199", "--learning-rate", "0.01"]
+    argv = [
+        "train",
+        "--data",
+        str(tmp / "table.csv"),
+        "--tasks",
+        "clicked:binary,watch:regression",
+        "--model",
+        "l2-constrained",
+        "--hidden-units",
+        "16",
+        "--l2-alpha",
+        "0.01",
+        "--patience",
+        "0",
+        "--batch-size",
+        "199",
+        "--learning-rate",
+        "0.01",
+    ]
     one, two, writes = tmp / "one", tmp / "two", tmp / "writes"
     writes.mkdir()
     watch = {"WATCHED_DIR": str(two), "WRITES_LOG_DIR": str(writes)}
@@ -197,12 +238,16 @@ def test_only_rank_0_writes_the_run(runs: tuple[Path, Path, Path]) -> None:
 
 
 # -- refused combinations -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("options", "message"), [
-    (["--distributed", "2", "--replicas", "3"], "--replicas 3 trains seeds side by side in one process"),
-    (["--distributed", "0"], "--distributed must be at least 1 process, got 0"),
-])
-def test_refused_before_any_process_starts(tmp: Path, capsys: pytest.CaptureFixture[str], options: list[str],
-                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--distributed", "2", "--replicas", "3"], "--replicas 3 trains seeds side by side in one process"),
+        (["--distributed", "0"], "--distributed must be at least 1 process, got 0"),
+    ],
+)
+def test_refused_before_any_process_starts(
+    tmp: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
     code = main(["train", "--dataset", "synthetic", "--rows", "500", "--out", str(tmp / "refused"), *options])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1 and message in error[0], error

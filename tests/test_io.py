@@ -37,6 +37,7 @@ def test_atomic_write_leaves_the_umask_alone(tmp_path: Path, monkeypatch: pytest
     # Setting the umask (even for a moment) would change the mode of files other threads create.
     previous = os.umask(0o077)
     try:
+
         def forbidden(mask: int) -> int:
             raise AssertionError("atomic_write changed the process umask")
 

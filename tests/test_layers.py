@@ -28,8 +28,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("mmoe.cli", "mmoe.__main__")),
 ]
 # Layers that share a rank: neither may import the other.
-RANK = {"neutral": 0, "data": 1, "models": 2, "train": 3, "estimator": 4, "tune": 5, "export": 5,
-        "experiments": 6, "report": 7, "cli": 8}
+RANK = {
+    "neutral": 0,
+    "data": 1,
+    "models": 2,
+    "train": 3,
+    "estimator": 4,
+    "tune": 5,
+    "export": 5,
+    "experiments": 6,
+    "report": 7,
+    "cli": 8,
+}
 # mmoe/__init__.py re-exports the public API from every layer, and `mmoe` itself is what
 # `from mmoe import __version__` reads; the package root belongs to no layer.
 EXEMPT = {"mmoe"}
@@ -71,7 +81,8 @@ def package_modules(root: Path = PACKAGE_ROOT) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(module: str, source: str, is_package: bool, known: set[str]) -> list[Import]:
@@ -97,8 +108,7 @@ def imports_of(module: str, source: str, is_package: bool, known: set[str]) -> l
         elif isinstance(node, ast.ImportFrom):
             base = resolve(node)
             if base == "mmoe" or base.startswith("mmoe."):
-                targets = {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                           for alias in node.names}
+                targets = {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
                 found.extend(Import(module, node.lineno, target, at_import_time) for target in sorted(targets))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             for child in ast.iter_child_nodes(node):
@@ -127,13 +137,16 @@ def layer_violations(imports: list[Import]) -> list[str]:
         if own is None:
             problems.append(f"{imp.module} is in no layer: add it to a layer in tests/test_layers.py")
         elif other is None:
-            problems.append(f"{imp.module} (line {imp.line}) imports {imp.target}, which is in no layer: "
-                            "add it to a layer in tests/test_layers.py")
+            problems.append(
+                f"{imp.module} (line {imp.line}) imports {imp.target}, which is in no layer: "
+                "add it to a layer in tests/test_layers.py"
+            )
         elif RANK[own] < RANK[other]:
             problems.append(f"{imp.module} (line {imp.line}) imports {imp.target}: layer {own} below {other}")
         elif RANK[own] == RANK[other] and own != other:
-            problems.append(f"{imp.module} (line {imp.line}) imports {imp.target}: "
-                            f"layer {own} is independent of {other}")
+            problems.append(
+                f"{imp.module} (line {imp.line}) imports {imp.target}: layer {own} is independent of {other}"
+            )
     return list(dict.fromkeys(problems))
 
 
@@ -188,8 +201,11 @@ def all_imports(root: Path = PACKAGE_ROOT) -> tuple[dict[str, Path], list[Import
 def test_every_module_has_a_layer_and_imports_only_downwards() -> None:
     modules, imports = all_imports()
     assert "mmoe.data.dataset" in modules and len(imports) > 50  # the walk found the package
-    problems = [f"{name} is in no layer: add it to a layer in tests/test_layers.py"
-                for name in modules if name not in EXEMPT and layer_of(name) is None]
+    problems = [
+        f"{name} is in no layer: add it to a layer in tests/test_layers.py"
+        for name in modules
+        if name not in EXEMPT and layer_of(name) is None
+    ]
     problems += [p for p in layer_violations(imports) if p not in problems]
     assert not problems, "upward or unlayered imports:\n" + "\n".join(problems)
 
@@ -201,8 +217,18 @@ def test_no_import_circle_at_module_level() -> None:
 
 
 def test_the_checker_reports_what_it_must() -> None:
-    known = {"mmoe", "mmoe.data", "mmoe.data.fake", "mmoe.train", "mmoe.train.trainer", "mmoe.io",
-             "mmoe.tune", "mmoe.export", "mmoe.experiments", "mmoe.experiments.stats"}
+    known = {
+        "mmoe",
+        "mmoe.data",
+        "mmoe.data.fake",
+        "mmoe.train",
+        "mmoe.train.trainer",
+        "mmoe.io",
+        "mmoe.tune",
+        "mmoe.export",
+        "mmoe.experiments",
+        "mmoe.experiments.stats",
+    }
     data_source = (
         "from __future__ import annotations\n"
         "from typing import TYPE_CHECKING\n"
@@ -216,8 +242,11 @@ def test_the_checker_reports_what_it_must() -> None:
     )
     imports = imports_of("mmoe.data.fake", data_source, is_package=False, known=known)
     assert {(imp.line, imp.target, imp.at_import_time) for imp in imports} == {
-        (3, "mmoe.io", True), (4, "mmoe.data.fake", True), (6, "mmoe.tune", False),
-        (8, "mmoe.train.trainer", False)}
+        (3, "mmoe.io", True),
+        (4, "mmoe.data.fake", True),
+        (6, "mmoe.tune", False),
+        (8, "mmoe.train.trainer", False),
+    }
     assert layer_violations(imports) == [
         "mmoe.data.fake (line 6) imports mmoe.tune: layer data below tune",
         "mmoe.data.fake (line 8) imports mmoe.train.trainer: layer data below train",
@@ -230,10 +259,15 @@ def test_the_checker_reports_what_it_must() -> None:
         "mmoe.export (line 3) imports mmoe.experiments.stats: layer export below experiments",
     ]
     assert layer_violations(imports_of("mmoe.helpers", "import mmoe.io\n", False, known)) == [
-        "mmoe.helpers is in no layer: add it to a layer in tests/test_layers.py"]
+        "mmoe.helpers is in no layer: add it to a layer in tests/test_layers.py"
+    ]
     assert layer_of("mmoe.tune_workers") == "tune" and layer_of("mmoe.tuner") is None
     # circles count only imports run at import time
-    circle = [Import("mmoe.a", 1, "mmoe.b", True), Import("mmoe.b", 1, "mmoe.c", True),
-              Import("mmoe.c", 1, "mmoe.a", True), Import("mmoe.c", 2, "mmoe.d", True)]
+    circle = [
+        Import("mmoe.a", 1, "mmoe.b", True),
+        Import("mmoe.b", 1, "mmoe.c", True),
+        Import("mmoe.c", 1, "mmoe.a", True),
+        Import("mmoe.c", 2, "mmoe.d", True),
+    ]
     assert import_circles(circle) == [["mmoe.a", "mmoe.b", "mmoe.c"]]
     assert import_circles([*circle[:2], Import("mmoe.c", 5, "mmoe.a", False)]) == []

@@ -12,8 +12,9 @@ from mmoe.train.metrics import evaluate_predictions, evaluate_stacked, to_predic
 
 
 def reference(task_lists: list[list[Task]], outputs: torch.Tensor, labels: torch.Tensor) -> list[dict[str, dict]]:
-    return [evaluate_predictions(tasks, to_predictions(tasks, outputs[r]), labels[r])
-            for r, tasks in enumerate(task_lists)]
+    return [
+        evaluate_predictions(tasks, to_predictions(tasks, outputs[r]), labels[r]) for r, tasks in enumerate(task_lists)
+    ]
 
 
 def assert_same(got: list[dict[str, dict]], expected: list[dict[str, dict]]) -> None:
@@ -37,8 +38,10 @@ def assert_same(got: list[dict[str, dict]], expected: list[dict[str, dict]]) -> 
 
 def two_tasks(replicas: int) -> list[list[Task]]:
     """A binary and a regression task; each replica has its own regression label scale."""
-    return [[Task("click", "binary"), Task("spend", "regression", label_mean=10.0 + 3.7 * r, label_std=0.5 + 1.3 * r)]
-            for r in range(replicas)]
+    return [
+        [Task("click", "binary"), Task("spend", "regression", label_mean=10.0 + 3.7 * r, label_std=0.5 + 1.3 * r)]
+        for r in range(replicas)
+    ]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -74,8 +77,9 @@ def test_matches_reference_without_missing_labels_and_with_shared_labels() -> No
     replicas, rows = 5, 300
     task_lists = two_tasks(replicas)
     outputs = torch.randn(replicas, rows, 2, generator=generator)
-    labels = torch.stack([torch.randint(0, 2, (rows,), generator=generator).float(),
-                          torch.randn(rows, generator=generator) * 2 + 15], 1).expand(replicas, -1, -1)
+    labels = torch.stack(
+        [torch.randint(0, 2, (rows,), generator=generator).float(), torch.randn(rows, generator=generator) * 2 + 15], 1
+    ).expand(replicas, -1, -1)
     assert_same(evaluate_stacked(task_lists, outputs, labels), reference(task_lists, outputs, labels))
 
 
@@ -94,13 +98,13 @@ def test_too_few_present_labels() -> None:
     generator = torch.Generator().manual_seed(5)
     task_lists = two_tasks(3)
     outputs = torch.randn(3, 20, 2, generator=generator)
-    labels = torch.stack([torch.randint(0, 2, (3, 20), generator=generator).float(),
-                          torch.randn(3, 20, generator=generator)], 2)
+    labels = torch.stack(
+        [torch.randint(0, 2, (3, 20), generator=generator).float(), torch.randn(3, 20, generator=generator)], 2
+    )
     labels[0] = math.nan
     labels[1, 1:] = math.nan
     got = evaluate_stacked(task_lists, outputs, labels)
-    assert got[0] == {"click": {"auc": None, "logloss": None, "rows": 0},
-                      "spend": {"mse": None, "r2": None, "rows": 0}}
+    assert got[0] == {"click": {"auc": None, "logloss": None, "rows": 0}, "spend": {"mse": None, "r2": None, "rows": 0}}
     assert got[1]["click"]["auc"] is None and got[1]["spend"]["r2"] is None and got[1]["spend"]["rows"] == 1
     assert_same(got, reference(task_lists, outputs, labels))
 

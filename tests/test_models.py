@@ -27,8 +27,10 @@ NUMERIC = InputSpec(tuple(f"x{i}" for i in range(10)))
 def inputs(spec: InputSpec, rows: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     numeric = torch.randn(rows, spec.num_numeric, generator=generator)
-    columns = [offset + torch.randint(0, card, (rows,), generator=generator)
-               for offset, card in zip(spec.offsets, spec.cardinalities)]
+    columns = [
+        offset + torch.randint(0, card, (rows,), generator=generator)
+        for offset, card in zip(spec.offsets, spec.cardinalities)
+    ]
     categorical = torch.stack(columns, 1) if columns else torch.zeros(rows, 0, dtype=torch.long)
     return numeric, categorical
 
@@ -97,7 +99,7 @@ def test_expert_bank_matches_experts_computed_one_by_one() -> None:
     assert experts.shape == (7, 3, 4) and gate_logits.shape == (7, 2, 3)
     first = bank.input_layer(numeric, categorical)
     for e in range(3):
-        hidden = torch.relu(first[:, e * 5:(e + 1) * 5] + bank.expert_bias[e])
+        hidden = torch.relu(first[:, e * 5 : (e + 1) * 5] + bank.expert_bias[e])
         layer = bank.deeper.hidden[0]
         alone = torch.relu(hidden @ layer.weight[e] + layer.bias[e])
         torch.testing.assert_close(experts[:, e], alone)
@@ -129,10 +131,10 @@ def test_omoe_is_mmoe_with_one_shared_gate() -> None:
         split = experts * units
         for name in ("numeric_weight", "category_weight"):
             source = getattr(mmoe.experts.input_layer, name)
-            gate = source[:, split:split + experts]
+            gate = source[:, split : split + experts]
             for k in range(1, tasks):  # make every MMoE gate equal to the first
-                source[:, split + k * experts:split + (k + 1) * experts] = gate
-            getattr(omoe.experts.input_layer, name).copy_(source[:, :split + experts])
+                source[:, split + k * experts : split + (k + 1) * experts] = gate
+            getattr(omoe.experts.input_layer, name).copy_(source[:, : split + experts])
         omoe.experts.expert_bias.copy_(mmoe.experts.expert_bias)
         for target, source in zip(omoe.towers.parameters(), mmoe.towers.parameters()):
             target.copy_(source)
@@ -145,8 +147,9 @@ def _gradient_footprints(model: torch.nn.Module, numeric: torch.Tensor, categori
     for k in range(model.num_tasks):
         model.zero_grad()
         model(numeric, categorical)[:, k].sum().backward()
-        footprints.append([(p.grad != 0) if p.grad is not None else torch.zeros_like(p, dtype=torch.bool)
-                           for p in model.parameters()])
+        footprints.append(
+            [(p.grad != 0) if p.grad is not None else torch.zeros_like(p, dtype=torch.bool) for p in model.parameters()]
+        )
     return footprints
 
 
@@ -229,15 +232,18 @@ def test_default_moe_sizes_are_the_papers() -> None:
     assert model.hyperparameters == {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)}
 
 
-@pytest.mark.parametrize("name, options, fragment", [
-    ("transformer", {}, "unknown model 'transformer'"),
-    ("shared-bottom", {"num_experts": 4}, "does not take num_experts"),
-    ("mmoe", {"num_experts": 0}, "num_experts must be a positive integer"),
-    ("mmoe", {"expert_units": (16, -1)}, "expert_units must be positive integers"),
-    ("l2-constrained", {"l2_alpha": -1.0}, "l2_alpha must be a positive number"),
-    ("tensor-factorization", {"ranks": (4, 4)}, "ranks must be three integers"),
-    ("cross-stitch", {"stitch": "diagonal"}, "stitch must be one of"),
-])
+@pytest.mark.parametrize(
+    "name, options, fragment",
+    [
+        ("transformer", {}, "unknown model 'transformer'"),
+        ("shared-bottom", {"num_experts": 4}, "does not take num_experts"),
+        ("mmoe", {"num_experts": 0}, "num_experts must be a positive integer"),
+        ("mmoe", {"expert_units": (16, -1)}, "expert_units must be positive integers"),
+        ("l2-constrained", {"l2_alpha": -1.0}, "l2_alpha must be a positive number"),
+        ("tensor-factorization", {"ranks": (4, 4)}, "ranks must be three integers"),
+        ("cross-stitch", {"stitch": "diagonal"}, "stitch must be one of"),
+    ],
+)
 def test_bad_model_options_are_one_line_errors(name: str, options: dict, fragment: str) -> None:
     with pytest.raises(MmoeError, match=fragment) as error:
         build_model(name, MIXED, 2, **options)
@@ -246,8 +252,15 @@ def test_bad_model_options_are_one_line_errors(name: str, options: dict, fragmen
 
 # -- each model declared once --------------------------------------------------------------------------
 def test_the_models_are_listed_in_the_papers_order() -> None:
-    assert list(MODELS)[:7] == ["single-task", "shared-bottom", "l2-constrained", "cross-stitch",
-                                "tensor-factorization", "omoe", "mmoe"]
+    assert list(MODELS)[:7] == [
+        "single-task",
+        "shared-bottom",
+        "l2-constrained",
+        "cross-stitch",
+        "tensor-factorization",
+        "omoe",
+        "mmoe",
+    ]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -267,20 +280,23 @@ def test_a_flag_shared_by_several_models_has_one_type_and_names_each_models_defa
     shared = hyperparameter_options()
     assert shared["tower_units"].models == tuple(MODELS)
     assert shared["hidden_units"].kind == UNITS and "default 128: shared-bottom" in shared["hidden_units"].help()
-    assert "default 64: single-task, l2-constrained, cross-stitch, tensor-factorization" in \
-        shared["hidden_units"].help()
+    assert (
+        "default 64: single-task, l2-constrained, cross-stitch, tensor-factorization" in shared["hidden_units"].help()
+    )
 
     class Wide:
         name = "wide"
 
-        def __init__(self, input_spec: InputSpec, num_tasks: int,
-                     tower_units: Annotated[Units, Help("towers")] = (8,)) -> None: ...
+        def __init__(
+            self, input_spec: InputSpec, num_tasks: int, tower_units: Annotated[Units, Help("towers")] = (8,)
+        ) -> None: ...
 
     class Narrow:
         name = "narrow"
 
-        def __init__(self, input_spec: InputSpec, num_tasks: int,
-                     tower_units: Annotated[int, Help("one tower layer")] = 8) -> None: ...
+        def __init__(
+            self, input_spec: InputSpec, num_tasks: int, tower_units: Annotated[int, Help("one tower layer")] = 8
+        ) -> None: ...
 
     with pytest.raises(TypeError, match="'tower_units' is units in model wide but int in model narrow"):
         options([Wide, Narrow])
@@ -294,8 +310,12 @@ def test_a_hyperparameter_without_help_or_default_is_a_bug_in_the_model() -> Non
         def __init__(self, input_spec: InputSpec, num_tasks: int, width: Annotated[int, Help("w")]) -> None: ...
 
     class OddType:
-        def __init__(self, input_spec: InputSpec, num_tasks: int,
-                     width: Annotated[list[str], Help("w")] = ["a"]) -> None: ...  # noqa: B006
+        def __init__(
+            self,
+            input_spec: InputSpec,
+            num_tasks: int,
+            width: Annotated[list[str], Help("w")] = ["a"],  # noqa: B006
+        ) -> None: ...
 
     for model_class, fragment in ((NoHelp, "Annotated"), (NoDefault, "needs a default"), (OddType, "not one of")):
         with pytest.raises(TypeError, match=fragment):
@@ -311,15 +331,20 @@ def ladder() -> Iterator[type[MultiTaskModel]]:
 
         name = "ladder"
 
-        def __init__(self, input_spec: InputSpec, num_tasks: int,
-                     rungs: Annotated[int, Help("number of rungs")] = 2,
-                     rung_units: Annotated[Units, Help("units per rung")] = (4,),
-                     slope: Annotated[Literal["flat", "steep"], Help("how the rungs climb")] = "flat",
-                     tower_units: TowerUnits = (8,)) -> None:
+        def __init__(
+            self,
+            input_spec: InputSpec,
+            num_tasks: int,
+            rungs: Annotated[int, Help("number of rungs")] = 2,
+            rung_units: Annotated[Units, Help("units per rung")] = (4,),
+            slope: Annotated[Literal["flat", "steep"], Help("how the rungs climb")] = "flat",
+            tower_units: TowerUnits = (8,),
+        ) -> None:
             rungs = check_positive(self.name, "rungs", rungs)
             rung_units = check_units(self.name, "rung_units", rung_units)
-            super().__init__(input_spec, num_tasks, rungs=rungs, rung_units=rung_units, slope=slope,
-                             tower_units=tower_units)
+            super().__init__(
+                input_spec, num_tasks, rungs=rungs, rung_units=rung_units, slope=slope, tower_units=tower_units
+            )
             self.input_layer = SparseLinear(input_spec, rungs * rung_units[0])
             self.towers = Towers(num_tasks, rungs * rung_units[0], tower_units)
 
@@ -336,7 +361,8 @@ def ladder() -> Iterator[type[MultiTaskModel]]:
 
 
 def test_a_new_model_is_one_class_and_gets_its_flags_config_keys_listing_and_search_space(
-        ladder: type[MultiTaskModel], tmp_path: Path, capsys: pytest.CaptureFixture, one_torch_thread: None) -> None:
+    ladder: type[MultiTaskModel], tmp_path: Path, capsys: pytest.CaptureFixture, one_torch_thread: None
+) -> None:
     from mmoe.cli import build_parser, main
     from mmoe.config_file import read_train_config
     from mmoe.tune import suggest
@@ -364,7 +390,9 @@ def test_a_new_model_is_one_class_and_gets_its_flags_config_keys_listing_and_sea
 
     # The config file's keys, checked by their declared kinds.
     path = tmp_path / "ladder.json"
-    path.write_text(json.dumps({"model": "ladder", "hyperparameters": {"rungs": 3, "rung_units": [5], "slope": "steep"}}))
+    path.write_text(
+        json.dumps({"model": "ladder", "hyperparameters": {"rungs": 3, "rung_units": [5], "slope": "steep"}})
+    )
     assert read_train_config(path)["hyperparameters"] == {"rungs": 3, "rung_units": (5,), "slope": "steep"}
     path.write_text(json.dumps({"model": "ladder", "hyperparameters": {"slope": "sideways"}}))
     with pytest.raises(MmoeError, match="hyperparameter 'slope' is 'sideways'; expected one of: flat, steep"):
@@ -379,12 +407,36 @@ def test_a_new_model_is_one_class_and_gets_its_flags_config_keys_listing_and_sea
     assert set(drawn) == {"rungs", "rung_units"} and set(trial.params) == {"rungs", "rung_units"}
 
     # And it trains from the command line.
-    code = main(["train", "--dataset", "synthetic", "--rows", "300", "--model", "ladder", "--rungs", "3",
-                 "--slope", "steep", "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "synthetic",
+            "--rows",
+            "300",
+            "--model",
+            "ladder",
+            "--rungs",
+            "3",
+            "--slope",
+            "steep",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["model"] == "ladder" and config["hyperparameters"] == {"rungs": 3, "rung_units": [4],
-                                                                          "slope": "steep", "tower_units": [8]}
+    assert config["model"] == "ladder" and config["hyperparameters"] == {
+        "rungs": 3,
+        "rung_units": [4],
+        "slope": "steep",
+        "tower_units": [8],
+    }
 
 
 def test_a_config_file_key_no_model_takes_names_the_models_own(tmp_path: Path) -> None:
@@ -392,6 +444,8 @@ def test_a_config_file_key_no_model_takes_names_the_models_own(tmp_path: Path) -
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model": "mmoe", "hyperparameters": {"num_expert": 4}}))
-    with pytest.raises(MmoeError, match="'num_expert' = 4 is not one of model mmoe's; expected only "
-                                        "num_experts, expert_units, tower_units"):
+    with pytest.raises(
+        MmoeError,
+        match="'num_expert' = 4 is not one of model mmoe's; expected only num_experts, expert_units, tower_units",
+    ):
         read_train_config(path)

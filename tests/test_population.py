@@ -12,11 +12,12 @@ from mmoe.train.trainer import TrainConfig
 from tests.conftest import toy_data
 
 
-@pytest.mark.parametrize("model", ["mmoe", "omoe", "shared-bottom", "l2-constrained", "cross-stitch",
-                                   "single-task", "tensor-factorization"])
+@pytest.mark.parametrize(
+    "model", ["mmoe", "omoe", "shared-bottom", "l2-constrained", "cross-stitch", "single-task", "tensor-factorization"]
+)
 def test_each_replica_equals_its_run_alone(model: str) -> None:
     seeds, rates = [3, 5, 11], [1e-3, 1e-2, 3e-3]
-    options = dict(epochs=4, batch_size=64, patience=2)
+    options = {"epochs": 4, "batch_size": 64, "patience": 2}
     population = train_population(model, toy_data(), TrainConfig(**options), seeds=seeds, learning_rates=rates)
     for replica, state, seed, rate in zip(population.replicas, population.state_dicts, seeds, rates):
         alone = fit(toy_data(), model, TrainConfig(**options, seed=seed, learning_rate=rate))
@@ -33,17 +34,20 @@ def test_each_replica_equals_its_run_alone(model: str) -> None:
 
 def test_replicas_with_their_own_data_equal_their_runs_alone() -> None:
     datasets = [toy_data(seed=1), toy_data(seed=2)]
-    options = dict(epochs=3, batch_size=64, patience=0)
+    options = {"epochs": 3, "batch_size": 64, "patience": 0}
     population = train_population("mmoe", datasets, TrainConfig(**options), seeds=[0, 1])
     for replica, data, seed in zip(population.replicas, datasets, [0, 1]):
         alone = fit(data, "mmoe", TrainConfig(**options, seed=seed))
         # AUC is a rank statistic: float rounding may swap a near-tie, so compare the log loss.
         assert replica.metrics["test"]["clicked"]["logloss"] == pytest.approx(
-            alone.metrics["test"]["clicked"]["logloss"], rel=1e-4)
+            alone.metrics["test"]["clicked"]["logloss"], rel=1e-4
+        )
         assert replica.metrics["test"]["watch_time"]["mse"] == pytest.approx(
-            alone.metrics["test"]["watch_time"]["mse"], rel=1e-4)
+            alone.metrics["test"]["watch_time"]["mse"], rel=1e-4
+        )
         assert [h["train_loss"] for h in replica.history] == pytest.approx(
-            [h["train_loss"] for h in alone.history], rel=1e-5)
+            [h["train_loss"] for h in alone.history], rel=1e-5
+        )
 
 
 def test_population_rejects_mismatched_options() -> None:

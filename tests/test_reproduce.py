@@ -31,8 +31,14 @@ def synthetic_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
 def test_synthetic_studies_write_a_complete_report(synthetic_report: tuple[Path, dict]) -> None:
     out, results = synthetic_report
     report = (out / "report.md").read_text()
-    for heading in ("## Claims", "## Settings the paper leaves open", "(Figure 2)", "(Figure 3)", "(Figure 4)",
-                    "(Figure 5)"):
+    for heading in (
+        "## Claims",
+        "## Settings the paper leaves open",
+        "(Figure 2)",
+        "(Figure 3)",
+        "(Figure 4)",
+        "(Figure 5)",
+    ):
         assert heading in report
     for png in ("fig2_correlation.png", "fig3_shared_bottom.png", "fig4_synthetic.png", "fig5_trainability.png"):
         assert (out / png).stat().st_size > 1000
@@ -51,8 +57,9 @@ def test_synthetic_studies_write_a_complete_report(synthetic_report: tuple[Path,
     assert "not run" in report
 
 
-def test_rerun_reads_the_cache_and_trains_nothing(synthetic_report: tuple[Path, dict],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_reads_the_cache_and_trains_nothing(
+    synthetic_report: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, first = synthetic_report
     from mmoe.experiments import synthetic_runs
 
@@ -66,8 +73,9 @@ def test_rerun_reads_the_cache_and_trains_nothing(synthetic_report: tuple[Path, 
     assert again["studies"]["synthetic"]["result"]["per_p"] == first["studies"]["synthetic"]["result"]["per_p"]
 
 
-def test_worker_processes_give_the_same_runs_as_one_process(synthetic_report: tuple[Path, dict],
-                                                            tmp_path: Path) -> None:
+def test_worker_processes_give_the_same_runs_as_one_process(
+    synthetic_report: tuple[Path, dict], tmp_path: Path
+) -> None:
     _, first = synthetic_report
     context = _context(tmp_path / "report", workers=2)
     again = reproduce(context, ["shared-bottom"])

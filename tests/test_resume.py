@@ -34,11 +34,22 @@ def test_resume_api_equals_uninterrupted(tmp_path: Path, small_data) -> None:
     # patience 0: all four epochs run, so epochs 3-4 depend on the restored optimiser and shuffle state.
     full = fit(small_data, "mmoe", TrainConfig(epochs=4, patience=0, batch_size=64, seed=3), num_experts=3)
     checkpoint = tmp_path / "checkpoint.pt"
-    fit(small_data, "mmoe", TrainConfig(epochs=2, patience=0, batch_size=64, seed=3), checkpoint_path=checkpoint,
-        num_experts=3)
+    fit(
+        small_data,
+        "mmoe",
+        TrainConfig(epochs=2, patience=0, batch_size=64, seed=3),
+        checkpoint_path=checkpoint,
+        num_experts=3,
+    )
     assert load_checkpoint(checkpoint)["epoch"] == 2
-    resumed = fit(small_data, "mmoe", TrainConfig(epochs=4, patience=0, batch_size=64, seed=3),
-                  checkpoint_path=checkpoint, resume_from=checkpoint, num_experts=3)
+    resumed = fit(
+        small_data,
+        "mmoe",
+        TrainConfig(epochs=4, patience=0, batch_size=64, seed=3),
+        checkpoint_path=checkpoint,
+        resume_from=checkpoint,
+        num_experts=3,
+    )
     assert resumed.metrics == full.metrics
     assert resumed.best_epoch == full.best_epoch and resumed.best_score == full.best_score
     assert [e["train_loss"] for e in resumed.history] == [e["train_loss"] for e in full.history]
@@ -94,8 +105,20 @@ def test_cli_resume_without_a_checkpoint(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_resume_with_another_model(tmp_path: Path, capsys) -> None:
-    common = ["train", "--dataset", "synthetic", "--rows", "400", "--epochs", "1", "--threads", "1",
-              "--out", str(tmp_path), "-q"]
+    common = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--rows",
+        "400",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        "-q",
+    ]
     assert main([*common, "--model", "omoe"]) == 0
     capsys.readouterr()
     assert main([*common, "--model", "mmoe", "--resume"]) == 2
@@ -132,23 +155,41 @@ def test_resume_state_is_checked_as_the_file_is(tmp_path: Path, small_data) -> N
         fit(small_data, "mmoe", TrainConfig(epochs=2), resume_from=checkpoint, resume_state=saved, num_experts=4)
     with pytest.raises(ValueError, match="pass resume_from too"):
         fit(small_data, "mmoe", TrainConfig(epochs=2), resume_state=saved, num_experts=3)
-    resumed = fit(small_data, "mmoe", TrainConfig(epochs=2), resume_from=checkpoint, resume_state=saved,
-                  num_experts=3)
+    resumed = fit(small_data, "mmoe", TrainConfig(epochs=2), resume_from=checkpoint, resume_state=saved, num_experts=3)
     assert [entry["epoch"] for entry in resumed.history] == [1, 2]
 
 
 def _train_arguments(out: Path) -> list[str]:
     # One thread: the same arithmetic in every process, and no fight for cores.
-    return ["train", "--dataset", "synthetic", "--rows", "20000", "--epochs", "6", "--patience", "0",
-            "--batch-size", "64", "--threads", "1", "--seed", "5", "--out", str(out), "--quiet"]
+    return [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--rows",
+        "20000",
+        "--epochs",
+        "6",
+        "--patience",
+        "0",
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, capsys) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "mmoe"]
     killed_out, uninterrupted_out = tmp_path / "killed", tmp_path / "uninterrupted"
-    killed = subprocess.Popen([*command, *_train_arguments(killed_out)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    killed = subprocess.Popen(
+        [*command, *_train_arguments(killed_out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     checkpoint = killed_out / "checkpoint.pt"
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
@@ -162,8 +203,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, cap
     epochs_done = load_checkpoint(checkpoint)["epoch"]
     assert 1 <= epochs_done < 6
 
-    resumed = subprocess.Popen([*command, *_train_arguments(killed_out), "--resume"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.Popen(
+        [*command, *_train_arguments(killed_out), "--resume"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert main(_train_arguments(uninterrupted_out)) == 0  # meanwhile, the uninterrupted run in this process
     capsys.readouterr()
     _, resumed_err = resumed.communicate(timeout=120)

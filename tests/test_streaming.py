@@ -32,21 +32,23 @@ TRAIN_FLAGS = ("--epochs", "1", "--threads", "1", "--quiet")
 def mixed_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     """Every kind of column the encoders treat differently, with missing values in most."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "x": rng.normal(3.0, 2.0, rows),
-        "count": rng.integers(0, 50, rows),
-        "city": rng.choice(np.array(["paris", "rome", "oslo", "lima"], dtype=object), rows),
-        "level": rng.integers(0, 4, rows).astype(float),   # categorical by override, read as floats
-        "vip": rng.choice([True, False], rows),
-        "tier": pd.Categorical(rng.choice(["gold", "silver", "bronze"], rows)),   # a Parquet dictionary column
-        "clicked": rng.choice(["yes", "no"], rows),
-        "spent": rng.normal(10.0, 3.0, rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(3.0, 2.0, rows),
+            "count": rng.integers(0, 50, rows),
+            "city": rng.choice(np.array(["paris", "rome", "oslo", "lima"], dtype=object), rows),
+            "level": rng.integers(0, 4, rows).astype(float),  # categorical by override, read as floats
+            "vip": rng.choice([True, False], rows),
+            "tier": pd.Categorical(rng.choice(["gold", "silver", "bronze"], rows)),  # a Parquet dictionary column
+            "clicked": rng.choice(["yes", "no"], rows),
+            "spent": rng.normal(10.0, 3.0, rows),
+        }
+    )
     frame.loc[rng.random(rows) < 0.05, "x"] = np.nan
     frame.loc[rng.random(rows) < 0.05, "city"] = None
     frame.loc[rng.random(rows) < 0.05, "clicked"] = None
     frame.loc[rng.random(rows) < 0.05, "spent"] = np.nan
-    frame.loc[:3, ["clicked", "spent"]] = None   # rows without any label are dropped
+    frame.loc[:3, ["clicked", "spent"]] = None  # rows without any label are dropped
     return frame
 
 
@@ -78,8 +80,9 @@ def assign(frame: pd.DataFrame, seed: int = 0, validation: float = 0.1, test: fl
 
 
 def sorted_rows(split) -> np.ndarray:
-    rows = np.concatenate([split.numeric.numpy(), split.categorical.numpy(),
-                           np.nan_to_num(split.labels.numpy(), nan=-999.0)], axis=1)
+    rows = np.concatenate(
+        [split.numeric.numpy(), split.categorical.numpy(), np.nan_to_num(split.labels.numpy(), nan=-999.0)], axis=1
+    )
     return rows[np.lexsort(rows.T[::-1])]
 
 
@@ -87,17 +90,25 @@ def sorted_rows(split) -> np.ndarray:
 def table_dir(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     frame = mixed_frame(1500)
     directory = write_directory(frame, tmp_path / "table")
-    return directory, read_table(directory)   # the in-memory reading of the same rows
+    return directory, read_table(directory)  # the in-memory reading of the same rows
 
 
 # -- encoders and the split -----------------------------------------------------------------------
 def test_streaming_encoder_equals_in_memory_encoder_on_the_same_rows(table_dir):
     directory, frame = table_dir
-    data = load_streaming_table(directory, TASKS, column_types={"level": "categorical", "rank": "categorical"},
-                                read_rows=128, shuffle_rows=512)
+    data = load_streaming_table(
+        directory, TASKS, column_types={"level": "categorical", "rank": "categorical"}, read_rows=128, shuffle_rows=512
+    )
     types = data.info["column_types"]
-    assert types == {"x": "numeric", "count": "numeric", "city": "categorical", "level": "categorical",
-                     "vip": "categorical", "tier": "categorical", "rank": "categorical"}
+    assert types == {
+        "x": "numeric",
+        "count": "numeric",
+        "city": "categorical",
+        "level": "categorical",
+        "vip": "categorical",
+        "tier": "categorical",
+        "rank": "categorical",
+    }
     numeric = [c for c, t in types.items() if t == "numeric"]
     categorical = [c for c, t in types.items() if t == "categorical"]
     split = assign(frame)
@@ -105,15 +116,16 @@ def test_streaming_encoder_equals_in_memory_encoder_on_the_same_rows(table_dir):
     streamed = data.encoder
 
     assert streamed.vocabularies == memory.vocabularies
-    assert "3.0" in streamed.vocabularies[categorical.index("rank")]   # pandas reads int64 + nulls as floats
+    assert "3.0" in streamed.vocabularies[categorical.index("rank")]  # pandas reads int64 + nulls as floats
     np.testing.assert_allclose(streamed.means, memory.means, rtol=1e-12)
     np.testing.assert_allclose(streamed.stds, memory.stds, rtol=1e-12)
     for ours, theirs in zip(streamed.tasks, memory.tasks):
         assert (ours.name, ours.kind) == (theirs.name, theirs.kind)
         assert ours.label_mean == pytest.approx(theirs.label_mean, rel=1e-12)
         assert ours.label_std == pytest.approx(theirs.label_std, rel=1e-12)
-    assert {n: c.to_dict() for n, c in streamed.label_coders.items()} == \
-        {n: c.to_dict() for n, c in memory.label_coders.items()}
+    assert {n: c.to_dict() for n, c in streamed.label_coders.items()} == {
+        n: c.to_dict() for n, c in memory.label_coders.items()
+    }
 
     # Encoding: validation / test in memory, and one epoch of training batches, are exactly what
     # the encoder's own transform gives for those rows.
@@ -122,8 +134,9 @@ def test_streaming_encoder_equals_in_memory_encoder_on_the_same_rows(table_dir):
         got = getattr(data, name)
         assert len(got) == int((split == code).sum())
         for attribute in ("numeric", "categorical", "labels"):
-            torch.testing.assert_close(getattr(got, attribute), getattr(expected, attribute), equal_nan=True,
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                getattr(got, attribute), getattr(expected, attribute), equal_nan=True, rtol=0, atol=0
+            )
     batches = list(data.train.shuffled_batches(100, torch.Generator().manual_seed(0)))
     assert len(data.train) == int((split == 0).sum()) == sum(len(b) for b in batches)
     assert all(len(b) == 100 for b in batches[:-1])
@@ -133,7 +146,7 @@ def test_streaming_encoder_equals_in_memory_encoder_on_the_same_rows(table_dir):
     assert data.info["streaming"]["files"] == 3
     sample = [len(b) for b in data.train.batches(share=0.25)]
     assert 0.15 * len(data.train) < sum(sample) < 0.35 * len(data.train)
-    assert sample == [len(b) for b in data.train.batches(share=0.25)]   # the same sample every time
+    assert sample == [len(b) for b in data.train.batches(share=0.25)]  # the same sample every time
 
 
 def test_the_split_is_drawn_row_by_row_whatever_the_batches(tmp_path):
@@ -177,7 +190,7 @@ def test_same_seed_same_batches_with_or_without_the_reader_thread(tmp_path):
     generator = torch.Generator().manual_seed(1)
     first = torch.cat([b.numeric for b in threaded.train.shuffled_batches(128, generator)])
     second = torch.cat([b.numeric for b in threaded.train.shuffled_batches(128, generator)])
-    assert not torch.equal(first, second)   # each epoch draws its own order
+    assert not torch.equal(first, second)  # each epoch draws its own order
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -185,8 +198,23 @@ def test_streaming_training_end_to_end_with_evaluate_and_predict(tmp_path, table
     directory, frame = table_dir
     run = tmp_path / "run"
     flags = ["--categorical", "level,rank"]
-    assert main(["train", "--data", str(directory), "--streaming", "--tasks", TASKS, *flags, "--out", str(run),
-                 *TRAIN_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(directory),
+                "--streaming",
+                "--tasks",
+                TASKS,
+                *flags,
+                "--out",
+                str(run),
+                *TRAIN_FLAGS,
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"]["streaming"] is True
     assert config["data_info"]["rows"]["train"] == int((assign(frame) == 0).sum())
@@ -206,12 +234,28 @@ def test_streaming_training_end_to_end_with_evaluate_and_predict(tmp_path, table
         data.splits()["train"]
 
     # predict and evaluate --data in batches agree with the in-memory commands.
-    single = write_parquet(frame.assign(rank=[None if i % 17 == 0 else i % 5 for i in range(len(frame))]),
-                           tmp_path / "new.parquet")
-    assert main(["predict", str(run), "--data", str(single), "--streaming", "--keep", "city",
-                 "--out", str(tmp_path / "streamed.csv")]) == 0
-    assert main(["predict", str(run), "--data", str(single), "--keep", "city",
-                 "--out", str(tmp_path / "memory.csv")]) == 0
+    single = write_parquet(
+        frame.assign(rank=[None if i % 17 == 0 else i % 5 for i in range(len(frame))]), tmp_path / "new.parquet"
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--data",
+                str(single),
+                "--streaming",
+                "--keep",
+                "city",
+                "--out",
+                str(tmp_path / "streamed.csv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["predict", str(run), "--data", str(single), "--keep", "city", "--out", str(tmp_path / "memory.csv")]) == 0
+    )
     streamed, memory = pd.read_csv(tmp_path / "streamed.csv"), pd.read_csv(tmp_path / "memory.csv")
     assert list(streamed.columns) == ["city", "clicked", "spent"] and len(streamed) == len(frame)
     pd.testing.assert_frame_equal(streamed, memory)
@@ -226,25 +270,39 @@ def test_streaming_training_end_to_end_with_evaluate_and_predict(tmp_path, table
 def test_fit_measures_the_streamed_training_rows_as_the_cli_writes_them(tmp_path, monkeypatch, one_torch_thread):
     """The trainer itself measures the training rows (over a sample of about TRAIN_METRICS_ROWS of
     them), so `mmoe.runs.fit` (and `mmoe tune`) report what `mmoe train --streaming` writes."""
-    monkeypatch.setattr(streaming, "TRAIN_METRICS_ROWS", 300)   # fewer than the training rows: a sample
+    monkeypatch.setattr(streaming, "TRAIN_METRICS_ROWS", 300)  # fewer than the training rows: a sample
     frame = mixed_frame(1000)
     path = write_parquet(frame, tmp_path / "t.parquet")
     run = tmp_path / "run"
     assert main(["train", "--data", str(path), "--streaming", "--tasks", TASKS, "--out", str(run), *TRAIN_FLAGS]) == 0
     config = json.loads((run / "config.json").read_text())
 
-    result = fit(load_dataset(config["dataset"]), config["model"], TrainConfig(**config["training"]),
-                 **config["hyperparameters"])
+    result = fit(
+        load_dataset(config["dataset"]), config["model"], TrainConfig(**config["training"]), **config["hyperparameters"]
+    )
     assert list(result.metrics) == ["train", "validation", "test"]
     spent_rows = int(((assign(frame) == 0) & frame["spent"].notna()).sum())
-    assert 0 < result.metrics["train"]["spent"]["rows"] < 0.6 * spent_rows   # about 300 of about 780 rows
+    assert 0 < result.metrics["train"]["spent"]["rows"] < 0.6 * spent_rows  # about 300 of about 780 rows
     assert json.loads(json.dumps(to_jsonable(result.metrics))) == json.loads((run / "metrics.json").read_text())
 
 
 def test_same_seed_same_run_and_resume(tmp_path, one_torch_thread):
     path = write_parquet(mixed_frame(1200), tmp_path / "t.parquet", row_group_size=100)
-    base = ["train", "--data", str(path), "--streaming", "--tasks", TASKS, "--threads", "1", "--quiet",
-            "--batch-size", "64", "--patience", "0"]
+    base = [
+        "train",
+        "--data",
+        str(path),
+        "--streaming",
+        "--tasks",
+        TASKS,
+        "--threads",
+        "1",
+        "--quiet",
+        "--batch-size",
+        "64",
+        "--patience",
+        "0",
+    ]
     for name in ("a", "b"):
         assert main([*base, "--epochs", "2", "--out", str(tmp_path / name)]) == 0
     assert main([*base, "--epochs", "1", "--out", str(tmp_path / "c")]) == 0
@@ -270,8 +328,26 @@ def test_separate_validation_and_test_tables(tmp_path, one_torch_thread):
     memory = data.encoder.transform(read_table(test), "memory")
     torch.testing.assert_close(data.test.categorical, memory.categorical, rtol=0, atol=0)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(train), "--validation-data", str(validation), "--test-data", str(test),
-                 "--streaming", "--tasks", TASKS, "--out", str(run), *TRAIN_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(train),
+                "--validation-data",
+                str(validation),
+                "--test-data",
+                str(test),
+                "--streaming",
+                "--tasks",
+                TASKS,
+                "--out",
+                str(run),
+                *TRAIN_FLAGS,
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", str(run), "--split", "validation"]) == 0
 
 
@@ -312,20 +388,24 @@ def test_bad_input(tmp_path, capsys):
     fake.write_text("x,y\n1,2\n")
     assert "fake.parquet: cannot read as Parquet" in one_line_error(capsys, [*train, str(fake)])
 
-    text = write_parquet(frame.assign(x=frame["x"].astype(str).where(frame.index != 250, "lots")),
-                         tmp_path / "text.parquet")
+    text = write_parquet(
+        frame.assign(x=frame["x"].astype(str).where(frame.index != 250, "lots")), tmp_path / "text.parquet"
+    )
     error = one_line_error(capsys, [*train, str(text), "--numeric", "x"])
     assert "text.parquet: column 'x', row 251: 'lots' is not a number" in error
 
-    third = write_parquet(frame.assign(clicked=frame["clicked"].where(frame.index != 200, "maybe")),
-                          tmp_path / "third.parquet")
+    third = write_parquet(
+        frame.assign(clicked=frame["clicked"].where(frame.index != 200, "maybe")), tmp_path / "third.parquet"
+    )
     assert "binary task column 'clicked' has 3 distinct values" in one_line_error(capsys, [*train, str(third)])
 
     assert "--streaming reads a Parquet table given with --data" in one_line_error(
-        capsys, ["train", "--dataset", "synthetic", "--streaming", "--out", str(tmp_path / "never")])
+        capsys, ["train", "--dataset", "synthetic", "--streaming", "--out", str(tmp_path / "never")]
+    )
     assert "cannot be combined with --streaming" in one_line_error(capsys, [*train, str(good), "--replicas", "2"])
     assert "task column 'nope' not found" in one_line_error(
-        capsys, ["train", "--streaming", "--tasks", "nope:binary", "--data", str(good), *TRAIN_FLAGS])
+        capsys, ["train", "--streaming", "--tasks", "nope:binary", "--data", str(good), *TRAIN_FLAGS]
+    )
     with pytest.raises(MmoeError, match="no row fell into the validation split"):
         load_streaming_table(write_parquet(frame.head(8), tmp_path / "tiny.parquet"), TASKS)
     assert not (tmp_path / "never").exists()

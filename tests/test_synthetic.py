@@ -65,7 +65,7 @@ def test_noise_is_a_standard_deviation():
     config = SyntheticConfig(correlation=1.0, rows=40_000, noise=0.1, seed=3)
     _, y = generate_synthetic(config)
     # At p = 1 the two labels share everything but their noise: y1 - y2 = eps1 - eps2, variance 2·noise².
-    assert math.isclose(float(np.var(y[:, 0] - y[:, 1])), 2 * 0.1 ** 2, rel_tol=0.05)
+    assert math.isclose(float(np.var(y[:, 0] - y[:, 1])), 2 * 0.1**2, rel_tol=0.05)
     assert config.noise_variance == pytest.approx(0.01)
 
 
@@ -83,8 +83,10 @@ def test_label_correlation_matches_documented_defaults(p, tolerance):
 
 
 def test_label_correlation_grows_with_p():
-    means = [np.mean([label_correlation(SyntheticConfig(correlation=p, rows=5_000, seed=seed)) for seed in range(8)])
-             for p in (0.0, 0.5, 0.95, 1.0)]
+    means = [
+        np.mean([label_correlation(SyntheticConfig(correlation=p, rows=5_000, seed=seed)) for seed in range(8)])
+        for p in (0.0, 0.5, 0.95, 1.0)
+    ]
     assert means == sorted(means)
     assert abs(means[0]) < 0.03
 
@@ -94,10 +96,22 @@ def test_p_outside_minus_one_one_is_an_mmoe_error():
         SyntheticConfig(correlation=1.5)
 
 
-@pytest.mark.parametrize("field, value", [("correlation", -1.01), ("correlation", float("nan")),
-                                          ("correlation", "0.5"), ("dim", 1), ("dim", 2.5), ("scale", 0.0),
-                                          ("sines", -1), ("noise", -0.1), ("rows", 0),
-                                          ("alpha_scale", -1.0), ("seed", -1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("correlation", -1.01),
+        ("correlation", float("nan")),
+        ("correlation", "0.5"),
+        ("dim", 1),
+        ("dim", 2.5),
+        ("scale", 0.0),
+        ("sines", -1),
+        ("noise", -0.1),
+        ("rows", 0),
+        ("alpha_scale", -1.0),
+        ("seed", -1),
+    ],
+)
 def test_invalid_config_is_an_mmoe_error(field, value):
     with pytest.raises(MmoeError, match=rf"synthetic data: .*\b{field}\b"):
         SyntheticConfig(**{field: value})

@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from mmoe.data.dataset import MultiTaskData  # noqa: E402
 from mmoe.data.tabular import load_table, split_indices  # noqa: E402
@@ -33,8 +34,9 @@ TASKS = "clicked:binary,spent:regression"
 TEST_FRACTION = 0.1
 # Cells as they may appear in a CSV: numbers, words, missing-value spellings, non-ASCII.
 NUMBER = st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))
-CELL = st.one_of(NUMBER, st.none(), st.sampled_from(["", "NaN", "NA", "red", "blue", "é", "1", "0",
-                                                     "yes", "no", "true"]))
+CELL = st.one_of(
+    NUMBER, st.none(), st.sampled_from(["", "NaN", "NA", "red", "blue", "é", "1", "0", "yes", "no", "true"])
+)
 BINARY_LABEL = st.sampled_from([0, 1, None, "", 1, 0])
 REGRESSION_LABEL = st.one_of(NUMBER, st.none())
 POISON = st.sampled_from(["maybe", "inf", "-inf", "text", "é"])  # one bad cell, in some tables
@@ -49,8 +51,9 @@ def valid_tables(draw: st.DrawFn, min_rows: int = 1) -> pd.DataFrame:
     frame = {}
     for index in range(columns):
         kind = draw(st.sampled_from(["number", "word", "mixed"]))
-        cell = {"number": st.one_of(NUMBER, st.none()), "word": st.sampled_from(["a", "b", "c", None]),
-                "mixed": CELL}[kind]
+        cell = {"number": st.one_of(NUMBER, st.none()), "word": st.sampled_from(["a", "b", "c", None]), "mixed": CELL}[
+            kind
+        ]
         frame[f"f{index}"] = draw(st.lists(cell, min_size=rows, max_size=rows))
     frame["clicked"] = draw(st.lists(BINARY_LABEL, min_size=rows, max_size=rows))
     frame["spent"] = draw(st.lists(REGRESSION_LABEL, min_size=rows, max_size=rows))
@@ -104,7 +107,7 @@ def test_valid_tables_are_accepted_and_give_back_their_rows(frame: pd.DataFrame,
             load(frame, validation_fraction)
         return
     event("accepted")
-    data, written = load(frame, validation_fraction)   # no error: every value in it is valid
+    data, written = load(frame, validation_fraction)  # no error: every value in it is valid
     labelled, train, validation, test = expected
     labels = labels_of(frame)[labelled]
     assert data.info["dropped_unlabelled_rows"] == len(frame) - len(labelled)
@@ -137,10 +140,13 @@ def test_a_bad_label_cell_is_refused_with_one_line(table: tuple[pd.DataFrame, st
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(table=st.one_of(valid_tables().map(lambda frame: (frame, None)), poisoned_tables()),
-       validation_fraction=st.sampled_from([0.1, 0.2, 0.5]))
-def test_load_table_loads_consistently_or_raises_mmoe_error(table: tuple[pd.DataFrame, str | None],
-                                                            validation_fraction: float) -> None:
+@given(
+    table=st.one_of(valid_tables().map(lambda frame: (frame, None)), poisoned_tables()),
+    validation_fraction=st.sampled_from([0.1, 0.2, 0.5]),
+)
+def test_load_table_loads_consistently_or_raises_mmoe_error(
+    table: tuple[pd.DataFrame, str | None], validation_fraction: float
+) -> None:
     frame, _ = table
     try:
         data, _ = load(frame, validation_fraction)

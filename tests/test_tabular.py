@@ -15,14 +15,16 @@ from mmoe.errors import MmoeError
 
 def make_frame(rows: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(18, 80, rows),
-        "income": rng.normal(50.0, 10.0, rows).round(3),
-        "city": rng.choice(["paris", "rome", "oslo"], rows),
-        "vip": rng.choice([True, False], rows),
-        "clicked": rng.choice([0, 1], rows),
-        "watch_time": rng.normal(10.0, 2.0, rows).round(3),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, rows),
+            "income": rng.normal(50.0, 10.0, rows).round(3),
+            "city": rng.choice(["paris", "rome", "oslo"], rows),
+            "vip": rng.choice([True, False], rows),
+            "clicked": rng.choice([0, 1], rows),
+            "watch_time": rng.normal(10.0, 2.0, rows).round(3),
+        }
+    )
 
 
 TASKS = "clicked:binary,watch_time:regression"
@@ -48,15 +50,18 @@ def test_parse_task_spec():
     assert parse_task_spec("a:b:binary") == [Task("a:b", "binary")]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("", "empty"),
-    ("clicked", "'clicked' is not NAME:KIND"),
-    ("clicked:binary,", "'' is not NAME:KIND"),
-    (":binary", "not NAME:KIND"),
-    ("clicked:", "not NAME:KIND"),
-    ("clicked:classification", "unknown kind 'classification'; expected one of binary, regression"),
-    ("clicked:binary,clicked:regression", "task 'clicked' is listed more than once"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "empty"),
+        ("clicked", "'clicked' is not NAME:KIND"),
+        ("clicked:binary,", "'' is not NAME:KIND"),
+        (":binary", "not NAME:KIND"),
+        ("clicked:", "not NAME:KIND"),
+        ("clicked:classification", "unknown kind 'classification'; expected one of binary, regression"),
+        ("clicked:binary,clicked:regression", "task 'clicked' is listed more than once"),
+    ],
+)
 def test_parse_task_spec_errors(spec, message):
     with pytest.raises(MmoeError, match=message):
         parse_task_spec(spec)
@@ -75,8 +80,7 @@ def test_csv_and_parquet_round_trip(tmp_path):
     frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
     frame.to_csv(tmp_path / "semi.txt", index=False, sep=";")
 
-    for path, delimiter in [("t.csv", None), ("t.parquet", None), ("parts", None), ("t.tsv", None),
-                            ("semi.txt", ";")]:
+    for path, delimiter in [("t.csv", None), ("t.parquet", None), ("parts", None), ("t.tsv", None), ("semi.txt", ";")]:
         table = read_table(tmp_path / path, delimiter=delimiter)
         assert list(table.columns) == list(frame.columns), path
         assert len(table) == len(frame)
@@ -85,8 +89,12 @@ def test_csv_and_parquet_round_trip(tmp_path):
 
     from_csv = load_table(tmp_path / "t.csv", TASKS)
     from_parquet = load_table(tmp_path / "t.parquet", TASKS)
-    assert from_csv.info["column_types"] == {"age": "numeric", "income": "numeric", "city": "categorical",
-                                             "vip": "categorical"}
+    assert from_csv.info["column_types"] == {
+        "age": "numeric",
+        "income": "numeric",
+        "city": "categorical",
+        "vip": "categorical",
+    }
     assert from_parquet.info["column_types"] == from_csv.info["column_types"]
     for name in ("train", "validation", "test"):
         a, b = from_csv.splits()[name], from_parquet.splits()[name]
@@ -97,7 +105,8 @@ def test_csv_and_parquet_round_trip(tmp_path):
     # Labels in their own units; every file row lands in exactly one split.
     assert sorted(all_rows(from_csv, "labels")[:, 1].tolist()) == pytest.approx(sorted(frame["watch_time"]), rel=1e-6)
     assert from_csv.tasks[1].label_mean == pytest.approx(
-        float(frame["watch_time"].to_numpy()[_train_positions(from_csv, frame)].mean()), rel=1e-6)
+        float(frame["watch_time"].to_numpy()[_train_positions(from_csv, frame)].mean()), rel=1e-6
+    )
 
 
 def _train_positions(data, frame: pd.DataFrame) -> np.ndarray:
@@ -137,7 +146,7 @@ def test_header_only(tmp_path):
 
 
 def test_non_utf8_bytes_name_offset_and_line(tmp_path):
-    path = write_csv(tmp_path, "latin.csv", "name,score\nana,1\n".encode() + "jos\u00e9,2\n".encode("latin-1"))
+    path = write_csv(tmp_path, "latin.csv", b"name,score\nana,1\n" + "jos\u00e9,2\n".encode("latin-1"))
     with pytest.raises(MmoeError, match=r"latin\.csv: byte 0xe9 at byte offset 20 \(line 3\) is not UTF-8"):
         read_table(path)
 
@@ -154,12 +163,15 @@ def test_utf8_byte_order_mark_is_fine(tmp_path):
     assert list(read_table(path).columns) == ["a", "b"]
 
 
-@pytest.mark.parametrize("text, line", [
-    ("a,b\n1,2\n3,4,5\n6,7\n", 3),
-    # A longer first data row makes pandas guess an index column (or drop data) instead of failing.
-    ("a,b\n1,2,3\n4,5\n", 2),
-    ("a,b\n1,2\n3,4,\n", 3),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("a,b\n1,2\n3,4,5\n6,7\n", 3),
+        # A longer first data row makes pandas guess an index column (or drop data) instead of failing.
+        ("a,b\n1,2,3\n4,5\n", 2),
+        ("a,b\n1,2\n3,4,\n", 3),
+    ],
+)
 def test_ragged_row_names_the_line(tmp_path, text, line):
     path = write_csv(tmp_path, "ragged.csv", text)
     with pytest.raises(MmoeError, match=rf"ragged\.csv: line {line} has 3 fields but the header has 2"):
@@ -173,7 +185,7 @@ def test_trailing_delimiter_on_every_row_is_tolerated(tmp_path):
 
 
 def five_column_table(rows: int = 200) -> str:
-    frame = make_frame(rows).drop(columns=["vip"])   # age, income, city, clicked, watch_time
+    frame = make_frame(rows).drop(columns=["vip"])  # age, income, city, clicked, watch_time
     return frame.to_csv(index=False)
 
 
@@ -198,7 +210,7 @@ def test_short_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
     assert "\n" not in str(error.value)
     # A quoted value (it may hold the delimiter, or a line break) is counted as one field, and the
     # line named is the one the row ends on.
-    lines[49] = '40,"50.5",\"rome,\nnorth\",1,9.5\n'
+    lines[49] = '40,"50.5","rome,\nnorth",1,9.5\n'
     path.write_text("".join(lines))
     with pytest.raises(MmoeError, match=r"short\.csv: line 52 has 3 fields but the header has 5"):
         read_table(path)
@@ -263,7 +275,9 @@ def test_infer_column_types_and_overrides():
     features = ["age", "income", "city", "vip", "zip", "level"]
     assert infer_column_types(frame, features, None) == (["age", "income", "zip"], ["city", "vip", "level"])
     assert infer_column_types(frame, features, {"zip": "categorical", "vip": "numeric"}) == (
-        ["age", "income", "vip"], ["city", "zip", "level"])
+        ["age", "income", "vip"],
+        ["city", "zip", "level"],
+    )
     with pytest.raises(MmoeError, match=r"'nope' is not a feature column; the features are 'age'"):
         infer_column_types(frame, features, {"nope": "numeric"})
     with pytest.raises(MmoeError, match=r"override for 'zip': 'text' is not one of numeric, categorical"):
@@ -283,8 +297,11 @@ def test_override_to_numeric_with_text_names_the_row(tmp_path):
 def test_unknown_task_column_lists_the_columns(tmp_path):
     path = tmp_path / "t.csv"
     make_frame().to_csv(path, index=False)
-    with pytest.raises(MmoeError, match=r"t\.csv: task column 'bought' not found; the table has columns 'age', "
-                                        r"'income', 'city', 'vip', 'clicked', 'watch_time'"):
+    with pytest.raises(
+        MmoeError,
+        match=r"t\.csv: task column 'bought' not found; the table has columns 'age', "
+        r"'income', 'city', 'vip', 'clicked', 'watch_time'",
+    ):
         load_table(path, "bought:binary")
 
 
@@ -331,8 +348,11 @@ def test_binary_column_with_three_values(tmp_path):
     frame.loc[5, "clicked"] = "maybe"
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(MmoeError, match=r"t\.csv: binary task column 'clicked' has 3 distinct values "
-                                        r"\('0', '1', 'maybe'\); expected two"):
+    with pytest.raises(
+        MmoeError,
+        match=r"t\.csv: binary task column 'clicked' has 3 distinct values "
+        r"\('0', '1', 'maybe'\); expected two",
+    ):
         load_table(path, TASKS)
 
 
@@ -379,8 +399,8 @@ def test_positive_matches_a_0_1_column_with_missing_cells(tmp_path):
 def test_row_missing_one_label_keeps_the_other(tmp_path):
     frame = make_frame(10)
     frame["clicked"] = frame["clicked"].astype(object)
-    frame.loc[2, "clicked"] = None          # main task missing, watch_time kept
-    frame.loc[5, "watch_time"] = np.nan     # watch_time missing, clicked kept
+    frame.loc[2, "clicked"] = None  # main task missing, watch_time kept
+    frame.loc[5, "watch_time"] = np.nan  # watch_time missing, clicked kept
     frame.loc[7, ["clicked", "watch_time"]] = [None, np.nan]  # no label at all: dropped
     path = tmp_path / "train.csv"
     frame.to_csv(path, index=False)
@@ -426,8 +446,11 @@ def test_split_is_reproducible(tmp_path):
 def test_empty_validation_split_suggests_a_fix(tmp_path):
     path = tmp_path / "t.csv"
     make_frame(4).to_csv(path, index=False)
-    with pytest.raises(MmoeError, match=r"t\.csv: a validation fraction of 0\.1 of 4 row\(s\) is an empty validation "
-                                        r"split; .*use a larger table, a larger validation_fraction"):
+    with pytest.raises(
+        MmoeError,
+        match=r"t\.csv: a validation fraction of 0\.1 of 4 row\(s\) is an empty validation "
+        r"split; .*use a larger table, a larger validation_fraction",
+    ):
         load_table(path, TASKS)
     make_frame(40).to_csv(path, index=False)
     with pytest.raises(MmoeError, match=r"t\.csv: test_fraction must be between 0 and 1"):
@@ -439,20 +462,22 @@ def test_empty_validation_split_suggests_a_fix(tmp_path):
 def test_encoder_is_fitted_on_training_rows_only(tmp_path):
     train = make_frame(50)
     holdout = make_frame(10, seed=1).astype({"vip": object})
-    holdout.loc[0, "income"] = 1e9          # an extreme value only in the test file
-    holdout.loc[1, "city"] = "tokyo"        # a category only in the test file
+    holdout.loc[0, "income"] = 1e9  # an extreme value only in the test file
+    holdout.loc[1, "city"] = "tokyo"  # a category only in the test file
     holdout.loc[2, "vip"] = None
     train.to_csv(tmp_path / "train.csv", index=False)
     holdout.to_csv(tmp_path / "holdout.csv", index=False)
-    data = load_table(tmp_path / "train.csv", TASKS, validation_path=tmp_path / "holdout.csv",
-                      test_path=tmp_path / "holdout.csv")
+    data = load_table(
+        tmp_path / "train.csv", TASKS, validation_path=tmp_path / "holdout.csv", test_path=tmp_path / "holdout.csv"
+    )
     income = data.encoder.numeric.index("income")
     assert data.encoder.means[income] == pytest.approx(train["income"].mean())
     assert data.encoder.stds[income] == pytest.approx(train["income"].std(ddof=0))
     # Standardised with the training statistics: the training column has mean 0 and std 1.
     assert data.train.numeric.numpy()[:, income].mean() == pytest.approx(0.0, abs=1e-5)
     assert data.test.numeric.numpy()[0, income] == pytest.approx(
-        (1e9 - train["income"].mean()) / train["income"].std(ddof=0), rel=1e-5)
+        (1e9 - train["income"].mean()) / train["income"].std(ddof=0), rel=1e-5
+    )
     # Unseen category and a missing value never seen in training go to slot 0 of their column.
     city, vip = data.encoder.categorical.index("city"), data.encoder.categorical.index("vip")
     offsets = data.input_spec.offsets

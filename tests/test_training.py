@@ -74,8 +74,9 @@ def test_early_stopping_restores_the_best_epoch() -> None:
 
 
 def test_rows_missing_one_label_still_train_the_other_task() -> None:
-    result = fit(toy_data(missing_second=0.5), "mmoe",
-                 TrainConfig(epochs=10, batch_size=64, learning_rate=1e-2, patience=0))
+    result = fit(
+        toy_data(missing_second=0.5), "mmoe", TrainConfig(epochs=10, batch_size=64, learning_rate=1e-2, patience=0)
+    )
     assert result.metrics["train"]["watch_time"]["rows"] < result.metrics["train"]["clicked"]["rows"]
     assert result.metrics["test"]["watch_time"]["r2"] > 0.5
 
@@ -88,12 +89,15 @@ def test_checkpoint_is_written_and_loadable(tmp_path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"epochs": 0}, "epochs must be at least 1"),
-    ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"task_weights": (1.0, -2.0)}, "task_weights must be non-negative"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"task_weights": (1.0, -2.0)}, "task_weights must be non-negative"),
+    ],
+)
 def test_bad_training_options(options: dict, fragment: str) -> None:
     with pytest.raises(MmoeError, match=fragment):
         TrainConfig(**options)

@@ -16,10 +16,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mmoe.cli import build_parser, main
-from mmoe.data.dataset import Task
 import mmoe.tune
 import mmoe.tune_workers
+from mmoe.cli import build_parser, main
+from mmoe.data.dataset import Task
 from mmoe.models import MODELS
 from mmoe.tune import EpochPruning, best_complete, make_pruner, suggest
 from mmoe.tune_workers import claim_slot, run_worker
@@ -44,13 +44,37 @@ def finished_numbers(url: str, name: str) -> list[int]:
 def test_two_processes_share_one_sqlite_study_and_finish_exactly_the_requested_trials(tmp_path: Path) -> None:
     trials, url = 6, f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "mmoe", "tune", *SYNTHETIC, *SMALL, "--epochs", "1",
-                                 "--trials", str(trials), "--sampler", "tpe", "--storage", url, "--study", "shared",
-                                 "--out", str(tmp_path / f"worker{w}")],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for w in range(2)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mmoe",
+                "tune",
+                *SYNTHETIC,
+                *SMALL,
+                "--epochs",
+                "1",
+                "--trials",
+                str(trials),
+                "--sampler",
+                "tpe",
+                "--storage",
+                url,
+                "--study",
+                "shared",
+                "--out",
+                str(tmp_path / f"worker{w}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(2)
+    ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
 
     # Exactly `trials` finished, numbered 0..trials-1 (none lost, none twice); nothing left running;
@@ -85,8 +109,9 @@ def test_the_worker_that_loses_the_race_for_the_last_slot_gives_its_trial_back(t
 
     study_b.ask = a_wins_the_race  # type: ignore[method-assign]
     trained: list[int] = []
-    report = run_worker(study_b, 2, lambda trial: trained.append(trial.number) or 1.0, on_wait=a_finishes,
-                        poll_seconds=0.01)
+    report = run_worker(
+        study_b, 2, lambda trial: trained.append(trial.number) or 1.0, on_wait=a_finishes, poll_seconds=0.01
+    )
     assert trained == [] and (report.finished, report.surplus) == (0, 1)
     assert finished_numbers(url, "race") == [0, 1]
     surplus = [t for t in study_a.get_trials() if t.state == TrialState.FAIL]
@@ -115,8 +140,9 @@ def test_a_failing_trial_gives_its_slot_back_and_pruned_trials_count_towards_the
     assert report.finished == 3 and calls == [0, 1, 2, 3, 4]
 
 
-def test_a_finished_trial_costs_two_fetches_of_the_study_trials(tmp_path: Path, capsys, monkeypatch,
-                                                               one_torch_thread: None) -> None:
+def test_a_finished_trial_costs_two_fetches_of_the_study_trials(
+    tmp_path: Path, capsys, monkeypatch, one_torch_thread: None
+) -> None:
     """On a shared RDB every read of the study's trials is a query over its trial table, and
     `study.best_trial` another query: per finished trial `mmoe tune` reads the trials once to claim
     its slot and once after telling it, and takes the counts, its progress line, the best trial and
@@ -133,14 +159,30 @@ def test_a_finished_trial_costs_two_fetches_of_the_study_trials(tmp_path: Path, 
             if frame is not None and entry not in optunas_own and not entry.startswith("suggest_"):
                 fetches[f"{frame.f_code.co_name}->{entry}"] += 1
             return method(self, *args, **kwargs)
+
         return wrapper
 
     for name in ("_get_trials", "_get_best_trial_id"):  # what get_trials and best_trial query with
         monkeypatch.setattr(optuna.storages.RDBStorage, name, counted(getattr(optuna.storages.RDBStorage, name)))
     url, out = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "tune"
     # Not --quiet: the progress line of every trial is written too, with the best trial so far.
-    options = (*SYNTHETIC, "--max-units", "16", "--threads", "1", "--epochs", "1", "--sampler", "tpe",
-               "--storage", url, "--study", "s", "--out", out)
+    options = (
+        *SYNTHETIC,
+        "--max-units",
+        "16",
+        "--threads",
+        "1",
+        "--epochs",
+        "1",
+        "--sampler",
+        "tpe",
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "--out",
+        out,
+    )
     assert run_cli(capsys, "tune", *options, "--trials", "1")[0] == 0
     fetches.clear()
     code, stdout, err = run_cli(capsys, "tune", *options, "--trials", "4")  # 3 more trials
@@ -154,8 +196,11 @@ def test_a_finished_trial_costs_two_fetches_of_the_study_trials(tmp_path: Path, 
     # What was picked from the fetched trials is what Optuna's storage names the best trial.
     study = optuna.load_study(study_name="s", storage=url)
     best = json.loads((out / "best.json").read_text())
-    assert best["tuned"]["trial"] == study.best_trial.number and best["tuned"]["validation"]["value"] == \
-        pytest.approx(-study.best_value) and best["tuned"]["trials"] == {"complete": 4, "pruned": 0}
+    assert (
+        best["tuned"]["trial"] == study.best_trial.number
+        and best["tuned"]["validation"]["value"] == pytest.approx(-study.best_value)
+        and best["tuned"]["trials"] == {"complete": 4, "pruned": 0}
+    )
     assert f"best: trial {study.best_trial.number}," in stdout
 
 
@@ -171,7 +216,7 @@ def test_the_best_trial_is_picked_from_fetched_trials_as_optuna_picks_it() -> No
             study.ask()  # running
             assert best_complete(study.get_trials(), study.direction) is None
             with pytest.raises(ValueError):
-                study.best_trial
+                _ = study.best_trial
             for value in values:
                 study.tell(study.ask(), value)
             best = best_complete(study.get_trials(deepcopy=False), study.direction)
@@ -203,11 +248,13 @@ def test_pruning_stops_a_trial_below_the_median_of_earlier_trials_at_the_same_ep
     EpochPruning(unpruned.ask(), task)(epoch(0.6))
 
 
-def test_the_tuned_configuration_trains_with_train_config_and_flags_override_it(tmp_path: Path, capsys,
-                                                                                one_torch_thread: None) -> None:
+def test_the_tuned_configuration_trains_with_train_config_and_flags_override_it(
+    tmp_path: Path, capsys, one_torch_thread: None
+) -> None:
     out = tmp_path / "tune"
-    code, stdout, err = run_cli(capsys, "tune", *SYNTHETIC, *SMALL, "--epochs", "2", "--trials", "2", "--seed", "5",
-                                "--out", out)
+    code, stdout, err = run_cli(
+        capsys, "tune", *SYNTHETIC, *SMALL, "--epochs", "2", "--trials", "2", "--seed", "5", "--out", out
+    )
     assert code == 0, err
     assert (out / "study.db").is_file() and "best: trial" in stdout  # the default storage: a SQLite file in --out
     best = json.loads((out / "best.json").read_text())
@@ -225,8 +272,25 @@ def test_the_tuned_configuration_trains_with_train_config_and_flags_override_it(
     assert validation == pytest.approx(best["tuned"]["validation"]["value"], rel=1e-5)
 
     # Flags given explicitly win, even when they repeat a default (--seed 0); the rest comes from the file.
-    code, _, err = run_cli(capsys, "train", "--config", out / "best.json", "--seed", "0", "--epochs", "1",
-                           "--split-seed", "4", "--num-experts", "3", "--threads", "1", "--quiet", "--out", run)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--config",
+        out / "best.json",
+        "--seed",
+        "0",
+        "--epochs",
+        "1",
+        "--split-seed",
+        "4",
+        "--num-experts",
+        "3",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        run,
+    )
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
     assert config["training"]["seed"] == 0 and config["training"]["epochs"] == 1
@@ -248,17 +312,21 @@ def test_a_rerun_continues_the_study_up_to_the_new_total(tmp_path: Path, capsys,
     assert code == 2 and "model: 'mmoe' there, 'omoe' now" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("args", "expect"), [
-    (("--trials", "0"), ("--trials", "at least 1")),
-    (("--sampler", "annealing"), ("--sampler", "'annealing'", "gp", "tpe")),
-    (("--model", "gpt"), ("--model", "gpt", "mmoe")),
-    (("--max-units", "0"), ("--max-units",)),
-    (("--storage", "nosuchdb://somewhere/x"), ("--storage", "nosuchdb://somewhere/x", "optuna cannot open it")),
-    (("--storage", "postgresql+nosuchdriver://me:secret@localhost/db"), ("--storage", "me:***@localhost")),
-    (("--storage", "sqlite:////no/such/folder/study.db"), ("--storage", "/no/such/folder", "does not exist")),
-])
-def test_bad_tune_options_end_with_one_line(tmp_path: Path, capsys, args: tuple[str, ...],
-                                            expect: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (("--trials", "0"), ("--trials", "at least 1")),
+        (("--sampler", "annealing"), ("--sampler", "'annealing'", "gp", "tpe")),
+        (("--model", "gpt"), ("--model", "gpt", "mmoe")),
+        (("--max-units", "0"), ("--max-units",)),
+        (("--storage", "nosuchdb://somewhere/x"), ("--storage", "nosuchdb://somewhere/x", "optuna cannot open it")),
+        (("--storage", "postgresql+nosuchdriver://me:secret@localhost/db"), ("--storage", "me:***@localhost")),
+        (("--storage", "sqlite:////no/such/folder/study.db"), ("--storage", "/no/such/folder", "does not exist")),
+    ],
+)
+def test_bad_tune_options_end_with_one_line(
+    tmp_path: Path, capsys, args: tuple[str, ...], expect: tuple[str, ...]
+) -> None:
     code, _, err = run_cli(capsys, "tune", *SYNTHETIC, *SMALL, "--out", tmp_path / "tune", *args)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("mmoe: error: "), err
@@ -267,17 +335,19 @@ def test_bad_tune_options_end_with_one_line(tmp_path: Path, capsys, args: tuple[
     assert "secret" not in err and not (tmp_path / "tune" / "best.json").exists()
 
 
-@pytest.mark.parametrize(("document", "expect"), [
-    (None, ("no such file",)),
-    ("{not json", ("not valid JSON",)),
-    ({"model": "gpt"}, ("\"model\"", "gpt")),
-    # The key in quotes: "learning_rat" alone is in every such line, as a prefix of the expected learning_rate.
-    ({"model": "mmoe", "training": {"learning_rat": 0.1}}, ("training option 'learning_rat' = 0.1 cannot be set",)),
-    ({"model": "mmoe", "training": {"epochs": "many"}}, ("'epochs'", "an integer")),
-    ({"model": "mmoe", "hyperparameters": {"expert_units": [0]}}, ("'expert_units'", "positive integer")),
-])
-def test_bad_config_files_end_with_one_line(tmp_path: Path, capsys, document: object,
-                                           expect: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("document", "expect"),
+    [
+        (None, ("no such file",)),
+        ("{not json", ("not valid JSON",)),
+        ({"model": "gpt"}, ('"model"', "gpt")),
+        # The key in quotes: "learning_rat" alone is in every such line, as a prefix of the expected learning_rate.
+        ({"model": "mmoe", "training": {"learning_rat": 0.1}}, ("training option 'learning_rat' = 0.1 cannot be set",)),
+        ({"model": "mmoe", "training": {"epochs": "many"}}, ("'epochs'", "an integer")),
+        ({"model": "mmoe", "hyperparameters": {"expert_units": [0]}}, ("'expert_units'", "positive integer")),
+    ],
+)
+def test_bad_config_files_end_with_one_line(tmp_path: Path, capsys, document: object, expect: tuple[str, ...]) -> None:
     path = tmp_path / "config.json"
     if document is not None:
         path.write_text(document if isinstance(document, str) else json.dumps(document))
@@ -291,8 +361,16 @@ def test_bad_config_files_end_with_one_line(tmp_path: Path, capsys, document: ob
 def test_help_documents_tune_and_the_precedence_of_train_config() -> None:
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     tune_help = " ".join(subparsers.choices["tune"].format_help().split())
-    for option in ("--trials", "--storage", "--study", "--sampler", "--no-prune", "--max-units", "--quiet",
-                   "(default: 100)"):
+    for option in (
+        "--trials",
+        "--storage",
+        "--study",
+        "--sampler",
+        "--no-prune",
+        "--max-units",
+        "--quiet",
+        "(default: 100)",
+    ):
         assert option in tune_help
     train_help = " ".join(subparsers.choices["train"].format_help().split())
     assert "--config FILE" in train_help
@@ -322,8 +400,10 @@ def paper_search_space(trial: optuna.Trial, model: str, max_units: int) -> dict:
 @pytest.mark.parametrize("max_units", [16, 2048])
 def test_each_models_search_space_draws_what_the_papers_limits_drew(model: str, max_units: int) -> None:
     """Same names, distributions and order of draws: the same sampler seed gives the same trials."""
-    studies = [optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=7, n_startup_trials=3))
-               for _ in range(2)]
+    studies = [
+        optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=7, n_startup_trials=3))
+        for _ in range(2)
+    ]
     for number in range(6):
         drawn = []
         for study, space in zip(studies, (suggest, paper_search_space)):

@@ -44,8 +44,9 @@ def _gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize(("name", "task_weights", "weights"), [("ew", None, (1.0, 1.0)),
-                                                               ("fixed", (1.0, 0.5), (1.0, 0.5))])
+@pytest.mark.parametrize(
+    ("name", "task_weights", "weights"), [("ew", None, (1.0, 1.0)), ("fixed", (1.0, 0.5), (1.0, 0.5))]
+)
 def test_loss_and_gradient_are_the_weighted_sum(name: str, task_weights: Any, weights: tuple[float, ...]) -> None:
     # What the loop backpropagated before weightings were objects: Σ_k w_k · loss_k (+ penalty), bit for bit.
     model, outputs, labels = _batch()
@@ -86,8 +87,10 @@ def test_population_losses_stay_per_replica() -> None:
 
 def test_training_backpropagates_the_weighted_task_losses() -> None:
     # No penalty: each epoch's train_loss is Σ_k w_k · train_task_loss_k (up to the order of sums).
-    for config, weights in ((TrainConfig(epochs=2, batch_size=64), (1.0, 1.0)),
-                            (TrainConfig(epochs=2, batch_size=64, task_weights=(1.0, 0.5)), (1.0, 0.5))):
+    for config, weights in (
+        (TrainConfig(epochs=2, batch_size=64), (1.0, 1.0)),
+        (TrainConfig(epochs=2, batch_size=64, task_weights=(1.0, 0.5)), (1.0, 0.5)),
+    ):
         result = fit(toy_data(missing_second=0.3), "mmoe", config)
         for entry in result.history:
             task_losses = list(entry["train_task_loss"].values())
@@ -105,11 +108,14 @@ def test_task_weights_select_fixed_and_the_name_says_the_same() -> None:
     assert equal.history[-1]["train_loss"] != first.history[-1]["train_loss"]
 
 
-@pytest.mark.parametrize(("options", "fragment"), [
-    ({"weighting": "fixed"}, "weighting 'fixed' needs task_weights"),
-    ({"weighting": "gradnorm"}, "weighting 'gradnorm' is unknown; expected one of: ew, fixed"),
-    ({"weighting": "fixed", "task_weights": (1.0, -1.0)}, "task_weights must be non-negative"),
-])
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"weighting": "fixed"}, "weighting 'fixed' needs task_weights"),
+        ({"weighting": "gradnorm"}, "weighting 'gradnorm' is unknown; expected one of: ew, fixed"),
+        ({"weighting": "fixed", "task_weights": (1.0, -1.0)}, "task_weights must be non-negative"),
+    ],
+)
 def test_nonsense_weighting_is_a_one_line_error(options: dict[str, Any], fragment: str) -> None:
     with pytest.raises(MmoeError, match=fragment) as error:
         TrainConfig(**options)
@@ -194,6 +200,7 @@ def test_population_with_fixed_weights_equals_each_run_alone() -> None:
         alone = fit(toy_data(missing_second=0.3), "mmoe", TrainConfig(**options, seed=seed))
         assert replica.best_epoch == alone.best_epoch
         assert [e["train_loss"] for e in replica.history] == pytest.approx(
-            [e["train_loss"] for e in alone.history], rel=1e-5)
+            [e["train_loss"] for e in alone.history], rel=1e-5
+        )
         for name, weight in alone.model.state_dict().items():
             torch.testing.assert_close(state[name], weight, rtol=1e-4, atol=1e-5)

@@ -24,8 +24,16 @@ from typing import Any
 from mmoe.errors import MmoeError
 
 # The training options a file may set, each also a flag of `mmoe train`, with the kind of value each takes.
-TRAINING_KINDS = {"learning_rate": float, "batch_size": int, "epochs": int, "weight_decay": float, "patience": int,
-                  "task_weights": "numbers", "seed": int, "threads": int}
+TRAINING_KINDS = {
+    "learning_rate": float,
+    "batch_size": int,
+    "epochs": int,
+    "weight_decay": float,
+    "patience": int,
+    "task_weights": "numbers",
+    "seed": int,
+    "threads": int,
+}
 TRAINING_KEYS = tuple(TRAINING_KINDS)
 NULLABLE_TRAINING_KEYS = ("task_weights", "threads")  # flags whose default is None
 # TrainConfig fields without a flag: a run's config.json lists them; only their defaults can be honoured.
@@ -41,23 +49,27 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise MmoeError(f"--config {path}: no such file; expected a JSON file written by `mmoe tune` "
-                        f"(best.json) or a run's config.json")
+        raise MmoeError(
+            f"--config {path}: no such file; expected a JSON file written by `mmoe tune` "
+            f"(best.json) or a run's config.json"
+        )
     try:
         document = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MmoeError(f"--config {path}: not valid JSON ({error})") from None
     if not isinstance(document, dict):
-        raise MmoeError(f"--config {path}: expected a JSON object with a \"model\" key, got {type(document).__name__}")
+        raise MmoeError(f'--config {path}: expected a JSON object with a "model" key, got {type(document).__name__}')
     model = document.get("model")
     if model not in MODELS:
-        raise MmoeError(f"--config {path}: \"model\" is {model!r}; expected one of: {', '.join(MODELS)}")
+        raise MmoeError(f'--config {path}: "model" is {model!r}; expected one of: {", ".join(MODELS)}')
     hyperparameters: dict[str, Any] = {}
     options = hyperparameter_options()
     for key, value in _object(document, "hyperparameters", path).items():
         if key not in options:
-            raise MmoeError(f"--config {path}: hyperparameter {key!r} = {value!r} is not one of model {model}'s; "
-                            f"expected only {', '.join(model_hyperparameters(model))}")
+            raise MmoeError(
+                f"--config {path}: hyperparameter {key!r} = {value!r} is not one of model {model}'s; "
+                f"expected only {', '.join(model_hyperparameters(model))}"
+            )
         try:
             hyperparameters[key] = options[key].parse(value)
         except ValueError as error:
@@ -70,17 +82,25 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
         elif key in TRAINING_KEYS:
             training[key] = _checked(value, TRAINING_KINDS[key], f"training option {key!r}", path)
         elif not (key in TRAINING_KEYS_WITHOUT_FLAG and value == defaults[key]):
-            raise MmoeError(f"--config {path}: training option {key!r} = {value!r} cannot be set by `mmoe train`; "
-                            f"expected only {', '.join(TRAINING_KEYS)}")
+            raise MmoeError(
+                f"--config {path}: training option {key!r} = {value!r} cannot be set by `mmoe train`; "
+                f"expected only {', '.join(TRAINING_KEYS)}"
+            )
     dataset = document.get("dataset")
     if dataset is not None and not (isinstance(dataset, dict) and isinstance(dataset.get("kind"), str)):
-        raise MmoeError(f"--config {path}: \"dataset\" must be an object with a \"kind\" (census, synthetic or "
-                        f"table), got {dataset!r}")
+        raise MmoeError(
+            f'--config {path}: "dataset" must be an object with a "kind" (census, synthetic or table), got {dataset!r}'
+        )
     return {"model": model, "hyperparameters": hyperparameters, "training": training, "dataset": dataset}
 
 
-def train_config_document(model: str, hyperparameters: dict[str, Any], training: dict[str, Any],
-                          dataset: dict[str, Any], tuned: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_config_document(
+    model: str,
+    hyperparameters: dict[str, Any],
+    training: dict[str, Any],
+    dataset: dict[str, Any],
+    tuned: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The document `read_train_config` reads back (JSON-able; write it with atomic_write_json)."""
     from mmoe.io import to_jsonable
 
@@ -95,6 +115,7 @@ def train_config_document(model: str, hyperparameters: dict[str, Any], training:
 
 def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
     """`value` as the flag would have parsed it; MmoeError when it is of another kind."""
+
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 

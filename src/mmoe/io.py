@@ -41,7 +41,10 @@ def _create_temp(target: Path) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda temp: temp.write_text(text))
+    def write(temp: Path) -> None:
+        temp.write_text(text)
+
+    return atomic_write(path, write)
 
 
 def to_jsonable(value: Any) -> Any:

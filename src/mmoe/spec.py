@@ -89,8 +89,11 @@ class InputSpec:
         return self.num_numeric + self.vocabulary_size
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": list(self.numeric), "categorical": list(self.categorical),
-                "cardinalities": list(self.cardinalities)}
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "cardinalities": list(self.cardinalities),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:

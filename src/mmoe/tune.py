@@ -69,8 +69,14 @@ def draw_trial(trial: optuna.Trial, model: str, training: TrainConfig, max_units
     return TrialOutcome(rate, hp, replace(training, learning_rate=rate, seed=training.seed + trial.number))
 
 
-def train_trial(trial: optuna.Trial, data: MultiTaskData, model: str, training: TrainConfig, max_units: int,
-                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutcome:
+def train_trial(
+    trial: optuna.Trial,
+    data: MultiTaskData,
+    model: str,
+    training: TrainConfig,
+    max_units: int,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrialOutcome:
     """One trial: `draw_trial`, then training. The trial's value is `result.best_score`, the best
     epoch's main validation metric."""
     outcome = draw_trial(trial, model, training, max_units)
@@ -94,8 +100,10 @@ def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.Ba
 
 
 def _unknown_sampler(name: str) -> MmoeError:
-    return MmoeError(f"--sampler {name!r}: unknown sampler; expected one of: gp (Gaussian process, the paper's "
-                     f"choice), tpe (tree-structured Parzen estimator)")
+    return MmoeError(
+        f"--sampler {name!r}: unknown sampler; expected one of: gp (Gaussian process, the paper's "
+        f"choice), tpe (tree-structured Parzen estimator)"
+    )
 
 
 def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
@@ -110,8 +118,9 @@ class EpochPruning:
     raising optuna.TrialPruned (it propagates out of `fit`, and the worker records the trial as
     pruned, with its last reported score as its value)."""
 
-    def __init__(self, trial: optuna.Trial, main_task: Task,
-                 then: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self, trial: optuna.Trial, main_task: Task, then: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.trial = trial
         self.main_task = main_task
         self.then = then
@@ -174,8 +183,11 @@ def study_identity(options: TuneOptions) -> dict[str, Any]:
     """What a study tunes; workers joining it must agree (see open_study). The census folder is
     left out (each machine has its own; the files are checked by checksum), so are the threads."""
     dataset = {key: value for key, value in options.dataset.items() if key != "data_dir"}
-    training = {key: value for key, value in options.training.to_dict().items()
-                if key not in ("learning_rate", "threads", "eval_batch_size", "restore_best")}
+    training = {
+        key: value
+        for key, value in options.training.to_dict().items()
+        if key not in ("learning_rate", "threads", "eval_batch_size", "restore_best")
+    }
     return {"model": options.model, "dataset": dataset, "max_units": options.max_units, "training": training}
 
 
@@ -200,21 +212,30 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     shown = shown_url(url)
     optuna.logging.set_verbosity(logging.WARNING)
     storage = open_storage(url)
-    study = open_study(storage, name, study_identity(options),
-                       make_sampler(options.sampler, options.sampler_seed, options.trials),
-                       make_pruner(options.prune), shown)
+    study = open_study(
+        storage,
+        name,
+        study_identity(options),
+        make_sampler(options.sampler, options.sampler_seed, options.trials),
+        make_pruner(options.prune),
+        shown,
+    )
     data = load_dataset(options.dataset)
     main_task = data.tasks[0]
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
         drawn = draw_trial(trial, options.model, options.training, options.max_units)
-        for key, value in (("worker", worker), ("hyperparameters", to_jsonable(drawn.hyperparameters)),
-                           ("seed", drawn.config.seed)):
+        for key, value in (
+            ("worker", worker),
+            ("hyperparameters", to_jsonable(drawn.hyperparameters)),
+            ("seed", drawn.config.seed),
+        ):
             trial.set_user_attr(key, value)
         try:
-            result = fit(data, options.model, drawn.config, on_epoch=EpochPruning(trial, main_task),
-                         **drawn.hyperparameters)
+            result = fit(
+                data, options.model, drawn.config, on_epoch=EpochPruning(trial, main_task), **drawn.hyperparameters
+            )
         except TrainingDiverged as error:  # too high a learning rate: a hopeless trial, not a broken worker
             trial.set_user_attr("diverged", str(error))
             raise optuna.TrialPruned(str(error)) from None
@@ -234,11 +255,20 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         return document
 
     finished_before = _count_finished(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-    bar = tqdm(total=options.trials, initial=min(finished_before, options.trials), desc=f"tuning {options.model}",
-               unit="trial", disable=options.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=options.trials,
+        initial=min(finished_before, options.trials),
+        desc=f"tuning {options.model}",
+        unit="trial",
+        disable=options.quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     if not options.quiet and finished_before:
-        bar.write(f"study {name} in {shown}: {finished_before} trials finished before, going on to {options.trials}",
-                  file=sys.stderr)
+        bar.write(
+            f"study {name} in {shown}: {finished_before} trials finished before, going on to {options.trials}",
+            file=sys.stderr,
+        )
 
     # Per finished trial, the progress, the trial's line and best.json all come from the one list of
     # trials run_worker fetched after telling it (its best trial included); nothing is fetched here.
@@ -247,8 +277,7 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         bar.set_postfix_str("")
         bar.refresh()
         if not options.quiet:
-            bar.write(_trial_line(trial, best_complete(trials, direction), main_task, options.trials),
-                      file=sys.stderr)
+            bar.write(_trial_line(trial, best_complete(trials, direction), main_task, options.trials), file=sys.stderr)
         write_best(trials)
 
     def on_wait(running: int, finished: int) -> None:
@@ -257,17 +286,27 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         bar.refresh()
 
     with bar:
-        report = run_worker(study, options.trials, objective, on_finished=on_finished, on_wait=on_wait,
-                            heartbeat=storage)
+        report = run_worker(
+            study, options.trials, objective, on_finished=on_finished, on_wait=on_wait, heartbeat=storage
+        )
         bar.n = min(_count_finished(report.trials), options.trials)
         bar.set_postfix_str("")
     document = write_best(report.trials)
     if document is None:
-        raise MmoeError(f"study {name} in {shown}: none of its {options.trials} trials completed (all pruned); "
-                        f"expected at least one: rerun with a larger --trials (the study goes on), or a new --study "
-                        f"with --no-prune")
+        raise MmoeError(
+            f"study {name} in {shown}: none of its {options.trials} trials completed (all pruned); "
+            f"expected at least one: rerun with a larger --trials (the study goes on), or a new --study "
+            f"with --no-prune"
+        )
     _print_summary(document, report, out / "best.json")
     return document
+
+
+def _value(trial: FrozenTrial) -> float:
+    """A complete trial's objective value (Optuna types it as optional: unset until the trial ends)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} has no value; expected a complete trial")
+    return float(trial.value)
 
 
 def best_complete(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
@@ -281,11 +320,13 @@ def best_complete(trials: list[FrozenTrial], direction: optuna.study.StudyDirect
     if not complete:
         return None
     pick = max if direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(complete, key=lambda t: t.value)  # max/min keep the first of equals: the lowest number
+    # max/min keep the first of equals: the lowest number. A COMPLETE trial always has a value.
+    return pick(complete, key=_value)
 
 
-def best_config(best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptions, main_task: Task,
-                shown_storage: str, name: str) -> dict[str, Any]:
+def best_config(
+    best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptions, main_task: Task, shown_storage: str, name: str
+) -> dict[str, Any]:
     """train_config_document's arguments for the study's best complete trial `best` (see
     best_complete), with the complete and pruned counts of `trials`, the study's trials as fetched:
     its model, hyperparameters, learning rate and seed, epochs = its best epoch (the paper's tuned
@@ -293,8 +334,10 @@ def best_config(best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptio
     the data set as tuned. Trained with these, a model repeats the trial's best epoch."""
     attrs = best.user_attrs
     if "hyperparameters" not in attrs:
-        raise MmoeError(f"study {name} in {shown_storage}: its best trial {best.number} was not made by "
-                        f"`mmoe tune` (no hyperparameters recorded); expected a study of `mmoe tune`")
+        raise MmoeError(
+            f"study {name} in {shown_storage}: its best trial {best.number} was not made by "
+            f"`mmoe tune` (no hyperparameters recorded); expected a study of `mmoe tune`"
+        )
     training = options.training
     states = [t.state for t in trials]
     counts = {state.name.lower(): states.count(state) for state in (TrialState.COMPLETE, TrialState.PRUNED)}
@@ -303,15 +346,31 @@ def best_config(best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptio
         "model": options.model,
         # A copy: the fetched trials are the storage cache's own objects (fetched without deepcopy).
         "hyperparameters": copy.deepcopy(attrs["hyperparameters"]),
-        "training": {"learning_rate": best.params["learning_rate"], "batch_size": training.batch_size,
-                     "epochs": int(attrs["best_epoch"]), "weight_decay": training.weight_decay, "patience": 0,
-                     "task_weights": training.task_weights, "seed": int(attrs["seed"])},
+        "training": {
+            "learning_rate": best.params["learning_rate"],
+            "batch_size": training.batch_size,
+            "epochs": int(attrs["best_epoch"]),
+            "weight_decay": training.weight_decay,
+            "patience": 0,
+            "task_weights": training.task_weights,
+            "seed": int(attrs["seed"]),
+        },
         "dataset": options.dataset,
-        "tuned": {"study": name, "storage": shown_storage, "trial": best.number,
-                  "validation": {"task": main_task.name, "metric": metric,
-                                 "value": best.value if metric == "auc" else -best.value},
-                  "trials": counts, "sampler": options.sampler, "max_units": options.max_units,
-                  "max_epochs": training.epochs, "tuning_patience": training.patience},
+        "tuned": {
+            "study": name,
+            "storage": shown_storage,
+            "trial": best.number,
+            "validation": {
+                "task": main_task.name,
+                "metric": metric,
+                "value": _value(best) if metric == "auc" else -_value(best),
+            },
+            "trials": counts,
+            "sampler": options.sampler,
+            "max_units": options.max_units,
+            "max_epochs": training.epochs,
+            "tuning_patience": training.patience,
+        },
     }
 
 
@@ -322,20 +381,31 @@ def _count_finished(trials: list[FrozenTrial]) -> int:
 def _trial_line(trial: FrozenTrial, best: FrozenTrial | None, main_task: Task, total: int) -> str:
     """One line per finished trial: its number, outcome, score (and the study's best complete trial
     `best`, from trials fetched after this one was told), what it trained, time."""
-    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
-        if trial.datetime_complete and trial.datetime_start else float("nan")
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else float("nan")
+    )
     # The hyperparameters as trained (the drawn expert_units is capped by experts × units ≤ max_units).
     settings = {"learning_rate": trial.params.get("learning_rate"), **trial.user_attrs.get("hyperparameters", {})}
-    params = "  ".join(f"{key} {value:.3g}" if isinstance(value, float) else
-                       f"{key} {','.join(map(str, value))}" if isinstance(value, list) else f"{key} {value}"
-                       for key, value in settings.items())
+    params = "  ".join(
+        f"{key} {value:.3g}"
+        if isinstance(value, float)
+        else f"{key} {','.join(map(str, value))}"
+        if isinstance(value, list)
+        else f"{key} {value}"
+        for key, value in settings.items()
+    )
     if trial.state == TrialState.PRUNED:
         epochs = max(trial.intermediate_values, default=0)
         outcome = f"pruned after epoch {epochs}" if "diverged" not in trial.user_attrs else "diverged"
     else:
-        outcome = describe_score(main_task, trial.value)
-        outcome += "  (best so far)" if best is None or best.number == trial.number else \
-            f"  (best: trial {best.number}, {describe_score(main_task, best.value).split()[-1]})"
+        outcome = describe_score(main_task, _value(trial))
+        outcome += (
+            "  (best so far)"
+            if best is None or best.number == trial.number
+            else f"  (best: trial {best.number}, {describe_score(main_task, _value(best)).split()[-1]})"
+        )
     return f"trial {trial.number:>3} of {total}: {outcome}  {params}  [{seconds:.1f}s]"
 
 
@@ -343,9 +413,13 @@ def _print_summary(document: dict[str, Any], report: WorkerReport, path: Path) -
     tuned = document["tuned"]
     settings = ", ".join(f"{key} {value}" for key, value in document["hyperparameters"].items())
     training = document["training"]
-    print(f"study {tuned['study']}: {tuned['trials']['complete']} complete + {tuned['trials']['pruned']} pruned trials "
-          f"({report.finished} by this worker)")
-    print(f"best: trial {tuned['trial']}, validation {tuned['validation']['task']} {tuned['validation']['metric']} "
-          f"{tuned['validation']['value']:.4f}; {document['model']} {settings}, learning rate "
-          f"{training['learning_rate']:.3g}, {training['epochs']} epochs")
+    print(
+        f"study {tuned['study']}: {tuned['trials']['complete']} complete + {tuned['trials']['pruned']} pruned trials "
+        f"({report.finished} by this worker)"
+    )
+    print(
+        f"best: trial {tuned['trial']}, validation {tuned['validation']['task']} {tuned['validation']['metric']} "
+        f"{tuned['validation']['value']:.4f}; {document['model']} {settings}, learning rate "
+        f"{training['learning_rate']:.3g}, {training['epochs']} epochs"
+    )
     print(f"wrote {path}; train it with: mmoe train --config {path} --out runs/{document['model']}-tuned")

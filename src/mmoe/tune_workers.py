@@ -94,31 +94,41 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+                )
         except (ImportError, sqlalchemy.exc.ArgumentError, ValueError) as error:  # no driver, not a URL
             raise MmoeError(f"--storage {shown}: optuna cannot open it ({_first_line(error)}); {expected}") from None
         except Exception as error:
             if attempt == attempts:
-                raise MmoeError(f"--storage {shown}: optuna cannot open it ({_first_line(error)}); "
-                                f"{expected}") from None
+                raise MmoeError(
+                    f"--storage {shown}: optuna cannot open it ({_first_line(error)}); {expected}"
+                ) from None
             time.sleep(random.uniform(0.2, 1.0))
     raise AssertionError("not reached")
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[str, Any],
-               sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
-               shown_storage: str = "memory") -> optuna.Study:
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    identity: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    shown_storage: str = "memory",
+) -> optuna.Study:
     """The study `name` in `storage`, created when it does not exist yet (by whichever worker comes
     first). `identity` (model, data set, search caps, training options) is stored with a new study
     and compared when an existing one is joined: trials of another model or data set must not mix,
     so a difference is an MmoeError naming it."""
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                    pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True
+        )
     except ValueError as error:  # e.g. an existing multi-objective or minimising study of that name
-        raise MmoeError(f"--study {name} in {shown_storage}: {_first_line(error)}; expected a study made by "
-                        f"`mmoe tune` or a new name") from None
+        raise MmoeError(
+            f"--study {name} in {shown_storage}: {_first_line(error)}; expected a study made by "
+            f"`mmoe tune` or a new name"
+        ) from None
     identity = to_jsonable(identity)
     saved = study.user_attrs.get(IDENTITY_ATTR)
     if saved is None and not study.get_trials(deepcopy=False):
@@ -127,9 +137,11 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[s
         saved = study.user_attrs.get(IDENTITY_ATTR)
     if study.directions != [optuna.study.StudyDirection.MAXIMIZE] or saved != identity:
         differences = "; ".join(_differences(saved, identity)[:3]) if isinstance(saved, dict) else ""
-        raise MmoeError(f"--study {name} in {shown_storage} tunes something else "
-                        f"({differences or 'not a study of mmoe tune'}); expected the same model, data set, "
-                        f"--max-units and training options, or a new --study name")
+        raise MmoeError(
+            f"--study {name} in {shown_storage} tunes something else "
+            f"({differences or 'not a study of mmoe tune'}); expected the same model, data set, "
+            f"--max-units and training options, or a new --study name"
+        )
     return study
 
 
@@ -157,11 +169,16 @@ class WorkerReport:
     trials: list[FrozenTrial] = field(default_factory=list, repr=False)
 
 
-def run_worker(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float], *,
-               on_finished: Callable[[FrozenTrial, list[FrozenTrial]], None] | None = None,
-               on_wait: Callable[[int, int], None] | None = None,
-               heartbeat: optuna.storages.RDBStorage | None = None,
-               poll_seconds: float = POLL_SECONDS) -> WorkerReport:
+def run_worker(
+    study: optuna.Study,
+    total: int,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    on_finished: Callable[[FrozenTrial, list[FrozenTrial]], None] | None = None,
+    on_wait: Callable[[int, int], None] | None = None,
+    heartbeat: optuna.storages.RDBStorage | None = None,
+    poll_seconds: float = POLL_SECONDS,
+) -> WorkerReport:
     """Runs trials of `study` until `total` of them are finished, counting every worker's.
 
     objective(trial) returns the value to maximise, or raises optuna.TrialPruned. on_finished(trial,
@@ -205,7 +222,7 @@ def run_worker(study: optuna.Study, total: int, objective: Callable[[optuna.Tria
         # The next look at the study, after the trial was told: it both decides whether to go on
         # and is what on_finished reports from (counts, the best trial) without a fetch of its own.
         trials = _look(study)
-        if outcome == "finished" and on_finished is not None:
+        if outcome == "finished" and on_finished is not None and told is not None:
             on_finished(told, trials)
 
 
@@ -215,8 +232,13 @@ def _look(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, total: int, objective: Callable[[optuna.Trial], float],
-               heartbeat: optuna.storages.RDBStorage | None) -> tuple[str, FrozenTrial | None]:
+def _run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    total: int,
+    objective: Callable[[optuna.Trial], float],
+    heartbeat: optuna.storages.RDBStorage | None,
+) -> tuple[str, FrozenTrial | None]:
     """Claims a slot for the trial just asked for and trains it: ("surplus", None) when the slot
     was taken, ("finished", trial) when it completed or was pruned, ("dropped", None) when another
     worker declared it dead meanwhile (its slot went to another trial; the result is not written)."""
@@ -234,8 +256,9 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, total: int, objective: 
         except optuna.exceptions.UpdateFinishedTrialError:  # report() or set_user_attr() found it failed
             return "dropped", None
         try:
-            told = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state,
-                              skip_if_finished=True)
+            told = study.tell(
+                trial, value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
+            )
         except optuna.exceptions.UpdateFinishedTrialError:  # failed by a peer between tell's check and its write
             return "dropped", None
     return ("finished", told) if told.state in FINISHED_STATES else ("dropped", None)
@@ -278,7 +301,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """"key.sub: X there, Y now" for every value that differs, descending into objects."""
+    """ "key.sub: X there, Y now" for every value that differs, descending into objects."""
     lines = []
     for key in sorted(set(saved) | set(wanted)):
         old, new = saved.get(key), wanted.get(key)

@@ -24,8 +24,14 @@ from mmoe.data.dataset import Task
 from mmoe.data.encoders import BinaryLabelCoder, Moments, TableEncoder
 from mmoe.data.parquet import ParquetTable
 from mmoe.data.tabular import _shown
-from mmoe.data.values import (MISSING_CATEGORY, category_texts, check_two_values, missing, present_label_texts,
-                              to_numeric_column)
+from mmoe.data.values import (
+    MISSING_CATEGORY,
+    category_texts,
+    check_two_values,
+    missing,
+    present_label_texts,
+    to_numeric_column,
+)
 from mmoe.errors import MmoeError
 
 
@@ -38,12 +44,12 @@ class _CategoryColumn:
 
     def __init__(self, kind: pa.DataType, dtype: Any) -> None:
         self.kind = kind
-        self.dtype = dtype   # the pandas dtype the in-memory path sees (ParquetTable.category_dtype)
+        self.dtype = dtype  # the pandas dtype the in-memory path sees (ParquetTable.category_dtype)
         self.known = pa.array([], type=kind)
         self.texts: list[str] = []
         self.in_training = np.zeros(0, dtype=bool)
         self.missing_in_training = False
-        self.codes = np.zeros(1, dtype=np.int64)   # per known value, then one entry for missing
+        self.codes = np.zeros(1, dtype=np.int64)  # per known value, then one entry for missing
         self.vocabulary: dict[str, int] | None = None
 
     def _lookup(self, values: pa.Array) -> np.ndarray:
@@ -85,13 +91,14 @@ class _CategoryColumn:
     def freeze(self, vocabulary: Sequence[str]) -> None:
         """From now on `encode` gives each value its slot in `vocabulary` (-1: never seen in training)."""
         self.vocabulary = {text: k for k, text in enumerate(vocabulary)}
-        self.codes = np.array([self.vocabulary.get(t, -1) for t in self.texts] +
-                              [self.vocabulary.get(MISSING_CATEGORY, -1)], dtype=np.int64)
+        self.codes = np.array(
+            [self.vocabulary.get(t, -1) for t in self.texts] + [self.vocabulary.get(MISSING_CATEGORY, -1)],
+            dtype=np.int64,
+        )
 
     def encode(self, values: pa.Array) -> np.ndarray:
         index = self._learn(values, self._lookup(values))
-        return self.codes[index]   # index -1 (missing) picks the last entry: the missing value's slot
-
+        return self.codes[index]  # index -1 (missing) picks the last entry: the missing value's slot
 
 
 def _binary_labels(coder: BinaryLabelCoder, values: pa.Array, source: str, rows: np.ndarray) -> np.ndarray:
@@ -116,8 +123,14 @@ class BatchEncoder:
     column's text form depends on the table it is in (see `_CategoryColumn`).
     """
 
-    def __init__(self, table: ParquetTable, numeric: Sequence[str], categorical: Sequence[str],
-                 tasks: Sequence[Task], positive: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        table: ParquetTable,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        tasks: Sequence[Task],
+        positive: Mapping[str, str] | None = None,
+    ) -> None:
         self.table = table
         self.numeric, self.categorical, self.tasks = list(numeric), list(categorical), list(tasks)
         self.positive = dict(positive or {})
@@ -166,7 +179,9 @@ class BatchEncoder:
                 moments = Moments.of(numbers[task.name][train])
                 self.label_moments[task.name] = self.label_moments[task.name].merge(moments)
             else:
-                self.train_labels[task.name].update(present_label_texts(self.table.column(batch, task.name).filter(mask)))
+                self.train_labels[task.name].update(
+                    present_label_texts(self.table.column(batch, task.name).filter(mask))
+                )
 
     def fit(self, source: str) -> TableEncoder:
         """The encoder of the observed training rows; label checks over every row first, as `load_table`."""
@@ -189,8 +204,9 @@ class BatchEncoder:
         return self
 
     # -- encoding --------------------------------------------------------------------------------
-    def encode(self, batch: pa.RecordBatch, source: str, rows: np.ndarray | int,
-               labels: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(
+        self, batch: pa.RecordBatch, source: str, rows: np.ndarray | int, labels: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """numeric [n, num_numeric] float32, categorical [n, num_categorical] int64 (shared-vocabulary
         slots), labels [n, tasks] float32 in their own units, NaN where missing (empty when
         `labels` is False). rows: each row's 0-based row in its file, or the first one's."""
@@ -216,8 +232,9 @@ class BatchEncoder:
         return numeric, categorical, coded
 
 
-def encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
-                  missing_message: str) -> tuple[ParquetTable, BatchEncoder]:
+def encoded_table(
+    path: str | Path, encoder: TableEncoder, labels: bool, missing_message: str
+) -> tuple[ParquetTable, BatchEncoder]:
     """The table at `path` reading the fitted encoder's feature columns (and task columns, with
     labels), with a batch encoder frozen to it. A missing column is an MmoeError:
     "{path}: missing column(s) {names}" + missing_message."""
@@ -227,8 +244,9 @@ def encoded_table(path: str | Path, encoder: TableEncoder, labels: bool,
     if absent:
         raise MmoeError(f"{path}: missing column(s) {_shown(absent)}{missing_message}")
     table.use(wanted)
-    batch_encoder = BatchEncoder(table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [],
-                                 encoder.positive)
+    batch_encoder = BatchEncoder(
+        table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [], encoder.positive
+    )
     return table, batch_encoder.freeze(encoder)
 
 

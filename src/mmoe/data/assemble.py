@@ -20,8 +20,9 @@ from mmoe.data.encoders import TableEncoder
 PARTS = ("train", "validation", "test")
 
 
-def fit_encode(encoder: TableEncoder, parts: Mapping[str, tuple[pd.DataFrame, str]],
-               info: Mapping[str, Any]) -> MultiTaskData:
+def fit_encode(
+    encoder: TableEncoder, parts: Mapping[str, tuple[pd.DataFrame, str]], info: Mapping[str, Any]
+) -> MultiTaskData:
     """`encoder` fitted on parts["train"]'s rows, and the three parts encoded with it.
 
     parts: {"train", "validation", "test"}: (rows, source), source naming the rows in error
@@ -32,8 +33,9 @@ def fit_encode(encoder: TableEncoder, parts: Mapping[str, tuple[pd.DataFrame, st
     return fitted_data(encoder, {name: encoder.transform(*parts[name]) for name in PARTS}, info)
 
 
-def fitted_data(encoder: TableEncoder, splits: Mapping[str, Any], info: Mapping[str, Any],
-                kind: type[MultiTaskData] = MultiTaskData) -> MultiTaskData:
+def fitted_data(
+    encoder: TableEncoder, splits: Mapping[str, Any], info: Mapping[str, Any], kind: type[MultiTaskData] = MultiTaskData
+) -> MultiTaskData:
     """A `kind` of the fitted `encoder` (its fitted tasks and input spec) and its encoded splits.
 
     splits: {"train", "validation", "test"}: a `Split` each (a streamed table's "train" is its
@@ -42,8 +44,15 @@ def fitted_data(encoder: TableEncoder, splits: Mapping[str, Any], info: Mapping[
     """
     info = dict(info)
     info["rows"] = {name: len(splits[name]) for name in PARTS}
-    return kind(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
-                validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+    return kind(
+        tasks=list(encoder.tasks),
+        input_spec=encoder.input_spec,
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        encoder=encoder,
+        info=info,
+    )
 
 
 __all__ = ["fit_encode", "fitted_data"]

@@ -62,10 +62,15 @@ class CensusFile:
 
 
 CENSUS_FILES: dict[str, CensusFile] = {
-    "train": CensusFile("census-income.data.gz",
-                        "3676a81db7d3528f3f8b9f3c699d0f0aa28db45e6e994fa0b8ed38327539ee86", 103_874_469, 199_523),
-    "test": CensusFile("census-income.test.gz",
-                       "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c", 51_918_813, 99_762),
+    "train": CensusFile(
+        "census-income.data.gz",
+        "3676a81db7d3528f3f8b9f3c699d0f0aa28db45e6e994fa0b8ed38327539ee86",
+        103_874_469,
+        199_523,
+    ),
+    "test": CensusFile(
+        "census-income.test.gz", "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c", 51_918_813, 99_762
+    ),
 }
 
 # Tried in order. The old directory serves the two gzipped files (9 MB); the current site serves
@@ -79,29 +84,66 @@ MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 # -- the columns ----------------------------------------------------------------------------------
 # In the order of the UCI documentation (and of the files), snake_case.
 CENSUS_COLUMNS: tuple[str, ...] = (
-    "age", "class_of_worker", "detailed_industry_recode", "detailed_occupation_recode", "education",
-    "wage_per_hour", "enroll_in_edu_inst_last_wk", "marital_stat", "major_industry_code",
-    "major_occupation_code", "race", "hisp_origin", "sex", "member_of_labor_union",
-    "reason_for_unemployment", "full_or_part_time_employment_stat", "capital_gains", "capital_losses",
-    "dividends_from_stocks", "tax_filer_stat", "region_of_previous_residence", "state_of_previous_residence",
-    "det_hh_fam_stat", "det_hh_summ", "instance_weight", "migration_code_change_in_msa",
-    "migration_code_change_in_reg", "migration_code_move_within_reg", "live_in_this_house_1_year_ago",
-    "migration_prev_res_in_sunbelt", "num_persons_worked_for_employer", "family_members_under_18",
-    "country_of_birth_father", "country_of_birth_mother", "country_of_birth_self", "citizenship",
-    "own_business_or_self_employed", "fill_inc_questionnaire_for_veterans_admin", "veterans_benefits",
-    "weeks_worked_in_year", "year", "income",
+    "age",
+    "class_of_worker",
+    "detailed_industry_recode",
+    "detailed_occupation_recode",
+    "education",
+    "wage_per_hour",
+    "enroll_in_edu_inst_last_wk",
+    "marital_stat",
+    "major_industry_code",
+    "major_occupation_code",
+    "race",
+    "hisp_origin",
+    "sex",
+    "member_of_labor_union",
+    "reason_for_unemployment",
+    "full_or_part_time_employment_stat",
+    "capital_gains",
+    "capital_losses",
+    "dividends_from_stocks",
+    "tax_filer_stat",
+    "region_of_previous_residence",
+    "state_of_previous_residence",
+    "det_hh_fam_stat",
+    "det_hh_summ",
+    "instance_weight",
+    "migration_code_change_in_msa",
+    "migration_code_change_in_reg",
+    "migration_code_move_within_reg",
+    "live_in_this_house_1_year_ago",
+    "migration_prev_res_in_sunbelt",
+    "num_persons_worked_for_employer",
+    "family_members_under_18",
+    "country_of_birth_father",
+    "country_of_birth_mother",
+    "country_of_birth_self",
+    "citizenship",
+    "own_business_or_self_employed",
+    "fill_inc_questionnaire_for_veterans_admin",
+    "veterans_benefits",
+    "weeks_worked_in_year",
+    "year",
+    "income",
 )
 # The continuous columns; every other input column is categorical, including the codes written as
 # numbers (industry, occupation, own business, veterans benefits, year).
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "age", "wage_per_hour", "capital_gains", "capital_losses", "dividends_from_stocks",
-    "num_persons_worked_for_employer", "weeks_worked_in_year",
+    "age",
+    "wage_per_hour",
+    "capital_gains",
+    "capital_losses",
+    "dividends_from_stocks",
+    "num_persons_worked_for_employer",
+    "weeks_worked_in_year",
 )
 # Never inputs: the three label-defining columns (in both groups, so that no group sees another
 # group's label) and the sampling weight.
 EXCLUDED_COLUMNS: tuple[str, ...] = ("education", "marital_stat", "income", "instance_weight")
 CATEGORICAL_COLUMNS: tuple[str, ...] = tuple(
-    c for c in CENSUS_COLUMNS if c not in NUMERIC_COLUMNS and c not in EXCLUDED_COLUMNS)
+    c for c in CENSUS_COLUMNS if c not in NUMERIC_COLUMNS and c not in EXCLUDED_COLUMNS
+)
 INPUT_COLUMNS: tuple[str, ...] = NUMERIC_COLUMNS + CATEGORICAL_COLUMNS
 # Parsed as numbers; the rest as categories.
 _FLOAT_COLUMNS = frozenset(NUMERIC_COLUMNS + ("instance_weight",))
@@ -113,18 +155,35 @@ INCOME_POSITIVE = "50000+."
 INCOME_NEGATIVE = "- 50000."
 MARITAL_POSITIVE = "Never married"
 MARITAL_VALUES: tuple[str, ...] = (
-    "Never married", "Married-civilian spouse present", "Married-A F spouse present", "Married-spouse absent",
-    "Separated", "Divorced", "Widowed",
+    "Never married",
+    "Married-civilian spouse present",
+    "Married-A F spouse present",
+    "Married-spouse absent",
+    "Separated",
+    "Divorced",
+    "Widowed",
 )
 # "At least college": the paper does not list the values. This cut (associate degrees and up,
 # not "Some college but no degree") reproduces its label correlation with marital (0.2373).
 EDUCATION_COLLEGE: tuple[str, ...] = (
-    "Associates degree-occup /vocational", "Associates degree-academic program", "Bachelors degree(BA AB BS)",
-    "Masters degree(MA MS MEng MEd MSW MBA)", "Prof school degree (MD DDS DVM LLB JD)", "Doctorate degree(PhD EdD)",
+    "Associates degree-occup /vocational",
+    "Associates degree-academic program",
+    "Bachelors degree(BA AB BS)",
+    "Masters degree(MA MS MEng MEd MSW MBA)",
+    "Prof school degree (MD DDS DVM LLB JD)",
+    "Doctorate degree(PhD EdD)",
 )
 EDUCATION_BELOW_COLLEGE: tuple[str, ...] = (
-    "Children", "Less than 1st grade", "1st 2nd 3rd or 4th grade", "5th or 6th grade", "7th and 8th grade",
-    "9th grade", "10th grade", "11th grade", "12th grade no diploma", "High school graduate",
+    "Children",
+    "Less than 1st grade",
+    "1st 2nd 3rd or 4th grade",
+    "5th or 6th grade",
+    "7th and 8th grade",
+    "9th grade",
+    "10th grade",
+    "11th grade",
+    "12th grade no diploma",
+    "High school graduate",
     "Some college but no degree",
 )
 
@@ -175,8 +234,10 @@ def file_sha256(path: str | Path) -> tuple[str, int]:
                 digest.update(chunk)
                 size += len(chunk)
     except (OSError, EOFError) as error:  # unreadable, or a damaged gzip file
-        raise MmoeError(f"{path}: cannot be read ({error}); expected the UCI census-income file, gzipped or "
-                        f"uncompressed: delete it to download it again, or replace it with the original from UCI") from None
+        raise MmoeError(
+            f"{path}: cannot be read ({error}); expected the UCI census-income file, gzipped or "
+            f"uncompressed: delete it to download it again, or replace it with the original from UCI"
+        ) from None
     return digest.hexdigest(), size
 
 
@@ -228,15 +289,19 @@ def verify_census_file(path: str | Path, spec: CensusFile) -> None:
     path = Path(path)
     actual, size = file_sha256(path)
     if actual != spec.sha256:
-        raise MmoeError(f"{path}: sha256 of the uncompressed text is {actual} ({size:,} bytes), expected "
-                        f"{spec.sha256} ({spec.size:,} bytes); the file is damaged or not UCI's {spec.plain_name}: "
-                        f"delete it to download it again, or replace it with the original from UCI")
+        raise MmoeError(
+            f"{path}: sha256 of the uncompressed text is {actual} ({size:,} bytes), expected "
+            f"{spec.sha256} ({spec.size:,} bytes); the file is damaged or not UCI's {spec.plain_name}: "
+            f"delete it to download it again, or replace it with the original from UCI"
+        )
 
 
 def _missing_files_message(directory: Path, reason: str) -> str:
     names = " and ".join(spec.name for spec in CENSUS_FILES.values())
-    return (f"census data not found in {directory}: put {names} there (gzipped or not), or point --data-dir "
-            f"or MMOE_DATA_DIR at a folder that has them; {reason}")
+    return (
+        f"census data not found in {directory}: put {names} there (gzipped or not), or point --data-dir "
+        f"or MMOE_DATA_DIR at a folder that has them; {reason}"
+    )
 
 
 def ensure_census_files(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
@@ -316,7 +381,7 @@ def _from_archive(body: bytes, wanted: dict[str, CensusFile], directory: Path, o
     descending into archives inside it."""
     installed: dict[str, Path] = {}
 
-    def visit(name: str, open_member: Callable[[], Any]) -> None:   # () -> a readable binary file
+    def visit(name: str, open_member: Callable[[], Any]) -> None:  # () -> a readable binary file
         base = name.rsplit("/", 1)[-1]
         for role, spec in wanted.items():
             if role in installed:
@@ -326,12 +391,19 @@ def _from_archive(body: bytes, wanted: dict[str, CensusFile], directory: Path, o
                     installed[role] = _install(member, directory / spec.plain_name, spec, f"{origin}:{name}")
             elif base == spec.name:
                 with open_member() as member, gzip.open(member, "rb") as text:
-                    installed[role] = _install(cast(IO[bytes], text), directory / spec.plain_name, spec,
-                                               f"{origin}:{name}")
+                    installed[role] = _install(
+                        cast(IO[bytes], text), directory / spec.plain_name, spec, f"{origin}:{name}"
+                    )
         if base.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
             with open_member() as member:
-                installed.update(_from_archive(member.read(), {r: s for r, s in wanted.items() if r not in installed},
-                                               directory, f"{origin}:{name}"))
+                installed.update(
+                    _from_archive(
+                        member.read(),
+                        {r: s for r, s in wanted.items() if r not in installed},
+                        directory,
+                        f"{origin}:{name}",
+                    )
+                )
 
     if zipfile.is_zipfile(io.BytesIO(body)):
         with zipfile.ZipFile(io.BytesIO(body)) as archive:
@@ -389,13 +461,21 @@ def _read_csv(path: Path, dtypes: dict[str, str]) -> pd.DataFrame:
         # With index_col=False pandas only warns about rows with extra fields; make that an error.
         warnings.simplefilter("error", pd.errors.ParserWarning)
         return pd.read_csv(
-            path, header=None, names=list(CENSUS_COLUMNS), index_col=False,
+            path,
+            header=None,
+            names=list(CENSUS_COLUMNS),
+            index_col=False,
             # The fields are separated by ", ": skipinitialspace drops the space after each comma
             # while keeping the fast C parser (a regex separator would need the slow one).
-            sep=",", skipinitialspace=True, engine="c",
+            sep=",",
+            skipinitialspace=True,
+            engine="c",
             # "NA" is a real category of hisp_origin (Not Available is not missing); only "?" is.
-            keep_default_na=False, na_values=[MISSING_MARK],
-            dtype=dtypes, compression="gzip" if _is_gzip(path) else None, encoding="utf-8",
+            keep_default_na=False,
+            na_values=[MISSING_MARK],
+            dtype=dtypes,
+            compression="gzip" if _is_gzip(path) else None,
+            encoding="utf-8",
         )
 
 
@@ -412,8 +492,10 @@ def _raise_for_bad_row(path: Path) -> None:
     bad = _first_bad_row(path)
     if bad is not None:
         row, fields = bad
-        raise MmoeError(f"{path}: row {row} has {fields} fields, expected {len(CENSUS_COLUMNS)} separated by ', ' "
-                        f"(a census-income file: 41 attributes and the income label)")
+        raise MmoeError(
+            f"{path}: row {row} has {fields} fields, expected {len(CENSUS_COLUMNS)} separated by ', ' "
+            f"(a census-income file: 41 attributes and the income label)"
+        )
 
 
 def _strip_categories(values: pd.Series) -> pd.Series:
@@ -447,7 +529,7 @@ def read_census_file(path: str | Path) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserWarning) as error:  # ParserError is a ValueError
         _raise_for_bad_row(path)
         # Right field counts, so a numeric column holds text: read it as text to name the row.
-        text = _read_csv(path, {column: "str" for column in CENSUS_COLUMNS})
+        text = _read_csv(path, dict.fromkeys(CENSUS_COLUMNS, "str"))
         for column in sorted(_FLOAT_COLUMNS, key=CENSUS_COLUMNS.index):
             to_numeric_column(text[column], str(path), column)
         raise MmoeError(f"{path}: cannot be read as a census-income file ({error})") from None
@@ -475,7 +557,7 @@ def _read_verified(path: Path, spec: CensusFile) -> pd.DataFrame:
         frame = pd.read_pickle(cached)
         if isinstance(frame, pd.DataFrame) and tuple(frame.columns) == CENSUS_COLUMNS and len(frame) == spec.rows:
             return frame
-    except Exception:  # noqa: BLE001 - a missing, stale or damaged cache only means parsing again
+    except Exception:
         pass
     frame = read_census_file(path)
     try:
@@ -491,8 +573,10 @@ def _check_values(values: pd.Series, allowed: Iterable[str], source: str, column
     bad = np.flatnonzero(~values.isin(allowed).to_numpy())
     if bad.size:
         position = int(bad[0])
-        raise MmoeError(f"{source}: column {column!r}, row {position + 1}: value {values.iloc[position]!r} is not a "
-                        f"known census value; expected one of {', '.join(map(repr, sorted(allowed)))}")
+        raise MmoeError(
+            f"{source}: column {column!r}, row {position + 1}: value {values.iloc[position]!r} is not a "
+            f"known census value; expected one of {', '.join(map(repr, sorted(allowed)))}"
+        )
 
 
 def census_labels(frame: pd.DataFrame, source: str = "census data") -> pd.DataFrame:
@@ -505,17 +589,22 @@ def census_labels(frame: pd.DataFrame, source: str = "census data") -> pd.DataFr
     _check_values(income, (INCOME_POSITIVE, INCOME_NEGATIVE), source, "income")
     _check_values(marital, MARITAL_VALUES, source, "marital_stat")
     _check_values(education, EDUCATION_COLLEGE + EDUCATION_BELOW_COLLEGE, source, "education")
-    return pd.DataFrame({
-        "income": (income == INCOME_POSITIVE).to_numpy(dtype=np.int64),
-        "marital": (marital == MARITAL_POSITIVE).to_numpy(dtype=np.int64),
-        "education": education.isin(EDUCATION_COLLEGE).to_numpy(dtype=np.int64),
-    }, index=frame.index)
+    return pd.DataFrame(
+        {
+            "income": (income == INCOME_POSITIVE).to_numpy(dtype=np.int64),
+            "marital": (marital == MARITAL_POSITIVE).to_numpy(dtype=np.int64),
+            "education": education.isin(EDUCATION_COLLEGE).to_numpy(dtype=np.int64),
+        },
+        index=frame.index,
+    )
 
 
 def _group_tasks(group: int) -> tuple[str, str]:
     if isinstance(group, bool) or group not in CENSUS_GROUPS:
-        raise MmoeError(f"census group {group!r} is not one of {', '.join(map(str, CENSUS_GROUPS))} "
-                        f"(1: income + marital, 2: education + marital)")
+        raise MmoeError(
+            f"census group {group!r} is not one of {', '.join(map(str, CENSUS_GROUPS))} "
+            f"(1: income + marital, 2: education + marital)"
+        )
     return CENSUS_GROUPS[group]
 
 
@@ -532,7 +621,7 @@ def split_test_rows(rows: int, split_seed: int = 0) -> tuple[np.ndarray, np.ndar
     """
     _check_split_seed(split_seed)
     order = np.random.default_rng(int(split_seed)).permutation(rows)
-    return order[: rows // 2], order[rows // 2:]
+    return order[: rows // 2], order[rows // 2 :]
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -541,9 +630,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def build_census_data(train_raw: pd.DataFrame, test_raw: pd.DataFrame, group: int, split_seed: int = 0,
-                      train_source: str = "census training file",
-                      test_source: str = "census test file") -> MultiTaskData:
+def build_census_data(
+    train_raw: pd.DataFrame,
+    test_raw: pd.DataFrame,
+    group: int,
+    split_seed: int = 0,
+    train_source: str = "census training file",
+    test_source: str = "census test file",
+) -> MultiTaskData:
     """A `MultiTaskData` from the parsed training and test files (see `read_census_file`).
 
     The test file's rows are shuffled with numpy.random.default_rng(split_seed) and cut in half:
@@ -556,18 +650,25 @@ def build_census_data(train_raw: pd.DataFrame, test_raw: pd.DataFrame, group: in
         labels = census_labels(raw, source)
         frames[name] = pd.concat([raw[list(INPUT_COLUMNS)], labels[list(task_names)]], axis=1)
     validation_rows, test_rows = split_test_rows(len(frames["test"]), split_seed)
-    parts = {"train": (frames["train"], train_source),
-             "validation": (frames["test"].iloc[validation_rows], f"{test_source} (validation half)"),
-             "test": (frames["test"].iloc[test_rows], f"{test_source} (test half)")}
+    parts = {
+        "train": (frames["train"], train_source),
+        "validation": (frames["test"].iloc[validation_rows], f"{test_source} (validation half)"),
+        "test": (frames["test"].iloc[test_rows], f"{test_source} (test half)"),
+    }
     first, second = (frames["train"][name].to_numpy(dtype=np.float64) for name in task_names)
-    info = {"dataset": "census", "group": group, "split_seed": int(split_seed),
-            "label_correlation": _pearson(first, second)}
+    info = {
+        "dataset": "census",
+        "group": group,
+        "split_seed": int(split_seed),
+        "label_correlation": _pearson(first, second),
+    }
     encoder = TableEncoder(NUMERIC_COLUMNS, CATEGORICAL_COLUMNS, [Task(name, "binary") for name in task_names])
     return fit_encode(encoder, parts, info)
 
 
-def load_census(group: int, data_dir: str | Path | None = None, split_seed: int = 0,
-                download: bool = True) -> MultiTaskData:
+def load_census(
+    group: int, data_dir: str | Path | None = None, split_seed: int = 0, download: bool = True
+) -> MultiTaskData:
     """The census benchmark for task group 1 (income + marital) or 2 (education + marital).
 
     data_dir: the folder with the two files (default: $MMOE_DATA_DIR, then the user cache, where
@@ -584,9 +685,31 @@ def load_census(group: int, data_dir: str | Path | None = None, split_seed: int 
 
 
 __all__ = [
-    "CATEGORICAL_COLUMNS", "CENSUS_ARCHIVE_URL", "CENSUS_COLUMNS", "CENSUS_FILES", "CENSUS_FILE_URL", "CENSUS_GROUPS",
-    "EDUCATION_BELOW_COLLEGE", "EDUCATION_COLLEGE", "EXCLUDED_COLUMNS", "INCOME_NEGATIVE", "INCOME_POSITIVE",
-    "INPUT_COLUMNS", "MARITAL_POSITIVE", "MARITAL_VALUES", "NUMERIC_COLUMNS", "CensusFile", "build_census_data",
-    "census_labels", "download_census_files", "ensure_census_files", "file_sha256", "load_census",
-    "read_census_file", "resolve_data_dir", "split_test_rows", "user_cache_dir", "verify_census_file",
+    "CATEGORICAL_COLUMNS",
+    "CENSUS_ARCHIVE_URL",
+    "CENSUS_COLUMNS",
+    "CENSUS_FILES",
+    "CENSUS_FILE_URL",
+    "CENSUS_GROUPS",
+    "EDUCATION_BELOW_COLLEGE",
+    "EDUCATION_COLLEGE",
+    "EXCLUDED_COLUMNS",
+    "INCOME_NEGATIVE",
+    "INCOME_POSITIVE",
+    "INPUT_COLUMNS",
+    "MARITAL_POSITIVE",
+    "MARITAL_VALUES",
+    "NUMERIC_COLUMNS",
+    "CensusFile",
+    "build_census_data",
+    "census_labels",
+    "download_census_files",
+    "ensure_census_files",
+    "file_sha256",
+    "load_census",
+    "read_census_file",
+    "resolve_data_dir",
+    "split_test_rows",
+    "user_cache_dir",
+    "verify_census_file",
 ]

@@ -62,8 +62,11 @@ class Split:
         order = torch.randperm(len(self), generator=generator).to(self.labels.device)
         shuffled = self.subset(order)
         for start in range(0, len(self), batch_size):
-            yield Split(shuffled.numeric[start:start + batch_size], shuffled.categorical[start:start + batch_size],
-                        shuffled.labels[start:start + batch_size])
+            yield Split(
+                shuffled.numeric[start : start + batch_size],
+                shuffled.categorical[start : start + batch_size],
+                shuffled.labels[start : start + batch_size],
+            )
 
 
 @dataclass

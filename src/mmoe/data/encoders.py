@@ -27,9 +27,19 @@ import pandas as pd
 import torch
 
 from mmoe.data.dataset import InputSpec, Split, Task
-from mmoe.data.values import (FALSE_WORDS, MISSING_CATEGORY, TRUE_WORDS, bad_label_error, binary_label_matches,
-                              binary_label_pair, category_texts, present_label_texts, to_numeric_column)
+from mmoe.data.values import (
+    FALSE_WORDS,
+    MISSING_CATEGORY,
+    TRUE_WORDS,
+    bad_label_error,
+    binary_label_matches,
+    binary_label_pair,
+    category_texts,
+    present_label_texts,
+    to_numeric_column,
+)
 from mmoe.errors import MmoeError
+
 
 @dataclass
 class Moments:
@@ -61,8 +71,11 @@ class Moments:
             return other
         count = self.count + other.count
         delta = other.mean - self.mean
-        return Moments(count, self.mean + delta * other.count / count,
-                       self.m2 + other.m2 + delta * delta * self.count * other.count / count)
+        return Moments(
+            count,
+            self.mean + delta * other.count / count,
+            self.m2 + other.m2 + delta * delta * self.count * other.count / count,
+        )
 
     @property
     def std(self) -> float:
@@ -121,9 +134,15 @@ class TableEncoder:
     regression labels are standardised (the synthetic study keeps its raw units).
     """
 
-    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], tasks: Sequence[Task],
-                 positive: Mapping[str, str] | None = None, standardize_numeric: bool = True,
-                 standardize_regression: bool = True) -> None:
+    def __init__(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        tasks: Sequence[Task],
+        positive: Mapping[str, str] | None = None,
+        standardize_numeric: bool = True,
+        standardize_regression: bool = True,
+    ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.tasks = list(tasks)
@@ -144,12 +163,20 @@ class TableEncoder:
         numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
         categories = [set(category_texts(frame[column]).tolist()) for column in self.categorical]
         labels: dict[str, set[str] | Moments] = {
-            task.name: present_label_texts(frame[task.name]) if task.kind == "binary"
-            else Moments.of(to_numeric_column(frame[task.name], source, task.name)) for task in self.tasks}
+            task.name: present_label_texts(frame[task.name])
+            if task.kind == "binary"
+            else Moments.of(to_numeric_column(frame[task.name], source, task.name))
+            for task in self.tasks
+        }
         return self.fit_statistics(numeric, categories, labels, source)
 
-    def fit_statistics(self, numeric: Sequence[Moments], categories: Sequence[set[str]],
-                       labels: Mapping[str, Iterable[str] | Moments], source: str = "training data") -> TableEncoder:
+    def fit_statistics(
+        self,
+        numeric: Sequence[Moments],
+        categories: Sequence[set[str]],
+        labels: Mapping[str, Iterable[str] | Moments],
+        source: str = "training data",
+    ) -> TableEncoder:
         """Fits from statistics of the training rows rather than the rows themselves, so that a
         table read in batches (`mmoe.data.streaming`) ends with the encoder `fit` would give.
 
@@ -188,8 +215,9 @@ class TableEncoder:
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(tuple(self.numeric), tuple(self.categorical),
-                         tuple(len(vocabulary) + 1 for vocabulary in self.vocabularies))
+        return InputSpec(
+            tuple(self.numeric), tuple(self.categorical), tuple(len(vocabulary) + 1 for vocabulary in self.vocabularies)
+        )
 
     # -- transforming ----------------------------------------------------------------------------
     def _check_columns(self, frame: pd.DataFrame, source: str, labels: bool) -> None:
@@ -197,8 +225,10 @@ class TableEncoder:
         missing = [column for column in wanted if column not in frame.columns]
         if missing:
             shown = ", ".join(repr(c) for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise MmoeError(f"{source}: missing column(s) {shown}; the table has "
-                            f"{', '.join(repr(c) for c in list(frame.columns)[:8])}{', ...' if frame.shape[1] > 8 else ''}")
+            raise MmoeError(
+                f"{source}: missing column(s) {shown}; the table has "
+                f"{', '.join(repr(c) for c in list(frame.columns)[:8])}{', ...' if frame.shape[1] > 8 else ''}"
+            )
 
     def raw_numeric(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         """float64 [N, num_numeric]: the numeric columns in the table's own units, NaN where
@@ -233,8 +263,9 @@ class TableEncoder:
         standardised with the training moments (a missing value becomes the mean: 0), and int64
         category slots in the shared vocabulary (each column's codes moved by its offset).
         Streaming encodes its record batches through here too, so both give the same float32 values."""
-        numeric = np.nan_to_num((raw_numeric - np.asarray(self.means, dtype=np.float64))
-                                / np.asarray(self.stds, dtype=np.float64), nan=0.0).astype(np.float32)
+        numeric = np.nan_to_num(
+            (raw_numeric - np.asarray(self.means, dtype=np.float64)) / np.asarray(self.stds, dtype=np.float64), nan=0.0
+        ).astype(np.float32)
         return numeric, codes + np.asarray(self.input_spec.offsets, dtype=np.int64)
 
     def transform_labels(self, frame: pd.DataFrame, source: str = "data") -> torch.Tensor:
@@ -256,22 +287,34 @@ class TableEncoder:
     # -- saving ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "numeric": self.numeric, "categorical": self.categorical,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
             "tasks": [task.to_dict() for task in self.tasks],
             "positive": {name: coder.positive for name, coder in self.label_coders.items()},
             "negative": {name: coder.negative for name, coder in self.label_coders.items()},
-            "standardize_numeric": self.standardize_numeric, "standardize_regression": self.standardize_regression,
-            "means": self.means, "stds": self.stds, "vocabularies": self.vocabularies,
+            "standardize_numeric": self.standardize_numeric,
+            "standardize_regression": self.standardize_regression,
+            "means": self.means,
+            "stds": self.stds,
+            "vocabularies": self.vocabularies,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TableEncoder:
-        encoder = cls(data["numeric"], data["categorical"], [Task.from_dict(t) for t in data["tasks"]],
-                      data.get("positive"), data["standardize_numeric"], data["standardize_regression"])
+        encoder = cls(
+            data["numeric"],
+            data["categorical"],
+            [Task.from_dict(t) for t in data["tasks"]],
+            data.get("positive"),
+            data["standardize_numeric"],
+            data["standardize_regression"],
+        )
         encoder.means, encoder.stds = list(data["means"]), list(data["stds"])
         encoder.vocabularies = [list(v) for v in data["vocabularies"]]
-        encoder.label_coders = {name: BinaryLabelCoder(name, positive, data.get("negative", {}).get(name))
-                                for name, positive in data.get("positive", {}).items()}
+        encoder.label_coders = {
+            name: BinaryLabelCoder(name, positive, data.get("negative", {}).get(name))
+            for name, positive in data.get("positive", {}).items()
+        }
         encoder.fitted = True
         return encoder
 
@@ -285,5 +328,12 @@ class TableEncoder:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-__all__ = ["FALSE_WORDS", "MISSING_CATEGORY", "TRUE_WORDS", "BinaryLabelCoder", "Moments", "TableEncoder",
-           "to_numeric_column"]
+__all__ = [
+    "FALSE_WORDS",
+    "MISSING_CATEGORY",
+    "TRUE_WORDS",
+    "BinaryLabelCoder",
+    "Moments",
+    "TableEncoder",
+    "to_numeric_column",
+]

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from mmoe.data.tabular import PARQUET_SUFFIXES, _shown, parquet_files
 from mmoe.errors import MmoeError
 
-READ_ROWS = 16_384        # rows per record batch read from a row group
+READ_ROWS = 16_384  # rows per record batch read from a row group
 EXPECTED_PARQUET = "expected a Parquet file (.parquet, .pq) or a directory of Parquet files"
 
 
@@ -34,8 +34,8 @@ class RowGroup:
 
     file: int
     row_group: int
-    first_row: int   # in its file
-    start: int       # in the whole table (the row index the split rule hashes)
+    first_row: int  # in its file
+    start: int  # in the whole table (the row index the split rule hashes)
     rows: int
 
 
@@ -58,8 +58,10 @@ class ParquetTable:
             files = [path]
         else:
             what = repr(path.suffix) if path.suffix else "a file without an extension"
-            raise MmoeError(f"{path}: streaming reads Parquet only, not {what}; {EXPECTED_PARQUET} (convert the "
-                            f"table once, e.g. with pandas' to_parquet)")
+            raise MmoeError(
+                f"{path}: streaming reads Parquet only, not {what}; {EXPECTED_PARQUET} (convert the "
+                f"table once, e.g. with pandas' to_parquet)"
+            )
         self.path = path
         self.files = files
         self.metadata: list[pq.FileMetaData] = []
@@ -72,18 +74,27 @@ class ParquetTable:
                 handle.close()
             except Exception as error:  # pyarrow raises several unrelated types for a bad file
                 reason = " ".join(str(error).split())[:200]
-                raise MmoeError(f"{file}: cannot read as Parquet ({type(error).__name__}: {reason}); "
-                                f"expected a Parquet file") from None
+                raise MmoeError(
+                    f"{file}: cannot read as Parquet ({type(error).__name__}: {reason}); expected a Parquet file"
+                ) from None
         self.columns = _data_columns(self.schemas[0], files[0])
         for file, schema in zip(files[1:], self.schemas[1:]):
             names = _data_columns(schema, file)
             missing = [c for c in self.columns if c not in names]
             extra = [c for c in names if c not in self.columns]
             if missing or extra:
-                what = "; ".join(part for part in (f"no column(s) {_shown(missing)}" if missing else "",
-                                                   f"extra column(s) {_shown(extra)}" if extra else "") if part)
-                raise MmoeError(f"{file}: {what} compared with {files[0].name}; expected every Parquet file in "
-                                f"{path} to have the same columns")
+                what = "; ".join(
+                    part
+                    for part in (
+                        f"no column(s) {_shown(missing)}" if missing else "",
+                        f"extra column(s) {_shown(extra)}" if extra else "",
+                    )
+                    if part
+                )
+                raise MmoeError(
+                    f"{file}: {what} compared with {files[0].name}; expected every Parquet file in "
+                    f"{path} to have the same columns"
+                )
         self.pieces: list[RowGroup] = []
         start = 0
         for f, metadata in enumerate(self.metadata):
@@ -109,8 +120,10 @@ class ParquetTable:
                 found = _plain_type(schema.field(column).type)
                 wider = _unified(target, found)
                 if wider is None:
-                    raise MmoeError(f"{file}: column {column!r} is {found} but {target} in {self.files[0].name}; "
-                                    f"expected the same type in every Parquet file of {self.path}")
+                    raise MmoeError(
+                        f"{file}: column {column!r} is {found} but {target} in {self.files[0].name}; "
+                        f"expected the same type in every Parquet file of {self.path}"
+                    )
                 target = wider
             types[column] = target
         self.types = types
@@ -155,8 +168,9 @@ class ParquetTable:
                 return True
         return False
 
-    def read(self, columns: Sequence[str], read_rows: int = READ_ROWS,
-             piece: RowGroup | None = None) -> Iterator[tuple[int, int, int, pa.RecordBatch]]:
+    def read(
+        self, columns: Sequence[str], read_rows: int = READ_ROWS, piece: RowGroup | None = None
+    ) -> Iterator[tuple[int, int, int, pa.RecordBatch]]:
         """(file index, first row in its file, first row in the table, batch) for every record
         batch of `piece`, or of the whole table in order."""
         pieces = [piece] if piece is not None else self.pieces
@@ -167,15 +181,18 @@ class ParquetTable:
                 first, start = part.first_row, part.start
                 # use_threads=False: decoding stays in this (the reader's) thread, off the cores
                 # torch was given.
-                batches = handle.iter_batches(batch_size=read_rows, row_groups=[part.row_group],
-                                              columns=list(columns), use_threads=False)
+                batches = handle.iter_batches(
+                    batch_size=read_rows, row_groups=[part.row_group], columns=list(columns), use_threads=False
+                )
                 while True:
                     try:
                         batch = next(batches, None)
-                    except (pa.ArrowException, OSError) as error:   # a damaged page or a file changed meanwhile
+                    except (pa.ArrowException, OSError) as error:  # a damaged page or a file changed meanwhile
                         reason = " ".join(str(error).split())[:200]
-                        raise MmoeError(f"{file}: cannot read row group {part.row_group} ({type(error).__name__}: "
-                                        f"{reason}); expected a readable Parquet file") from None
+                        raise MmoeError(
+                            f"{file}: cannot read row group {part.row_group} ({type(error).__name__}: "
+                            f"{reason}); expected a readable Parquet file"
+                        ) from None
                     if batch is None:
                         break
                     yield part.file, first, start, batch
@@ -199,8 +216,9 @@ def _data_columns(schema: pa.Schema, file: Path) -> list[str]:
     names = [name for name in schema.names if name not in index]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise MmoeError(f"{file}: duplicate column name(s) {', '.join(map(repr, repeated))}; "
-                        f"expected every column name once")
+        raise MmoeError(
+            f"{file}: duplicate column name(s) {', '.join(map(repr, repeated))}; expected every column name once"
+        )
     return names
 
 

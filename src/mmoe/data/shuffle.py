@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]   # numeric, categorical, labels of the same rows
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # numeric, categorical, labels of the same rows
 
 
 def take_rows(arrays: Arrays, index: np.ndarray | slice) -> Arrays:

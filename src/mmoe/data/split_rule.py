@@ -34,7 +34,7 @@ def row_uniforms(seed: int, start: int, count: int) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class SplitRule:
     """Which split a row of the main table belongs to (before unlabelled rows are dropped)."""
 
     seed: int
-    validation: float   # share of rows; 0 when the validation rows come from a file
+    validation: float  # share of rows; 0 when the validation rows come from a file
     test: float
 
     def assign(self, start: int, count: int) -> np.ndarray:
@@ -50,8 +50,9 @@ class SplitRule:
         if not self.validation and not self.test:
             return np.zeros(count, dtype=np.int8)
         u = row_uniforms(self.seed, start, count)
-        return np.where(u < self.validation, VALIDATION, np.where(u < self.validation + self.test, TEST, TRAIN)
-                        ).astype(np.int8)
+        return np.where(u < self.validation, VALIDATION, np.where(u < self.validation + self.test, TEST, TRAIN)).astype(
+            np.int8
+        )
 
 
 __all__ = ["SPLITS", "TEST", "TRAIN", "VALIDATION", "SplitRule", "row_uniforms"]

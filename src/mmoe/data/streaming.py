@@ -58,11 +58,11 @@ from mmoe.data.split_rule import SPLITS, TEST, TRAIN, VALIDATION, SplitRule, row
 from mmoe.data.tabular import _shown, check_fraction, infer_column_types, resolve_columns, resolve_tasks
 from mmoe.errors import MmoeError
 
-SHUFFLE_ROWS = 131_072    # rows in the shuffle buffer (about 16 MB at 128 bytes per encoded row)
-INTERLEAVE = 4            # row groups read side by side
-PREFETCH = 8              # mini-batches the background reader may run ahead (0: no thread)
-TRAIN_METRICS_ROWS = 1_000_000   # training's final train-split metrics: a sample of about this many rows
-SAMPLE_SALT = 0x5A17             # offsets the seed of that sample's hash from the split's
+SHUFFLE_ROWS = 131_072  # rows in the shuffle buffer (about 16 MB at 128 bytes per encoded row)
+INTERLEAVE = 4  # row groups read side by side
+PREFETCH = 8  # mini-batches the background reader may run ahead (0: no thread)
+TRAIN_METRICS_ROWS = 1_000_000  # training's final train-split metrics: a sample of about this many rows
+SAMPLE_SALT = 0x5A17  # offsets the seed of that sample's hash from the split's
 
 
 # -- the training rows ----------------------------------------------------------------------------
@@ -73,9 +73,19 @@ class StreamingRows:
     order, and `sample` gives them (or a sample of them) as a `RowSource` to measure a model on.
     """
 
-    def __init__(self, table: ParquetTable, encoder: BatchEncoder, rule: SplitRule, rows: int, *,
-                 read_rows: int = READ_ROWS, shuffle_rows: int = SHUFFLE_ROWS, interleave: int = INTERLEAVE,
-                 prefetch: int = PREFETCH, split: int = TRAIN) -> None:
+    def __init__(
+        self,
+        table: ParquetTable,
+        encoder: BatchEncoder,
+        rule: SplitRule,
+        rows: int,
+        *,
+        read_rows: int = READ_ROWS,
+        shuffle_rows: int = SHUFFLE_ROWS,
+        interleave: int = INTERLEAVE,
+        prefetch: int = PREFETCH,
+        split: int = TRAIN,
+    ) -> None:
         self.table, self.encoder, self.rule, self.rows = table, encoder, rule, rows
         self.read_rows, self.shuffle_rows = read_rows, shuffle_rows
         self.interleave, self.prefetch, self.split = max(1, interleave), prefetch, split
@@ -95,8 +105,9 @@ class StreamingRows:
         split = Split(numeric, categorical, labels)
         return split if self.device is None or self.device.type == "cpu" else split.to(self.device)
 
-    def _blocks(self, pieces: Sequence[RowGroup], rng: np.random.Generator | None,
-                share: float = 1.0) -> Iterator[Arrays]:
+    def _blocks(
+        self, pieces: Sequence[RowGroup], rng: np.random.Generator | None, share: float = 1.0
+    ) -> Iterator[Arrays]:
         """Encoded rows of this split, record batch by record batch; `rng` picks which of
         `interleave` open row groups gives the next batch (None: one after another). share < 1:
         only a sample of the rows, each kept when a second hash of its index is below `share`."""
@@ -144,7 +155,7 @@ class StreamingRows:
         """One epoch of mini-batches of `batch_size` rows (the last may be smaller) in an order
         drawn from `generator`: one number per epoch is drawn from it, which seeds the row-group
         order, the interleaving and the shuffle buffer (module docstring)."""
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         batches = self._epoch(seed, batch_size)
         return in_background(batches, self.prefetch) if self.prefetch > 0 else batches
 
@@ -181,8 +192,10 @@ class _Splits(Mapping):
 
     def __getitem__(self, name: str) -> Split:
         if name == "train":
-            raise MmoeError("the training rows of a streamed table are not held in memory; evaluate on them "
-                            "with `mmoe evaluate RUN --split train` or `mmoe.train.trainer.evaluate_data`")
+            raise MmoeError(
+                "the training rows of a streamed table are not held in memory; evaluate on them "
+                "with `mmoe evaluate RUN --split train` or `mmoe.train.trainer.evaluate_data`"
+            )
         if name not in ("validation", "test"):
             raise KeyError(name)
         return getattr(self.data, name)
@@ -205,24 +218,32 @@ class StreamingTableData(MultiTaskData):
     def metric_splits(self) -> dict[str, Split | RowSource]:
         """train: a sample of about TRAIN_METRICS_ROWS training rows (the same sample every time;
         every row when there are fewer), read in one pass; validation and test in memory."""
-        return {"train": self.train.sample(TRAIN_METRICS_ROWS),  # type: ignore[attr-defined]
-                "validation": self.validation, "test": self.test}
+        return {
+            "train": self.train.sample(TRAIN_METRICS_ROWS),  # type: ignore[attr-defined]
+            "validation": self.validation,
+            "test": self.test,
+        }
 
 
 # -- loading --------------------------------------------------------------------------------------
-def _fractions(validation_fraction: float, test_fraction: float, validation_path: Any, test_path: Any,
-               source: str) -> tuple[float, float]:
+def _fractions(
+    validation_fraction: float, test_fraction: float, validation_path: Any, test_path: Any, source: str
+) -> tuple[float, float]:
     shares = {}
-    for name, fraction, path in (("validation", validation_fraction, validation_path),
-                                 ("test", test_fraction, test_path)):
+    for name, fraction, path in (
+        ("validation", validation_fraction, validation_path),
+        ("test", test_fraction, test_path),
+    ):
         if path is not None:
             shares[name] = 0.0
             continue
         check_fraction(source, name, fraction)
         shares[name] = float(fraction)
     if shares["validation"] + shares["test"] >= 1.0:
-        raise MmoeError(f"{source}: validation and test fractions {shares['validation']} + {shares['test']} leave no "
-                        f"training rows; expected a sum below 1")
+        raise MmoeError(
+            f"{source}: validation and test fractions {shares['validation']} + {shares['test']} leave no "
+            f"training rows; expected a sum below 1"
+        )
     return shares["validation"], shares["test"]
 
 
@@ -235,31 +256,48 @@ def _encode_held(encoder: BatchEncoder, held: list[tuple[str, np.ndarray, pa.Rec
     filled = 0
     while held:
         source, file_rows, batch = held.pop(0)
-        part = encoder.encode(batch, source, file_rows)   # only labelled rows were kept
+        part = encoder.encode(batch, source, file_rows)  # only labelled rows were kept
         n = len(part[0])
-        numeric[filled:filled + n], categorical[filled:filled + n], labels[filled:filled + n] = part
+        numeric[filled : filled + n], categorical[filled : filled + n], labels[filled : filled + n] = part
         filled += n
-    return Split(torch.from_numpy(numeric[:filled]), torch.from_numpy(categorical[:filled]),
-                 torch.from_numpy(labels[:filled]))
+    return Split(
+        torch.from_numpy(numeric[:filled]), torch.from_numpy(categorical[:filled]), torch.from_numpy(labels[:filled])
+    )
 
 
-def _read_extra(path: str | Path, main: ParquetTable, encoder: TableEncoder, role: str,
-                read_rows: int) -> Split:
+def _read_extra(path: str | Path, main: ParquetTable, encoder: TableEncoder, role: str, read_rows: int) -> Split:
     """A separate validation / test table, read in batches and encoded in memory (every row kept,
     labelled or not, as `load_table` keeps them)."""
-    table, batch_encoder = encoded_table(path, encoder, True, f" that {main.path} has; expected the same feature "
-                                          f"and task columns as the training table ({role} data)")
-    parts = [batch_encoder.encode(batch, str(table.files[file]), first)
-             for file, first, _, batch in table.read(batch_encoder.columns, read_rows)]
+    table, batch_encoder = encoded_table(
+        path,
+        encoder,
+        True,
+        f" that {main.path} has; expected the same feature and task columns as the training table ({role} data)",
+    )
+    parts = [
+        batch_encoder.encode(batch, str(table.files[file]), first)
+        for file, first, _, batch in table.read(batch_encoder.columns, read_rows)
+    ]
     return Split(*(torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(3)))
 
 
-def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
-                         column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
-                         validation_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
-                         validation_path: str | Path | None = None, test_path: str | Path | None = None, *,
-                         read_rows: int = READ_ROWS, shuffle_rows: int = SHUFFLE_ROWS, interleave: int = INTERLEAVE,
-                         prefetch: int = PREFETCH) -> StreamingTableData:
+def load_streaming_table(
+    path: str | Path,
+    tasks: Sequence[Task] | str,
+    features: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    positive: Mapping[str, str] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+    validation_path: str | Path | None = None,
+    test_path: str | Path | None = None,
+    *,
+    read_rows: int = READ_ROWS,
+    shuffle_rows: int = SHUFFLE_ROWS,
+    interleave: int = INTERLEAVE,
+    prefetch: int = PREFETCH,
+) -> StreamingTableData:
     """A Parquet table (file or directory) as a `MultiTaskData` whose training rows are streamed.
 
     The arguments mean what they mean for `load_table` (Parquet only, everywhere); the split is
@@ -279,7 +317,7 @@ def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features
     rule = SplitRule(split_seed, *shares)
     batch_encoder = BatchEncoder(table, numeric, categorical, task_list, positive_values)
 
-    counts = {name: 0 for name in SPLITS}
+    counts = dict.fromkeys(SPLITS, 0)
     dropped = 0
     held: dict[int, list[tuple[str, np.ndarray, pa.RecordBatch]]] = {VALIDATION: [], TEST: []}
     for file, first, start, batch in table.read(batch_encoder.columns, read_rows):
@@ -296,16 +334,22 @@ def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features
                 counts[name] += int(chosen.sum())
                 held[code].append((file_source, np.flatnonzero(chosen) + first, batch.filter(pa.array(chosen))))
     if dropped == table.rows:
-        raise MmoeError(f"{source}: no row has a value in any task column ({_shown([t.name for t in task_list])}); "
-                        f"expected labelled rows")
+        raise MmoeError(
+            f"{source}: no row has a value in any task column ({_shown([t.name for t in task_list])}); "
+            f"expected labelled rows"
+        )
     for name, share in (("validation", shares[0]), ("test", shares[1])):
         if share and not counts[name]:
-            raise MmoeError(f"{source}: no row fell into the {name} split ({share} of {table.rows - dropped} "
-                            f"labelled row(s), drawn row by row); expected at least one {name} row (use a larger "
-                            f"table, a larger {name}_fraction, or a separate {name} file)")
+            raise MmoeError(
+                f"{source}: no row fell into the {name} split ({share} of {table.rows - dropped} "
+                f"labelled row(s), drawn row by row); expected at least one {name} row (use a larger "
+                f"table, a larger {name}_fraction, or a separate {name} file)"
+            )
     if not counts["train"]:
-        raise MmoeError(f"{source}: no training rows are left after the validation and test rows; expected at least "
-                        f"one training row (use a larger table or smaller fractions)")
+        raise MmoeError(
+            f"{source}: no training rows are left after the validation and test rows; expected at least "
+            f"one training row (use a larger table or smaller fractions)"
+        )
 
     encoder = batch_encoder.fit(source)
     splits: dict[str, Split | StreamingRows] = {}
@@ -314,17 +358,31 @@ def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features
             splits[name] = _read_extra(extra, table, encoder, name, read_rows)
         else:
             splits[name] = _encode_held(batch_encoder, held[code], counts[name])
-    splits["train"] = StreamingRows(table, batch_encoder, rule, counts["train"], read_rows=read_rows,
-                                    shuffle_rows=shuffle_rows, interleave=interleave, prefetch=prefetch)
+    splits["train"] = StreamingRows(
+        table,
+        batch_encoder,
+        rule,
+        counts["train"],
+        read_rows=read_rows,
+        shuffle_rows=shuffle_rows,
+        interleave=interleave,
+        prefetch=prefetch,
+    )
     info = {
         "dataset": "table",
         "path": source,
         "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-        "rows": None,   # the split sizes, filled in by fitted_data
+        "rows": None,  # the split sizes, filled in by fitted_data
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
-        "streaming": {"files": len(table.files), "row_groups": len(table.pieces), "table_rows": table.rows,
-                      "read_rows": read_rows, "shuffle_rows": shuffle_rows, "interleave": interleave},
+        "streaming": {
+            "files": len(table.files),
+            "row_groups": len(table.pieces),
+            "table_rows": table.rows,
+            "read_rows": read_rows,
+            "shuffle_rows": shuffle_rows,
+            "interleave": interleave,
+        },
     }
     if validation_path is not None:
         info["validation_path"] = str(validation_path)
@@ -336,8 +394,9 @@ def load_streaming_table(path: str | Path, tasks: Sequence[Task] | str, features
 
 
 # -- a saved encoder's tables ----------------------------------------------------------------------
-def run_split_rows(spec: dict[str, Any], encoder: TableEncoder, split: str, source: str,
-                   read_rows: int = READ_ROWS) -> StreamingRows:
+def run_split_rows(
+    spec: dict[str, Any], encoder: TableEncoder, split: str, source: str, read_rows: int = READ_ROWS
+) -> StreamingRows:
     """The rows of one split of a streamed data set (`spec`, the dataset description a run saved),
     encoded with its fitted `encoder` (no refitting): the split rule picks the rows training used.
     source: who asks, for the missing-column message (" that the run DIR was trained on")."""
@@ -347,15 +406,28 @@ def run_split_rows(spec: dict[str, Any], encoder: TableEncoder, split: str, sour
     path = extra if split != "train" and extra else spec["path"]
     table, batch_encoder = encoded_table(path, encoder, True, source)
     if path != spec["path"]:
-        rule = SplitRule(0, 0.0, 0.0)   # a separate file is the split, every row of it
+        rule = SplitRule(0, 0.0, 0.0)  # a separate file is the split, every row of it
         code = TRAIN
     else:
-        shares = _fractions(spec.get("validation_fraction", 0.1), spec.get("test_fraction", 0.1),
-                            spec.get("validation_path"), spec.get("test_path"), str(path))
+        shares = _fractions(
+            spec.get("validation_fraction", 0.1),
+            spec.get("test_fraction", 0.1),
+            spec.get("validation_path"),
+            spec.get("test_path"),
+            str(path),
+        )
         rule = SplitRule(int(spec.get("split_seed", 0)), *shares)
         code = SPLITS.index(split)
     return StreamingRows(table, batch_encoder, rule, 0, read_rows=read_rows, prefetch=0, split=code)
 
 
-__all__ = ["PARQUET_SUFFIXES", "BatchEncoder", "ParquetTable", "StreamingRows", "StreamingTableData", "encoded_table",
-           "load_streaming_table", "run_split_rows"]
+__all__ = [
+    "PARQUET_SUFFIXES",
+    "BatchEncoder",
+    "ParquetTable",
+    "StreamingRows",
+    "StreamingTableData",
+    "encoded_table",
+    "load_streaming_table",
+    "run_split_rows",
+]

@@ -90,7 +90,7 @@ class SyntheticConfig:
 
     @property
     def noise_variance(self) -> float:
-        return self.noise ** 2
+        return self.noise**2
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,9 @@ def synthetic_frame(config: SyntheticConfig) -> pd.DataFrame:
     return frame
 
 
-def load_synthetic(config: SyntheticConfig, validation_fraction: float = 0.1, test_fraction: float = 0.1,
-                   split_seed: int | None = None) -> MultiTaskData:
+def load_synthetic(
+    config: SyntheticConfig, validation_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int | None = None
+) -> MultiTaskData:
     """The generated rows as a `MultiTaskData` with tasks y1, y2 (regression) and numeric x0..x{d-1}.
 
     Features and labels are kept in the paper's raw units (no standardising), since the synthetic
@@ -174,15 +175,35 @@ def load_synthetic(config: SyntheticConfig, validation_fraction: float = 0.1, te
     tasks = [Task(TASK_NAMES[0], "regression"), Task(TASK_NAMES[1], "regression")]
     source = "synthetic data"
     train_index, validation_index, test_index = split_indices(
-        len(frame), validation_fraction, test_fraction, config.seed if split_seed is None else split_seed, source)
-    encoder = TableEncoder(numeric=feature_names(config.dim), categorical=[], tasks=tasks,
-                           standardize_numeric=False, standardize_regression=False)
-    parts = {"train": (frame.iloc[train_index], source), "validation": (frame.iloc[validation_index], source),
-             "test": (frame.iloc[test_index], source)}
-    info = {"dataset": "synthetic", "config": asdict(config),
-            "label_correlation": _pearson(frame[TASK_NAMES[0]].to_numpy(), frame[TASK_NAMES[1]].to_numpy())}
+        len(frame), validation_fraction, test_fraction, config.seed if split_seed is None else split_seed, source
+    )
+    encoder = TableEncoder(
+        numeric=feature_names(config.dim),
+        categorical=[],
+        tasks=tasks,
+        standardize_numeric=False,
+        standardize_regression=False,
+    )
+    parts = {
+        "train": (frame.iloc[train_index], source),
+        "validation": (frame.iloc[validation_index], source),
+        "test": (frame.iloc[test_index], source),
+    }
+    info = {
+        "dataset": "synthetic",
+        "config": asdict(config),
+        "label_correlation": _pearson(frame[TASK_NAMES[0]].to_numpy(), frame[TASK_NAMES[1]].to_numpy()),
+    }
     return fit_encode(encoder, parts, info)
 
 
-__all__ = ["SyntheticConfig", "SyntheticParameters", "generate_synthetic", "label_correlation", "load_synthetic",
-           "synthetic_frame", "synthetic_parameters", "feature_names"]
+__all__ = [
+    "SyntheticConfig",
+    "SyntheticParameters",
+    "generate_synthetic",
+    "label_correlation",
+    "load_synthetic",
+    "synthetic_frame",
+    "synthetic_parameters",
+    "feature_names",
+]

@@ -20,8 +20,8 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,19 +46,23 @@ def parse_task_spec(text: str) -> list[Task]:
     "binary" and "regression". Spaces around names and kinds are ignored.
     """
     if not isinstance(text, str) or not text.strip():
-        raise MmoeError(f"task spec {text!r} is empty; expected NAME:KIND[,NAME:KIND...], "
-                        f"e.g. clicked:binary,watch_time:regression")
+        raise MmoeError(
+            f"task spec {text!r} is empty; expected NAME:KIND[,NAME:KIND...], e.g. clicked:binary,watch_time:regression"
+        )
     tasks: list[Task] = []
     for item in text.split(","):
         # rpartition: a column name may itself contain ':', the kind never does.
         name, colon, kind = (part.strip() for part in item.rpartition(":"))
         if not colon or not name or not kind:
-            raise MmoeError(f"task spec {text!r}: {item.strip()!r} is not NAME:KIND; expected e.g. "
-                            f"clicked:binary,watch_time:regression")
+            raise MmoeError(
+                f"task spec {text!r}: {item.strip()!r} is not NAME:KIND; expected e.g. "
+                f"clicked:binary,watch_time:regression"
+            )
         kind = kind.lower()
         if kind not in TASK_KINDS:
-            raise MmoeError(f"task spec {text!r}: task {name!r} has unknown kind {kind!r}; "
-                            f"expected one of {', '.join(TASK_KINDS)}")
+            raise MmoeError(
+                f"task spec {text!r}: task {name!r} has unknown kind {kind!r}; expected one of {', '.join(TASK_KINDS)}"
+            )
         tasks.append(Task(name, kind))
     _check_unique_tasks(tasks, f"task spec {text!r}")
     return tasks
@@ -72,8 +76,9 @@ def _check_unique_tasks(tasks: Sequence[Task], source: str) -> None:
     names = [task.name for task in tasks]
     duplicated = _repeated(names)
     if duplicated:
-        raise MmoeError(f"{source}: task {', '.join(map(repr, duplicated))} is listed more than once; "
-                        f"expected each task once")
+        raise MmoeError(
+            f"{source}: task {', '.join(map(repr, duplicated))} is listed more than once; expected each task once"
+        )
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -90,9 +95,10 @@ def read_table(path: str | Path, delimiter: str | None = None) -> pd.DataFrame:
     unreadable Parquet file.
     """
     path = Path(path)
-    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\""):
-        raise MmoeError(f"{path}: CSV delimiter {delimiter!r} is not allowed; expected one character such as ',', "
-                        f"';' or a tab")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"'):
+        raise MmoeError(
+            f"{path}: CSV delimiter {delimiter!r} is not allowed; expected one character such as ',', ';' or a tab"
+        )
     if not path.exists():
         raise MmoeError(f"{path}: no such file or directory; {EXPECTED_TABLE}")
     if path.is_dir():
@@ -115,8 +121,10 @@ def _read_csv(path: Path, delimiter: str) -> pd.DataFrame:
     duplicated = _repeated(header)
     if duplicated:
         # pandas would silently rename the second copy to "name.1"; the user meant one column.
-        raise MmoeError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))} in the header; "
-                        f"expected every column name once")
+        raise MmoeError(
+            f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))} in the header; "
+            f"expected every column name once"
+        )
     try:
         with warnings.catch_warnings():
             # pandas only warns (and drops data) when the first data row is longer than the header;
@@ -167,9 +175,11 @@ def _describe_bad_utf8(path: Path) -> str:
                 # error.start counts from the bytes the decoder still held back from earlier blocks.
                 held = len(error.object) - len(block)
                 bad = offset - held + error.start
-                line += error.object[:error.start].count(b"\n")
-                return (f"{path}: byte 0x{error.object[error.start]:02x} at byte offset {bad} (line {line}) is "
-                        f"not UTF-8; expected a UTF-8 text file (re-save it as UTF-8)")
+                line += error.object[: error.start].count(b"\n")
+                return (
+                    f"{path}: byte 0x{error.object[error.start]:02x} at byte offset {bad} (line {line}) is "
+                    f"not UTF-8; expected a UTF-8 text file (re-save it as UTF-8)"
+                )
             if not block:
                 break
             offset += len(block)
@@ -184,8 +194,10 @@ def _describe_ragged_row(path: Path, delimiter: str, width: int, error: Exceptio
     unclosed = re.search(r"EOF inside string starting at row (\d+)", reason)
     if unclosed:
         # pandas counts rows from 0 at the header: row N is line N + 1 of the file.
-        return (f"{path}: the file ends inside a quoted value that starts on line {int(unclosed.group(1)) + 1} "
-                f"(a truncated file or a missing closing quote); expected every '\"' to be closed")
+        return (
+            f"{path}: the file ends inside a quoted value that starts on line {int(unclosed.group(1)) + 1} "
+            f"(a truncated file or a missing closing quote); expected every '\"' to be closed"
+        )
     ragged = _first_ragged_row(path, delimiter, width, trailing_delimiter=False)
     if ragged is not None:
         return _ragged_row_message(path, delimiter, width, *ragged)
@@ -196,14 +208,18 @@ def _describe_ragged_row(path: Path, delimiter: str, width: int, error: Exceptio
 
 def _ragged_row_message(path: Path, delimiter: str, width: int, line: int, fields: int) -> str:
     if fields > width:
-        return (f"{path}: line {line} has {fields} fields but the header has {width}; expected at most {width} "
-                f"fields per row (quote values that contain {delimiter!r}, and check for a trailing {delimiter!r})")
-    return (f"{path}: line {line} has {fields} field{'s' if fields != 1 else ''} but the header has {width}; "
-            f"expected {width} fields per row (a truncated file, or a row with a value left out: an empty value "
-            f"still needs its {delimiter!r})")
+        return (
+            f"{path}: line {line} has {fields} fields but the header has {width}; expected at most {width} "
+            f"fields per row (quote values that contain {delimiter!r}, and check for a trailing {delimiter!r})"
+        )
+    return (
+        f"{path}: line {line} has {fields} field{'s' if fields != 1 else ''} but the header has {width}; "
+        f"expected {width} fields per row (a truncated file, or a row with a value left out: an empty value "
+        f"still needs its {delimiter!r})"
+    )
 
 
-SCAN_BYTES = 1 << 24   # bytes of a CSV whose row widths are counted at once
+SCAN_BYTES = 1 << 24  # bytes of a CSV whose row widths are counted at once
 
 
 def _first_ragged_row(path: Path, delimiter: str, width: int, trailing_delimiter: bool) -> tuple[int, int] | None:
@@ -233,7 +249,7 @@ def _first_ragged_row(path: Path, delimiter: str, width: int, trailing_delimiter
                 fields = len(record)
                 if fields != width and not (trailing_delimiter and fields == width + 1 and record[-1] == ""):
                     return reader.line_num, fields
-    except (csv.Error, UnicodeDecodeError):   # e.g. a field over csv's size limit: no line to name
+    except (csv.Error, UnicodeDecodeError):  # e.g. a field over csv's size limit: no line to name
         pass
     return None
 
@@ -242,8 +258,9 @@ class _Quoted(Exception):
     """The file has quotes (or old Mac line endings): its rows are counted with the csv module."""
 
 
-def _first_ragged_line_unquoted(path: Path, separator: int, width: int,
-                                trailing_delimiter: bool) -> tuple[int, int] | None:
+def _first_ragged_line_unquoted(
+    path: Path, separator: int, width: int, trailing_delimiter: bool
+) -> tuple[int, int] | None:
     """`_first_ragged_row` for a file without quotes, block by block with numpy; `_Quoted` when a
     block holds a quote (or a lone carriage return, an old line ending), which it leaves to csv."""
     lines_before, header, rest = 0, False, b""
@@ -254,18 +271,18 @@ def _first_ragged_line_unquoted(path: Path, separator: int, width: int,
             if not block:
                 if not data:
                     return None
-                data += b"\n"   # the last line, without its line break
+                data += b"\n"  # the last line, without its line break
             cut = data.rfind(b"\n") + 1
-            if not cut:   # a line longer than a block: read on
+            if not cut:  # a line longer than a block: read on
                 rest = data
                 continue
             chunk, rest = data[:cut], data[cut:]
             if b'"' in chunk or (b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n")):
                 raise _Quoted
             buffer = np.frombuffer(chunk, dtype=np.uint8)
-            ends = np.flatnonzero(buffer == 10)   # each line's "\n"
+            ends = np.flatnonzero(buffer == 10)  # each line's "\n"
             starts = np.concatenate([[0], ends[:-1] + 1])
-            ends = ends - ((ends > starts) & (buffer[np.maximum(ends - 1, 0)] == 13))   # drop "\r"
+            ends = ends - ((ends > starts) & (buffer[np.maximum(ends - 1, 0)] == 13))  # drop "\r"
             # Separators per line: the separator positions before its end, less those before the last.
             separators = np.diff(np.searchsorted(np.flatnonzero(buffer == separator), np.concatenate([[0], ends])))
             fields = separators + 1
@@ -273,12 +290,12 @@ def _first_ragged_line_unquoted(path: Path, separator: int, width: int,
             if trailing_delimiter:
                 fits |= (fields == width + 1) & (ends > starts) & (buffer[np.maximum(ends - 1, 0)] == separator)
             first = 0
-            while not header and first < len(ends):   # the header: the first line that is not blank
-                header = bool(chunk[starts[first]:ends[first]].strip())
+            while not header and first < len(ends):  # the header: the first line that is not blank
+                header = bool(chunk[starts[first] : ends[first]].strip())
                 first += 1
             for line in np.flatnonzero(~fits[first:]) + first:
                 # A line without separators may be blank (spaces at most), which pandas skips.
-                if separators[line] or chunk[starts[line]:ends[line]].strip():
+                if separators[line] or chunk[starts[line] : ends[line]].strip():
                     return lines_before + int(line) + 1, int(fields[line])
             lines_before += len(ends)
             if not block:
@@ -290,12 +307,14 @@ def _read_parquet_file(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a bad file
         reason = " ".join(str(error).split())[:200]
-        raise MmoeError(f"{path}: cannot read as Parquet ({type(error).__name__}: {reason}); "
-                        f"expected a Parquet file") from None
+        raise MmoeError(
+            f"{path}: cannot read as Parquet ({type(error).__name__}: {reason}); expected a Parquet file"
+        ) from None
     duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
     if duplicated:
-        raise MmoeError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))}; "
-                        f"expected every column name once")
+        raise MmoeError(
+            f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))}; expected every column name once"
+        )
     frame.columns = [str(name) for name in frame.columns]
     return frame.reset_index(drop=True)
 
@@ -305,9 +324,13 @@ def parquet_files(path: Path) -> list[Path]:
     path, skipping files and folders whose name starts with "." or "_" (writers' temporary and
     metadata files). MmoeError when there is none. Shared with the streaming reader, so that both
     see the same rows in the same order."""
-    files = sorted(file for file in path.rglob("*")
-                   if file.is_file() and file.suffix.lower() in PARQUET_SUFFIXES
-                   and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts))
+    files = sorted(
+        file
+        for file in path.rglob("*")
+        if file.is_file()
+        and file.suffix.lower() in PARQUET_SUFFIXES
+        and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    )
     if not files:
         raise MmoeError(f"{path}: the directory holds no .parquet / .pq files; {EXPECTED_TABLE}")
     return files
@@ -318,14 +341,17 @@ def _read_parquet_directory(path: Path) -> pd.DataFrame:
     frames = [_read_parquet_file(file) for file in files]
     for file, frame in zip(files[1:], frames[1:]):
         if list(frame.columns) != list(frames[0].columns):
-            raise MmoeError(f"{file}: columns {list(frame.columns)} differ from {files[0].name}'s "
-                            f"{list(frames[0].columns)}; expected every file in {path} to have the same columns")
+            raise MmoeError(
+                f"{file}: columns {list(frame.columns)} differ from {files[0].name}'s "
+                f"{list(frames[0].columns)}; expected every file in {path} to have the same columns"
+            )
     return pd.concat(frames, ignore_index=True)
 
 
 # -- columns --------------------------------------------------------------------------------------
-def infer_column_types(frame: pd.DataFrame, features: Sequence[str],
-                       overrides: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+def infer_column_types(
+    frame: pd.DataFrame, features: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> tuple[list[str], list[str]]:
     """Splits `features` into (numeric, categorical), each in the order given.
 
     Numeric dtypes (integers and floats, not booleans) are numeric; everything else (text,
@@ -335,8 +361,9 @@ def infer_column_types(frame: pd.DataFrame, features: Sequence[str],
     overrides = dict(overrides or {})
     for column, kind in overrides.items():
         if column not in features:
-            raise MmoeError(f"column type override: {column!r} is not a feature column; the features are "
-                            f"{_shown(features)}")
+            raise MmoeError(
+                f"column type override: {column!r} is not a feature column; the features are {_shown(features)}"
+            )
         if kind not in COLUMN_TYPES:
             raise MmoeError(f"column type override for {column!r}: {kind!r} is not one of {', '.join(COLUMN_TYPES)}")
     numeric: list[str] = []
@@ -364,8 +391,9 @@ def check_fraction(source: str, name: str, fraction: Any) -> None:
         raise MmoeError(f"{source}: {name}_fraction must be between 0 and 1 (exclusive), got {fraction!r}")
 
 
-def split_indices(rows: int, validation_fraction: float | None, test_fraction: float | None, seed: int,
-                  source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(
+    rows: int, validation_fraction: float | None, test_fraction: float | None, seed: int, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A seeded shuffle of range(rows) cut into (train, validation, test) index arrays.
 
     A fraction of None carves nothing (the split comes from elsewhere, e.g. a file). Sizes are
@@ -381,14 +409,18 @@ def split_indices(rows: int, validation_fraction: float | None, test_fraction: f
         check_fraction(source, name, fraction)
         sizes[name] = int(round(rows * fraction))
         if sizes[name] == 0:
-            raise MmoeError(f"{source}: a {name} fraction of {fraction} of {rows} row(s) is an empty {name} split; "
-                            f"expected at least one {name} row (use a larger table, a larger {name}_fraction, "
-                            f"or a separate {name} file)")
+            raise MmoeError(
+                f"{source}: a {name} fraction of {fraction} of {rows} row(s) is an empty {name} split; "
+                f"expected at least one {name} row (use a larger table, a larger {name}_fraction, "
+                f"or a separate {name} file)"
+            )
     train_size = rows - sizes["validation"] - sizes["test"]
     if train_size < 1:
-        raise MmoeError(f"{source}: {rows} row(s) leave no training rows after {sizes['validation']} validation and "
-                        f"{sizes['test']} test rows; expected at least one training row (use a larger table or "
-                        f"smaller fractions)")
+        raise MmoeError(
+            f"{source}: {rows} row(s) leave no training rows after {sizes['validation']} validation and "
+            f"{sizes['test']} test rows; expected at least one training row (use a larger table or "
+            f"smaller fractions)"
+        )
     order = np.random.default_rng(seed).permutation(rows)
     validation_end = sizes["validation"]
     test_end = validation_end + sizes["test"]
@@ -407,8 +439,14 @@ def resolve_tasks(tasks: Sequence[Task] | str, source: str) -> list[Task]:
     return task_list
 
 
-def resolve_columns(columns: Sequence[str], source: str, tasks: Sequence[Task], features: Sequence[str] | None,
-                    positive: Mapping[str, str] | None, hint: str = "") -> tuple[list[str], dict[str, str]]:
+def resolve_columns(
+    columns: Sequence[str],
+    source: str,
+    tasks: Sequence[Task],
+    features: Sequence[str] | None,
+    positive: Mapping[str, str] | None,
+    hint: str = "",
+) -> tuple[list[str], dict[str, str]]:
     """The feature columns (default: every column that is not a task) and the positive values as
     text, checked against the table's `columns`: a task or feature that is not there, a feature
     listed twice or also a task, no features at all, or a positive value for a task that is not
@@ -416,41 +454,55 @@ def resolve_columns(columns: Sequence[str], source: str, tasks: Sequence[Task], 
     task_names = [task.name for task in tasks]
     for name in task_names:
         if name not in columns:
-            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(columns)}"
-                            + hint)
+            raise MmoeError(f"{source}: task column {name!r} not found; the table has columns {_shown(columns)}" + hint)
     if features is None:
         feature_list = [column for column in columns if column not in task_names]
     else:
         feature_list = list(features)
         unknown = [column for column in feature_list if column not in columns]
         if unknown:
-            raise MmoeError(f"{source}: feature column(s) {_shown(unknown)} not found; the table has columns "
-                            f"{_shown(columns)}")
+            raise MmoeError(
+                f"{source}: feature column(s) {_shown(unknown)} not found; the table has columns {_shown(columns)}"
+            )
         repeated = _repeated(feature_list)
         if repeated:
-            raise MmoeError(f"{source}: feature column(s) {_shown(repeated)} listed more than once; "
-                            f"expected each feature once")
+            raise MmoeError(
+                f"{source}: feature column(s) {_shown(repeated)} listed more than once; expected each feature once"
+            )
         as_feature = [name for name in task_names if name in feature_list]
         if as_feature:
-            raise MmoeError(f"{source}: task column(s) {_shown(as_feature)} also listed as feature(s); a label "
-                            f"cannot be an input, remove it from the features")
+            raise MmoeError(
+                f"{source}: task column(s) {_shown(as_feature)} also listed as feature(s); a label "
+                f"cannot be an input, remove it from the features"
+            )
     if not feature_list:
-        raise MmoeError(f"{source}: no feature columns besides the tasks {_shown(task_names)}; "
-                        f"expected at least one input column")
+        raise MmoeError(
+            f"{source}: no feature columns besides the tasks {_shown(task_names)}; expected at least one input column"
+        )
     positive_values = {name: str(value) for name, value in (positive or {}).items()}
     kinds = {task.name: task.kind for task in tasks}
     for name in positive_values:
         if kinds.get(name) != "binary":
-            raise MmoeError(f"positive value given for {name!r}, which is not a binary task; binary tasks: "
-                            f"{_shown([t for t, k in kinds.items() if k == 'binary']) or 'none'}")
+            raise MmoeError(
+                f"positive value given for {name!r}, which is not a binary task; binary tasks: "
+                f"{_shown([t for t, k in kinds.items() if k == 'binary']) or 'none'}"
+            )
     return feature_list, positive_values
 
 
-def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
-               column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
-               validation_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
-               validation_path: str | Path | None = None, test_path: str | Path | None = None,
-               delimiter: str | None = None) -> MultiTaskData:
+def load_table(
+    path: str | Path,
+    tasks: Sequence[Task] | str,
+    features: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    positive: Mapping[str, str] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+    validation_path: str | Path | None = None,
+    test_path: str | Path | None = None,
+    delimiter: str | None = None,
+) -> MultiTaskData:
     """A user's table as a `MultiTaskData`.
 
     tasks: `Task`s or a spec string ("clicked:binary,watch_time:regression"); the first is the
@@ -472,8 +524,9 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
     source = str(path)
 
     frame = _integral_binary_labels(read_table(path, delimiter), task_list)
-    feature_list, positive_values = resolve_columns(list(frame.columns), source, task_list, features, positive,
-                                                    _delimiter_hint(frame, delimiter))
+    feature_list, positive_values = resolve_columns(
+        list(frame.columns), source, task_list, features, positive, _delimiter_hint(frame, delimiter)
+    )
     numeric, categorical = infer_column_types(frame, feature_list, column_types)
 
     # Check every value against the whole file before splitting, so that an error names the row
@@ -483,15 +536,19 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
     dropped = int((~labelled).sum())
     frame = frame.loc[labelled].reset_index(drop=True)
     if len(frame) == 0:
-        raise MmoeError(f"{source}: no row has a value in any task column ({_shown(task_names)}); "
-                        f"expected labelled rows")
+        raise MmoeError(
+            f"{source}: no row has a value in any task column ({_shown(task_names)}); expected labelled rows"
+        )
 
     train_index, validation_index, test_index = split_indices(
-        len(frame), None if validation_path is not None else validation_fraction,
-        None if test_path is not None else test_fraction, split_seed, source)
+        len(frame),
+        None if validation_path is not None else validation_fraction,
+        None if test_path is not None else test_fraction,
+        split_seed,
+        source,
+    )
     parts = {"train": (frame.iloc[train_index], source)}
-    for name, index, extra_path in (("validation", validation_index, validation_path),
-                                    ("test", test_index, test_path)):
+    for name, index, extra_path in (("validation", validation_index, validation_path), ("test", test_index, test_path)):
         if extra_path is None:
             parts[name] = (frame.iloc[index], source)
             continue
@@ -499,8 +556,10 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         extra_source = str(extra_path)
         missing = [column for column in feature_list + task_names if column not in extra.columns]
         if missing:
-            raise MmoeError(f"{extra_source}: missing column(s) {_shown(missing)} that {source} has; expected the "
-                            f"same feature and task columns as the training table")
+            raise MmoeError(
+                f"{extra_source}: missing column(s) {_shown(missing)} that {source} has; expected the "
+                f"same feature and task columns as the training table"
+            )
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
         parts[name] = (extra, extra_source)
 
@@ -508,7 +567,7 @@ def load_table(path: str | Path, tasks: Sequence[Task] | str, features: Sequence
         "dataset": "table",
         "path": source,
         "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-        "rows": None,   # the split sizes, filled in by fit_encode
+        "rows": None,  # the split sizes, filled in by fit_encode
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
     }
@@ -527,8 +586,10 @@ def _delimiter_hint(frame: pd.DataFrame, delimiter: str | None) -> str:
     header = str(frame.columns[0])
     for candidate, name in ((";", "';'"), ("\t", "a tab"), ("|", "'|'")):
         if candidate in header and candidate != delimiter:
-            return (f" (a single column: the file looks {name}-separated; expected "
-                    f"{'comma' if delimiter in (None, ',') else repr(delimiter)}-separated values)")
+            return (
+                f" (a single column: the file looks {name}-separated; expected "
+                f"{'comma' if delimiter in (None, ',') else repr(delimiter)}-separated values)"
+            )
     return ""
 
 
@@ -548,8 +609,9 @@ def _integral_binary_labels(frame: pd.DataFrame, tasks: Sequence[Task]) -> pd.Da
     return frame
 
 
-def _validate_frame(frame: pd.DataFrame, source: str, numeric: Sequence[str], tasks: Sequence[Task],
-                    positive: Mapping[str, str]) -> np.ndarray:
+def _validate_frame(
+    frame: pd.DataFrame, source: str, numeric: Sequence[str], tasks: Sequence[Task], positive: Mapping[str, str]
+) -> np.ndarray:
     """Raises MmoeError for a bad value anywhere in `frame`; returns its labels [rows, tasks], NaN = missing.
 
     The binary label coding here is only a check (it sees every row); the encoder's own coding is
@@ -567,5 +629,13 @@ def _validate_frame(frame: pd.DataFrame, source: str, numeric: Sequence[str], ta
     return labels
 
 
-__all__ = ["infer_column_types", "load_table", "parquet_files", "parse_task_spec", "read_table",
-           "resolve_columns", "resolve_tasks", "split_indices"]
+__all__ = [
+    "infer_column_types",
+    "load_table",
+    "parquet_files",
+    "parse_task_spec",
+    "read_table",
+    "resolve_columns",
+    "resolve_tasks",
+    "split_indices",
+]

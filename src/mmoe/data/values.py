@@ -55,8 +55,7 @@ def _row(rows: np.ndarray | int, position: int) -> int:
 
 
 # -- numbers --------------------------------------------------------------------------------------
-def to_numeric_column(values: pd.Series | pa.Array, source: str, column: str,
-                      rows: np.ndarray | int = 0) -> np.ndarray:
+def to_numeric_column(values: pd.Series | pa.Array, source: str, column: str, rows: np.ndarray | int = 0) -> np.ndarray:
     """float64 values with NaN for missing; text or ±inf is an MmoeError naming `source`,
     `column` and the first bad value's row (a streamed batch names the row as it is in its file).
 
@@ -72,10 +71,14 @@ def to_numeric_column(values: pd.Series | pa.Array, source: str, column: str,
     bad = np.flatnonzero((np.isnan(numbers) & ~missing(values)) | np.isinf(numbers))
     if bad.size:
         position = int(bad[0])
-        what = ("is infinite (expected a finite number or an empty cell)" if np.isinf(numbers[position])
-                else "is not a number (expected a numeric value or an empty cell)")
-        raise MmoeError(f"{source}: column {column!r}, row {_row(rows, position) + 1}: "
-                        f"{as_written(values.iloc[position])} {what}")
+        what = (
+            "is infinite (expected a finite number or an empty cell)"
+            if np.isinf(numbers[position])
+            else "is not a number (expected a numeric value or an empty cell)"
+        )
+        raise MmoeError(
+            f"{source}: column {column!r}, row {_row(rows, position) + 1}: {as_written(values.iloc[position])} {what}"
+        )
     return numbers
 
 
@@ -112,12 +115,13 @@ def check_two_values(seen: Iterable[str], column: str, source: str) -> None:
     seen = sorted(set(seen))
     if len(seen) > 2:
         shown = ", ".join(repr(v) for v in seen[:6]) + (", ..." if len(seen) > 6 else "")
-        raise MmoeError(f"{source}: binary task column {column!r} has {len(seen)} distinct values ({shown}); "
-                        f"expected two (0/1, true/false, or two values with --positive)")
+        raise MmoeError(
+            f"{source}: binary task column {column!r} has {len(seen)} distinct values ({shown}); "
+            f"expected two (0/1, true/false, or two values with --positive)"
+        )
 
 
-def binary_label_pair(seen: Iterable[str], column: str, positive: str | None,
-                      source: str) -> tuple[str, str | None]:
+def binary_label_pair(seen: Iterable[str], column: str, positive: str | None, source: str) -> tuple[str, str | None]:
     """(positive, negative) texts of a binary task column whose distinct present values (as
     `label_texts`) are `seen`. positive: the value that means 1, when the user named one (it must
     be among two values); else the pair must read as 0/1, true/false or yes/no (a column with one
@@ -128,20 +132,25 @@ def binary_label_pair(seen: Iterable[str], column: str, positive: str | None,
     if positive is not None:
         positive = str(positive)
         if len(values) == 2 and positive not in values:
-            raise MmoeError(f"{source}: binary task column {column!r}: positive value {positive!r} is not "
-                            f"among its values ({', '.join(map(repr, values))})")
+            raise MmoeError(
+                f"{source}: binary task column {column!r}: positive value {positive!r} is not "
+                f"among its values ({', '.join(map(repr, values))})"
+            )
         others = [v for v in values if v != positive]
         return positive, (others[0] if others else None)
     truthy = [v for v in values if v.lower() in TRUE_WORDS]
     falsy = [v for v in values if v.lower() in FALSE_WORDS]
     if len(truthy) + len(falsy) == len(values) and len(truthy) <= 1 and len(falsy) <= 1:
         return (truthy[0] if truthy else "1"), (falsy[0] if falsy else "0")
-    raise MmoeError(f"{source}: binary task column {column!r} has values {', '.join(map(repr, values))}; "
-                    f"name the positive one with --positive {column}=VALUE")
+    raise MmoeError(
+        f"{source}: binary task column {column!r} has values {', '.join(map(repr, values))}; "
+        f"name the positive one with --positive {column}=VALUE"
+    )
 
 
-def binary_label_matches(values: pd.Series, positive: str | None,
-                         negative: str | None) -> tuple[np.ndarray, np.ndarray]:
+def binary_label_matches(
+    values: pd.Series, positive: str | None, negative: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels, bad): labels 1.0 / 0.0 per value, NaN where missing; bad marks a present value
     that is neither `positive` nor `negative`. A 0/1 or true/false pair also matches its other
     spellings ("1.0", True)."""
@@ -157,13 +166,28 @@ def binary_label_matches(values: pd.Series, positive: str | None,
     return labels, present & ~is_positive & ~is_negative
 
 
-def bad_label_error(value: object, row: int, column: str, positive: str | None, negative: str | None,
-                    source: str) -> MmoeError:
+def bad_label_error(
+    value: object, row: int, column: str, positive: str | None, negative: str | None, source: str
+) -> MmoeError:
     """The error for a binary label `value` at 0-based data row `row` that is not of the pair."""
-    return MmoeError(f"{source}: binary task column {column!r}, row {row + 1}: value {value!r} is neither "
-                     f"{positive!r} nor {negative!r}")
+    return MmoeError(
+        f"{source}: binary task column {column!r}, row {row + 1}: value {value!r} is neither "
+        f"{positive!r} nor {negative!r}"
+    )
 
 
-__all__ = ["FALSE_WORDS", "MISSING_CATEGORY", "TRUE_WORDS", "as_written", "bad_label_error", "binary_label_matches",
-           "binary_label_pair", "category_texts", "check_two_values", "label_texts", "missing",
-           "present_label_texts", "to_numeric_column"]
+__all__ = [
+    "FALSE_WORDS",
+    "MISSING_CATEGORY",
+    "TRUE_WORDS",
+    "as_written",
+    "bad_label_error",
+    "binary_label_matches",
+    "binary_label_pair",
+    "category_texts",
+    "check_two_values",
+    "label_texts",
+    "missing",
+    "present_label_texts",
+    "to_numeric_column",
+]

@@ -29,8 +29,9 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     results: dict[str, Any] = {"batch_size": TrainConfig().batch_size, "groups": {}}
     pairs = [(group, model) for group in scale.census_groups for model in scale.census_models]
     # Every (group, model) is tuned and repeated on its own, so the pairs run side by side.
-    studied = map_units(ctx, study_model, pairs, desc=NAME,
-                        weights=[scale.census_trials + scale.census_repeats] * len(pairs))
+    studied = map_units(
+        ctx, study_model, pairs, desc=NAME, weights=[scale.census_trials + scale.census_repeats] * len(pairs)
+    )
     for (group, model), (rows, tasks, model_result) in zip(pairs, studied):
         group_result = results["groups"].setdefault(str(group), {"tasks": tasks, "rows": rows, "models": {}})
         group_result["models"][model] = model_result
@@ -45,28 +46,47 @@ def study_model(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int
     full = load_group(group, ctx.data_dir)
     data = subsample(full, scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
     tune_data = subsample(full, scale.census_tune_rows, scale.census_eval_rows, seed=ctx.seed)
-    rows = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
-            "tuning_train": len(tune_data.train)}
+    rows = {
+        "train": len(data.train),
+        "validation": len(data.validation),
+        "test": len(data.test),
+        "tuning_train": len(tune_data.train),
+    }
     tuned = tuning.tune(ctx, tune_data, group, model)
     runs = repeats(ctx, data, group, model, tuned)
-    return rows, data.task_names, {"tuned": {k: v for k, v in tuned.items() if k != "trials"},
-                                   "tuning_trials": tuned.get("trials", []), "runs": runs,
-                                   "summary": summarize(runs, data.task_names)}
+    return (
+        rows,
+        data.task_names,
+        {
+            "tuned": {k: v for k, v in tuned.items() if k != "trials"},
+            "tuning_trials": tuned.get("trials", []),
+            "runs": runs,
+            "summary": summarize(runs, data.task_names),
+        },
+    )
 
 
 def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any]) -> list[dict[str, Any]]:
     """census_repeats runs of the tuned configuration, seeds seed·100000 + r, in cached chunks."""
     scale = ctx.scale
     hp = tuning.hyperparameters(tuned)
-    config = TrainConfig(learning_rate=tuned["learning_rate"], epochs=int(tuned["epochs"]), patience=0,
-                         threads=ctx.threads)
+    config = TrainConfig(
+        learning_rate=tuned["learning_rate"], epochs=int(tuned["epochs"]), patience=0, threads=ctx.threads
+    )
     base = ctx.seed * 100_000
     runs: list[dict[str, Any]] = []
     for start in range(0, scale.census_repeats, scale.census_chunk):
         seeds = list(range(base + start, base + min(start + scale.census_chunk, scale.census_repeats)))
-        spec = {"group": group, "model": model, "hyperparameters": tuned["hyperparameters"],
-                "training": config.to_dict() | {"threads": None}, "seeds": seeds,
-                "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows, "data_seed": ctx.seed}
+        spec = {
+            "group": group,
+            "model": model,
+            "hyperparameters": tuned["hyperparameters"],
+            "training": config.to_dict() | {"threads": None},
+            "seeds": seeds,
+            "train_rows": scale.census_train_rows,
+            "eval_rows": scale.census_eval_rows,
+            "data_seed": ctx.seed,
+        }
 
         # get_or_compute calls compute (if at all) at once, inside this iteration: the loop's
         # variables it reads are this chunk's (B023 guards against closures called later).
@@ -76,11 +96,17 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
             # repeats: ≈ 4 min). Each run equals its population replica (tests/test_population.py).
             torch.set_num_threads(ctx.threads)
             results = [(seed, fit(data, model, replace(config, seed=seed), **hp)) for seed in seeds]  # noqa: B023
-            return [{"seed": seed, "best_epoch": r.best_epoch,
-                     "validation": {t: {"auc": m["auc"], "logloss": m["logloss"]}
-                                    for t, m in r.metrics["validation"].items()},
-                     "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()}}
-                    for seed, r in results]
+            return [
+                {
+                    "seed": seed,
+                    "best_epoch": r.best_epoch,
+                    "validation": {
+                        t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()
+                    },
+                    "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()},
+                }
+                for seed, r in results
+            ]
 
         runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
     return runs
@@ -93,8 +119,12 @@ def summarize(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
     for task in tasks:
         values = [r["test"][task]["auc"] for r in runs]
         mean, low, high = stats.t_interval(values)
-        summary[task] = {"mean": mean, "ci_low": low, "ci_high": high,
-                         "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")}
+        summary[task] = {
+            "mean": mean,
+            "ci_low": low,
+            "ci_high": high,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+        }
     best = max(runs, key=lambda r: r["test"][main]["auc"])
     summary["best"] = {"seed": best["seed"], **{task: best["test"][task]["auc"] for task in tasks}}
     return summary

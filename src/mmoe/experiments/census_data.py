@@ -45,8 +45,12 @@ def subsample(data: MultiTaskData, train_rows: int | None, eval_rows: int | None
             return split
         return split.subset(torch.randperm(len(split), generator=generator)[:rows].sort().values)
 
-    return replace(data, train=cut(data.train, train_rows), validation=cut(data.validation, eval_rows),
-                   test=cut(data.test, eval_rows))
+    return replace(
+        data,
+        train=cut(data.train, train_rows),
+        validation=cut(data.validation, eval_rows),
+        test=cut(data.test, eval_rows),
+    )
 
 
 def sparse_labels(data: MultiTaskData, task: int, fraction: float, seed: int = 0) -> MultiTaskData:

@@ -37,8 +37,10 @@ def evaluate_claims(studies: dict[str, Any]) -> list[dict[str, Any]]:
 def _synthetic_runs(studies: dict[str, Any]) -> dict[str, Any] | None:
     study = studies.get("synthetic")
     if study and study.get("status") == "done":
-        return {p: {m: [r["final_loss"] for r in v["runs"]] for m, v in models.items()}
-                for p, models in study["result"]["per_p"].items()}
+        return {
+            p: {m: [r["final_loss"] for r in v["runs"]] for m, v in models.items()}
+            for p, models in study["result"]["per_p"].items()
+        }
     study = studies.get("trainability")
     if study and study.get("status") == "done":
         return {p: {m: v["final_loss"] for m, v in models.items()} for p, models in study["result"]["per_p"].items()}
@@ -46,8 +48,14 @@ def _synthetic_runs(studies: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _not_run(claim: str, test: str, figure: str, reason: str) -> dict[str, Any]:
-    return {"claim": claim, "verdict": "not run", "test": test, "figure": figure,
-            "evidence": f"not run: {reason}", "details": {}}
+    return {
+        "claim": claim,
+        "verdict": "not run",
+        "test": test,
+        "figure": figure,
+        "evidence": f"not run: {reason}",
+        "details": {},
+    }
 
 
 def _interval_verdict(low: float, high: float) -> str:
@@ -55,17 +63,26 @@ def _interval_verdict(low: float, high: float) -> str:
     return CONFIRMED if low > 0 else NOT_CONFIRMED if high < 0 else INCONCLUSIVE
 
 
-def _interval_claim(claim: str, test: str, figure: str, estimate: float, low: float, high: float,
-                    evidence: str) -> dict[str, Any]:
+def _interval_claim(
+    claim: str, test: str, figure: str, estimate: float, low: float, high: float, evidence: str
+) -> dict[str, Any]:
     """A claim decided by one 95% interval of its effect (see `_interval_verdict`)."""
-    return {"claim": claim, "verdict": _interval_verdict(low, high), "test": test, "figure": figure,
-            "evidence": evidence, "details": {"difference": estimate, "ci": [low, high]}}
+    return {
+        "claim": claim,
+        "verdict": _interval_verdict(low, high),
+        "test": test,
+        "figure": figure,
+        "evidence": evidence,
+        "details": {"difference": estimate, "ci": [low, high]},
+    }
 
 
 def _claim_gap_grows(runs: dict[str, Any] | None) -> dict[str, Any]:
     claim = "MMoE's advantage grows as the task correlation falls (Figure 4)"
-    test = ("per-run paired gap (baseline − MMoE final loss, same data) at p = 0.5 minus at p = 1; "
-            "95% percentile-bootstrap CI of that difference of mean gaps, for Shared-Bottom and OMoE")
+    test = (
+        "per-run paired gap (baseline − MMoE final loss, same data) at p = 0.5 minus at p = 1; "
+        "95% percentile-bootstrap CI of that difference of mean gaps, for Shared-Bottom and OMoE"
+    )
     figure = "fig4_synthetic.png"
     if runs is None:
         return _not_run(claim, test, figure, "the synthetic study did not run")
@@ -73,13 +90,24 @@ def _claim_gap_grows(runs: dict[str, Any] | None) -> dict[str, Any]:
     for baseline in ("shared-bottom", "omoe"):
         gaps = {p: np.asarray(runs[p][baseline]) - np.asarray(runs[p]["mmoe"]) for p in runs}
         estimate, low, high = stats.bootstrap_difference_ci(gaps["0.5"], gaps["1.0"])
-        details[baseline] = {"gap": {p: float(np.mean(g)) for p, g in gaps.items()},
-                             "difference": estimate, "ci": [low, high]}
+        details[baseline] = {
+            "gap": {p: float(np.mean(g)) for p, g in gaps.items()},
+            "difference": estimate,
+            "ci": [low, high],
+        }
         verdicts.append(_interval_verdict(low, high))
-        parts.append(f"vs {baseline}: gap {np.mean(gaps['0.5']):.4f} at p=0.5, {np.mean(gaps['1.0']):.4f} at p=1; "
-                     f"difference {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
-    return {"claim": claim, "verdict": _combine(verdicts), "test": test, "figure": figure,
-            "evidence": "; ".join(parts), "details": details}
+        parts.append(
+            f"vs {baseline}: gap {np.mean(gaps['0.5']):.4f} at p=0.5, {np.mean(gaps['1.0']):.4f} at p=1; "
+            f"difference {estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
+        )
+    return {
+        "claim": claim,
+        "verdict": _combine(verdicts),
+        "test": test,
+        "figure": figure,
+        "evidence": "; ".join(parts),
+        "details": details,
+    }
 
 
 def _variance_test(a: list[float], b: list[float]) -> dict[str, float]:
@@ -99,8 +127,14 @@ def _claim_shared_bottom_variance(runs: dict[str, Any] | None) -> dict[str, Any]
         details[p] = result
         verdicts.append(_directional(result, len(runs[p]["mmoe"])))
         parts.append(f"p={p}: var ratio {result['variance_ratio']:.2f}, p-value {result['p_value']:.3g}")
-    return {"claim": claim, "verdict": _combine(verdicts), "test": test, "figure": figure,
-            "evidence": "; ".join(parts), "details": details}
+    return {
+        "claim": claim,
+        "verdict": _combine(verdicts),
+        "test": test,
+        "figure": figure,
+        "evidence": "; ".join(parts),
+        "details": details,
+    }
 
 
 def _directional(result: dict[str, float], runs: int) -> str:
@@ -114,8 +148,10 @@ def _directional(result: dict[str, float], runs: int) -> str:
 
 def _claim_omoe_robustness(runs: dict[str, Any] | None) -> dict[str, Any]:
     claim = "OMoE is as robust as MMoE at p = 1 but less robust at p = 0.5 (Figure 5)"
-    test = ("Brown-Forsythe test OMoE vs MMoE: at p = 1 no significant difference (α = 0.05), "
-            "at p = 0.5 OMoE's variance significantly larger")
+    test = (
+        "Brown-Forsythe test OMoE vs MMoE: at p = 1 no significant difference (α = 0.05), "
+        "at p = 0.5 OMoE's variance significantly larger"
+    )
     figure = "fig5_trainability.png"
     if runs is None:
         return _not_run(claim, test, figure, "the synthetic study did not run")
@@ -130,16 +166,26 @@ def _claim_omoe_robustness(runs: dict[str, Any] | None) -> dict[str, Any]:
         verdict = CONFIRMED if n >= MIN_RUNS_FOR_NULL else INCONCLUSIVE
     else:
         verdict = worse_at_half
-    evidence = (f"p=1: var ratio {at_one['variance_ratio']:.2f}, p-value {at_one['p_value']:.3g}; "
-                f"p=0.5: var ratio {at_half['variance_ratio']:.2f}, p-value {at_half['p_value']:.3g}")
-    return {"claim": claim, "verdict": verdict, "test": test, "figure": figure, "evidence": evidence,
-            "details": {"1.0": at_one, "0.5": at_half}}
+    evidence = (
+        f"p=1: var ratio {at_one['variance_ratio']:.2f}, p-value {at_one['p_value']:.3g}; "
+        f"p=0.5: var ratio {at_half['variance_ratio']:.2f}, p-value {at_half['p_value']:.3g}"
+    )
+    return {
+        "claim": claim,
+        "verdict": verdict,
+        "test": test,
+        "figure": figure,
+        "evidence": evidence,
+        "details": {"1.0": at_one, "0.5": at_half},
+    }
 
 
 def _claim_best_runs_comparable(runs: dict[str, Any] | None) -> dict[str, Any]:
     claim = "The best runs of Shared-Bottom, OMoE and MMoE are comparable (Figure 5)"
-    test = (f"95% bootstrap CI of the difference of 5th-percentile final losses (each model − MMoE) at each p; "
-            f"comparable when inside ±{EQUIVALENCE_MARGIN:.0%} of the larger 5th percentile")
+    test = (
+        f"95% bootstrap CI of the difference of 5th-percentile final losses (each model − MMoE) at each p; "
+        f"comparable when inside ±{EQUIVALENCE_MARGIN:.0%} of the larger 5th percentile"
+    )
     figure = "fig5_trainability.png"
     if runs is None:
         return _not_run(claim, test, figure, "the synthetic study did not run")
@@ -147,16 +193,23 @@ def _claim_best_runs_comparable(runs: dict[str, Any] | None) -> dict[str, Any]:
     for p in runs:
         for model in ("shared-bottom", "omoe"):
             a, b = runs[p][model], runs[p]["mmoe"]
-            estimate, low, high = stats.bootstrap_ci(lambda x, y: float(np.quantile(x, 0.05) - np.quantile(y, 0.05)),
-                                                     [a, b])
+            estimate, low, high = stats.bootstrap_ci(
+                lambda x, y: float(np.quantile(x, 0.05) - np.quantile(y, 0.05)), [a, b]
+            )
             margin = EQUIVALENCE_MARGIN * max(np.quantile(a, 0.05), np.quantile(b, 0.05))
             inside = -margin <= low and high <= margin
             outside = low > margin or high < -margin
             verdicts.append(CONFIRMED if inside else NOT_CONFIRMED if outside else INCONCLUSIVE)
             details[f"{p}/{model}"] = {"difference": estimate, "ci": [low, high], "margin": margin}
             parts.append(f"p={p} {model}: {estimate:+.4f} [{low:+.4f}, {high:+.4f}] (margin ±{margin:.4f})")
-    return {"claim": claim, "verdict": _combine(verdicts), "test": test, "figure": figure,
-            "evidence": "; ".join(parts), "details": details}
+    return {
+        "claim": claim,
+        "verdict": _combine(verdicts),
+        "test": test,
+        "figure": figure,
+        "evidence": "; ".join(parts),
+        "details": details,
+    }
 
 
 def _claim_census_best(result: dict[str, Any] | None, study: dict[str, Any]) -> dict[str, Any]:
@@ -180,14 +233,22 @@ def _claim_census_best(result: dict[str, Any] | None, study: dict[str, Any]) -> 
             details[f"{group}/{model}"] = {"difference": estimate, "ci": [low, high]}
             verdicts.append(_interval_verdict(low, high))
             parts.append(f"group {group} vs {model}: {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
-    return {"claim": claim, "verdict": _combine(verdicts) if verdicts else "not run", "test": test,
-            "figure": figure, "evidence": "; ".join(parts), "details": details}
+    return {
+        "claim": claim,
+        "verdict": _combine(verdicts) if verdicts else "not run",
+        "test": test,
+        "figure": figure,
+        "evidence": "; ".join(parts),
+        "details": details,
+    }
 
 
 def _claim_sparse_gate(result: dict[str, Any] | None, study: dict[str, Any]) -> dict[str, Any]:
     claim = "With sparse labels, the sparse task's gate concentrates on fewer experts (Section 6.4, Figure 6)"
-    test = ("95% bootstrap CI of the difference of the sparse task's mean normalised gate entropy, "
-            "full labels − sparse labels (positive: more concentrated when sparse)")
+    test = (
+        "95% bootstrap CI of the difference of the sparse task's mean normalised gate entropy, "
+        "full labels − sparse labels (positive: more concentrated when sparse)"
+    )
     figure = "fig6_gates.png"
     if result is None:
         return _not_run(claim, test, figure, study.get("reason", "the gates study did not run"))
@@ -195,15 +256,19 @@ def _claim_sparse_gate(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     full = [r["gate_entropy"][task] for r in result["conditions"]["full"]["mmoe"]]
     sparse = [r["gate_entropy"][task] for r in result["conditions"]["sparse"]["mmoe"]]
     estimate, low, high = stats.bootstrap_difference_ci(full, sparse)
-    evidence = (f"entropy {np.mean(full):.3f} (full) vs {np.mean(sparse):.3f} (sparse); difference "
-                f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}], {len(full)} runs each")
+    evidence = (
+        f"entropy {np.mean(full):.3f} (full) vs {np.mean(sparse):.3f} (sparse); difference "
+        f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}], {len(full)} runs each"
+    )
     return _interval_claim(claim, test, figure, estimate, low, high, evidence)
 
 
 def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> dict[str, Any]:
     claim = "MMoE helps a sparse task more than Shared-Bottom does (Section 6.4)"
-    test = ("sparse-label condition: 95% bootstrap CI of the difference of the sparse task's mean test AUC, "
-            "MMoE − Shared-Bottom (each model's help over Single-Task differs by exactly this)")
+    test = (
+        "sparse-label condition: 95% bootstrap CI of the difference of the sparse task's mean test AUC, "
+        "MMoE − Shared-Bottom (each model's help over Single-Task differs by exactly this)"
+    )
     figure = "fig6_gates.png"
     if result is None:
         return _not_run(claim, test, figure, study.get("reason", "the gates study did not run"))
@@ -212,11 +277,13 @@ def _claim_sparse_help(result: dict[str, Any] | None, study: dict[str, Any]) -> 
     auc = {m: [r["test_auc"][task] for r in runs[m]] for m in runs}
     estimate, low, high = stats.bootstrap_difference_ci(auc["mmoe"], auc["shared-bottom"])
     single = float(np.mean(auc["single-task"]))
-    evidence = (f"{task} AUC with {result['sparse_fraction']:.0%} labels: MMoE {np.mean(auc['mmoe']):.4f}, "
-                f"Shared-Bottom {np.mean(auc['shared-bottom']):.4f}, Single-Task {single:.4f}; help over Single-Task "
-                f"MMoE {np.mean(auc['mmoe']) - single:+.4f}, "
-               f"Shared-Bottom {np.mean(auc['shared-bottom']) - single:+.4f}; "
-                f"MMoE − Shared-Bottom {estimate:+.4f} [{low:+.4f}, {high:+.4f}]")
+    evidence = (
+        f"{task} AUC with {result['sparse_fraction']:.0%} labels: MMoE {np.mean(auc['mmoe']):.4f}, "
+        f"Shared-Bottom {np.mean(auc['shared-bottom']):.4f}, Single-Task {single:.4f}; help over Single-Task "
+        f"MMoE {np.mean(auc['mmoe']) - single:+.4f}, "
+        f"Shared-Bottom {np.mean(auc['shared-bottom']) - single:+.4f}; "
+        f"MMoE − Shared-Bottom {estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
+    )
     return _interval_claim(claim, test, figure, estimate, low, high, evidence)
 
 

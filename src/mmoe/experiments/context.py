@@ -41,15 +41,34 @@ class StudyContext:
         self.out = Path(self.out)
         self.cache = RunCache(self.out / "cache")
 
-    def bar(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "",
-            unit: str = "run", leave: bool = False) -> tqdm:
+    def bar(
+        self,
+        iterable: Iterable[Any] | None = None,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "run",
+        leave: bool = False,
+    ) -> tqdm:
         """A progress bar on stderr (one line per study's units of work)."""
-        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr,
-                    disable=not self.show_progress, dynamic_ncols=True)
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit=unit,
+            leave=leave,
+            file=sys.stderr,
+            disable=not self.show_progress,
+            dynamic_ncols=True,
+        )
 
 
-def map_units(ctx: StudyContext, function: Callable[[StudyContext, Any], Any], items: Sequence[Any],
-              desc: str = "", weights: Sequence[int] | None = None) -> list[Any]:
+def map_units(
+    ctx: StudyContext,
+    function: Callable[[StudyContext, Any], Any],
+    items: Sequence[Any],
+    desc: str = "",
+    weights: Sequence[int] | None = None,
+) -> list[Any]:
     """[function(ctx, item) for item in items], computed by ctx.workers processes at once.
 
     Small models use one core badly (a 1-thread run beats a 2-thread one on 2 cores), so the
@@ -67,8 +86,9 @@ def map_units(ctx: StudyContext, function: Callable[[StudyContext, Any], Any], i
             return results
         worker_ctx = _worker_context(ctx)
         # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
-        with ProcessPoolExecutor(max_workers=min(ctx.workers, len(items)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(ctx.workers, len(items)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = {pool.submit(_run_unit, function, worker_ctx, item): index for index, item in enumerate(items)}
             for future in as_completed(futures):
                 index = futures[future]

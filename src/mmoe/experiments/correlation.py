@@ -26,10 +26,21 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     for p in ctx.bar(scale.correlation_values, desc=NAME, unit="p"):
         spec = {"generator": asdict(replace(generator, correlation=p, seed=0)), "seeds": seeds}
         values[str(p)] = ctx.cache.get_or_compute("correlation", spec, partial(_correlations, generator, p, seeds))
-    summary = [{"p": float(p), "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                "trials": len(v)} for p, v in values.items()]
-    return {"generator": asdict(replace(generator, seed=0, correlation=0.0)) | {"correlation": "varied"},
-            "seeds": seeds, "per_trial": values, "summary": summary}
+    summary = [
+        {
+            "p": float(p),
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+            "trials": len(v),
+        }
+        for p, v in values.items()
+    ]
+    return {
+        "generator": asdict(replace(generator, seed=0, correlation=0.0)) | {"correlation": "varied"},
+        "seeds": seeds,
+        "per_trial": values,
+        "summary": summary,
+    }
 
 
 def _correlations(generator: SyntheticConfig, p: float, seeds: list[int]) -> list[float]:

@@ -34,9 +34,15 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     scale = ctx.scale
     full = _group_data(ctx)
     config = _config(ctx)
-    result: dict[str, Any] = {"group": GROUP, "tasks": full.task_names, "sparse_task": full.task_names[SPARSE_TASK],
-                              "sparse_fraction": scale.gates_sparse_fraction, "training": config.to_dict(),
-                              "models": {m: to_jsonable(hp) for m, hp in MODELS.items()}, "conditions": {}}
+    result: dict[str, Any] = {
+        "group": GROUP,
+        "tasks": full.task_names,
+        "sparse_task": full.task_names[SPARSE_TASK],
+        "sparse_fraction": scale.gates_sparse_fraction,
+        "training": config.to_dict(),
+        "models": {m: to_jsonable(hp) for m, hp in MODELS.items()},
+        "conditions": {},
+    }
     units = [(condition, model) for condition in CONDITIONS for model in MODELS]
     runs = map_units(ctx, _condition_model, units, desc=NAME, weights=[scale.gates_runs] * len(units))
     for (condition, model), model_runs in zip(units, runs):
@@ -59,9 +65,16 @@ def _condition_model(ctx: StudyContext, unit: tuple[str, str]) -> list[dict[str,
     scale = ctx.scale
     config = _config(ctx)
     seeds = [ctx.seed * 100_000 + r for r in range(scale.gates_runs)]
-    spec = {"condition": condition, "fraction": scale.gates_sparse_fraction, "model": model,
-            "hyperparameters": to_jsonable(MODELS[model]), "training": config.to_dict() | {"threads": None},
-            "seeds": seeds, "train_rows": scale.census_train_rows, "eval_rows": scale.census_eval_rows}
+    spec = {
+        "condition": condition,
+        "fraction": scale.gates_sparse_fraction,
+        "model": model,
+        "hyperparameters": to_jsonable(MODELS[model]),
+        "training": config.to_dict() | {"threads": None},
+        "seeds": seeds,
+        "train_rows": scale.census_train_rows,
+        "eval_rows": scale.census_eval_rows,
+    }
 
     def compute() -> list[dict[str, Any]]:
         data = _group_data(ctx)
@@ -72,14 +85,17 @@ def _condition_model(ctx: StudyContext, unit: tuple[str, str]) -> list[dict[str,
     return ctx.cache.get_or_compute("gates-runs", spec, compute)
 
 
-def _train(ctx: StudyContext, data: Any, model: str, hp: dict[str, Any], config: TrainConfig,
-           seeds: list[int]) -> list[dict[str, Any]]:
+def _train(
+    ctx: StudyContext, data: Any, model: str, hp: dict[str, Any], config: TrainConfig, seeds: list[int]
+) -> list[dict[str, Any]]:
     torch.set_num_threads(ctx.threads)
     population = train_population(model, data, config, seeds, **hp)
     runs = []
     for index, replica in enumerate(population.replicas):
-        run: dict[str, Any] = {"seed": replica.seed,
-                               "test_auc": {t: m["auc"] for t, m in replica.metrics["test"].items()}}
+        run: dict[str, Any] = {
+            "seed": replica.seed,
+            "test_auc": {t: m["auc"] for t, m in replica.metrics["test"].items()},
+        }
         if model == "mmoe":
             network = population.model(index, data, model, **hp)
             assert isinstance(network, MixtureOfExperts)  # "mmoe" builds one: it has gates()

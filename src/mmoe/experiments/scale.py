@@ -15,8 +15,15 @@ from mmoe.errors import MmoeError
 # p values of Figure 2 (the paper plots the whole range; 0.95 is one of its quoted points).
 FIGURE2_CORRELATIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 TRAINING_CORRELATIONS = (0.5, 0.9, 1.0)
-CENSUS_MODELS = ("single-task", "shared-bottom", "l2-constrained", "cross-stitch", "tensor-factorization",
-                 "omoe", "mmoe")
+CENSUS_MODELS = (
+    "single-task",
+    "shared-bottom",
+    "l2-constrained",
+    "cross-stitch",
+    "tensor-factorization",
+    "omoe",
+    "mmoe",
+)
 
 
 @dataclass(frozen=True)
@@ -72,24 +79,74 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # CI smoke test: every code path, seconds per study, numbers meaningless.
-    "tiny": Scale("tiny", correlation_trials=3, correlation_rows=2000, correlation_values=(0.0, 0.5, 1.0),
-                  synthetic_rows=500, synthetic_runs=4, synthetic_epochs=2, synthetic_batch_size=128, pilot_runs=1,
-                  synthetic_chunk=2, census_trials=2, census_tune_rows=3000, census_tune_epochs=1,
-                  census_max_units=32, census_repeats=2, census_train_rows=4000, census_eval_rows=4000,
-                  census_chunk=2, gates_runs=2, gates_epochs=1),
+    "tiny": Scale(
+        "tiny",
+        correlation_trials=3,
+        correlation_rows=2000,
+        correlation_values=(0.0, 0.5, 1.0),
+        synthetic_rows=500,
+        synthetic_runs=4,
+        synthetic_epochs=2,
+        synthetic_batch_size=128,
+        pilot_runs=1,
+        synthetic_chunk=2,
+        census_trials=2,
+        census_tune_rows=3000,
+        census_tune_epochs=1,
+        census_max_units=32,
+        census_repeats=2,
+        census_train_rows=4000,
+        census_eval_rows=4000,
+        census_chunk=2,
+        gates_runs=2,
+        gates_epochs=1,
+    ),
     # Every study at reduced size: a few minutes on 2 cores.
-    "quick": Scale("quick", correlation_trials=20, correlation_rows=10_000, correlation_values=FIGURE2_CORRELATIONS,
-                   synthetic_rows=4000, synthetic_runs=32, synthetic_epochs=20, synthetic_batch_size=128,
-                   pilot_runs=2, synthetic_chunk=32, census_trials=4, census_tune_rows=40_000, census_tune_epochs=2,
-                   census_max_units=128, census_repeats=4, census_train_rows=None, census_eval_rows=None,
-                   census_chunk=4, gates_runs=3, gates_epochs=2),
+    "quick": Scale(
+        "quick",
+        correlation_trials=20,
+        correlation_rows=10_000,
+        correlation_values=FIGURE2_CORRELATIONS,
+        synthetic_rows=4000,
+        synthetic_runs=32,
+        synthetic_epochs=20,
+        synthetic_batch_size=128,
+        pilot_runs=2,
+        synthetic_chunk=32,
+        census_trials=4,
+        census_tune_rows=40_000,
+        census_tune_epochs=2,
+        census_max_units=128,
+        census_repeats=4,
+        census_train_rows=None,
+        census_eval_rows=None,
+        census_chunk=4,
+        gates_runs=3,
+        gates_epochs=2,
+    ),
     # The standard size: 200 synthetic runs per pair (the paper's count), census at 20 repeats.
-    "standard": Scale("standard", correlation_trials=100, correlation_rows=10_000,
-                      correlation_values=FIGURE2_CORRELATIONS, synthetic_rows=5000, synthetic_runs=200,
-                      synthetic_epochs=25, synthetic_batch_size=128, pilot_runs=4, synthetic_chunk=50,
-                      census_trials=15, census_tune_rows=60_000, census_tune_epochs=3, census_max_units=512,
-                      census_repeats=20, census_train_rows=None, census_eval_rows=None, census_chunk=10,
-                      gates_runs=8, gates_epochs=4),
+    "standard": Scale(
+        "standard",
+        correlation_trials=100,
+        correlation_rows=10_000,
+        correlation_values=FIGURE2_CORRELATIONS,
+        synthetic_rows=5000,
+        synthetic_runs=200,
+        synthetic_epochs=25,
+        synthetic_batch_size=128,
+        pilot_runs=4,
+        synthetic_chunk=50,
+        census_trials=15,
+        census_tune_rows=60_000,
+        census_tune_epochs=3,
+        census_max_units=512,
+        census_repeats=20,
+        census_train_rows=None,
+        census_eval_rows=None,
+        census_chunk=10,
+        gates_runs=8,
+        gates_epochs=4,
+    ),
 }
 
 

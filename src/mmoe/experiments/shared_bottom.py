@@ -18,5 +18,8 @@ MODELS = {"shared-bottom": ("shared-bottom", {"hidden_units": (16,), "tower_unit
 
 def run(ctx: StudyContext) -> dict[str, Any]:
     per_p = synthetic_runs.run_studies(ctx, MODELS, TRAINING_CORRELATIONS, NAME)
-    return {"generator": synthetic_runs.describe_generator(ctx), "training": synthetic_runs.describe_training(ctx),
-            "per_p": per_p}
+    return {
+        "generator": synthetic_runs.describe_generator(ctx),
+        "training": synthetic_runs.describe_training(ctx),
+        "per_p": per_p,
+    }

@@ -13,8 +13,16 @@ def parameter_count(model: str, input_spec: InputSpec, num_tasks: int, **hyperpa
     return build_model(model, input_spec, num_tasks, **hyperparameters).num_parameters()
 
 
-def matching_width(model: str, target: int, input_spec: InputSpec, num_tasks: int, option: str = "hidden_units",
-                   low: int = 1, high: int = 8192, **hyperparameters: Any) -> tuple[int, int]:
+def matching_width(
+    model: str,
+    target: int,
+    input_spec: InputSpec,
+    num_tasks: int,
+    option: str = "hidden_units",
+    low: int = 1,
+    high: int = 8192,
+    **hyperparameters: Any,
+) -> tuple[int, int]:
     """(width, parameters): the one-layer width of `model` (set through `option`) whose parameter
     count is closest to `target`. The count grows with the width, so a bisection finds it."""
     if target < 1:

@@ -39,7 +39,7 @@ def _t_quantile(q: float, df: int) -> float:
         return float(t.ppf(q, df))
     except ImportError:  # the normal quantile with a Cornish-Fisher correction, close for df >= 3
         z = _normal_quantile(q)
-        return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def _normal_quantile(q: float) -> float:
@@ -48,8 +48,13 @@ def _normal_quantile(q: float) -> float:
     return NormalDist().inv_cdf(q)
 
 
-def bootstrap_ci(statistic: Callable[..., float], samples: Sequence[Values], confidence: float = 0.95,
-                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    samples: Sequence[Values],
+    confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """(estimate, low, high): the percentile bootstrap of statistic(*samples), each sample
     resampled independently with replacement."""
     arrays = [as_array(s) for s in samples]
@@ -64,13 +69,15 @@ def bootstrap_ci(statistic: Callable[..., float], samples: Sequence[Values], con
     return estimate, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
-def bootstrap_mean_ci(values: Values, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: Values, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
     return bootstrap_ci(np.mean, [values], confidence, resamples, seed)
 
 
-def bootstrap_difference_ci(a: Values, b: Values, confidence: float = 0.95,
-                            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_difference_ci(
+    a: Values, b: Values, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean(a) − mean(b), low, high), a and b resampled independently."""
     return bootstrap_ci(lambda x, y: float(np.mean(x) - np.mean(y)), [a, b], confidence, resamples, seed)
 
@@ -117,8 +124,10 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
     result = d
     for m in range(1, 300):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
             c = 1.0 + numerator / c

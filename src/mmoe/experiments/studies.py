@@ -9,9 +9,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-STUDIES = {"correlation": "mmoe.experiments.correlation", "shared-bottom": "mmoe.experiments.shared_bottom",
-           "synthetic": "mmoe.experiments.synthetic", "trainability": "mmoe.experiments.trainability",
-           "census": "mmoe.experiments.census", "gates": "mmoe.experiments.gates"}
+STUDIES = {
+    "correlation": "mmoe.experiments.correlation",
+    "shared-bottom": "mmoe.experiments.shared_bottom",
+    "synthetic": "mmoe.experiments.synthetic",
+    "trainability": "mmoe.experiments.trainability",
+    "census": "mmoe.experiments.census",
+    "gates": "mmoe.experiments.gates",
+}
 NEEDS_CENSUS = ("census", "gates")  # skipped, with the reason, when the census files are not available
 
 

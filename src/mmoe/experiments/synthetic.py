@@ -26,10 +26,18 @@ def comparison_models(ctx: StudyContext) -> tuple[dict[str, tuple[str, dict[str,
     spec = InputSpec(numeric=tuple(feature_names(synthetic_runs.TRAINING_GENERATOR.dim)))
     target = parameter_count("mmoe", spec, 2, **MOE_OPTIONS)
     width, shared = matching_width("shared-bottom", target, spec, 2, tower_units=(8,))
-    models = {"shared-bottom": ("shared-bottom", {"hidden_units": (width,), "tower_units": (8,)}),
-              "omoe": ("omoe", dict(MOE_OPTIONS)), "mmoe": ("mmoe", dict(MOE_OPTIONS))}
-    counts = {"shared-bottom": shared, "omoe": parameter_count("omoe", spec, 2, **MOE_OPTIONS), "mmoe": target,
-              "shared_bottom_width": width, "paper": PAPER_PARAMETERS}
+    models = {
+        "shared-bottom": ("shared-bottom", {"hidden_units": (width,), "tower_units": (8,)}),
+        "omoe": ("omoe", dict(MOE_OPTIONS)),
+        "mmoe": ("mmoe", dict(MOE_OPTIONS)),
+    }
+    counts = {
+        "shared-bottom": shared,
+        "omoe": parameter_count("omoe", spec, 2, **MOE_OPTIONS),
+        "mmoe": target,
+        "shared_bottom_width": width,
+        "paper": PAPER_PARAMETERS,
+    }
     return models, counts
 
 
@@ -37,8 +45,12 @@ def comparison_runs(ctx: StudyContext, desc: str = NAME) -> dict[str, Any]:
     """Every run of the three models at each p (cached; the trainability study reads the same runs)."""
     models, counts = comparison_models(ctx)
     per_p = synthetic_runs.run_studies(ctx, models, TRAINING_CORRELATIONS, desc)
-    return {"parameters": counts, "generator": synthetic_runs.describe_generator(ctx),
-            "training": synthetic_runs.describe_training(ctx), "per_p": per_p}
+    return {
+        "parameters": counts,
+        "generator": synthetic_runs.describe_generator(ctx),
+        "training": synthetic_runs.describe_training(ctx),
+        "per_p": per_p,
+    }
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:

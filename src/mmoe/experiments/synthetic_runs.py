@@ -34,12 +34,18 @@ def generator_config(ctx: StudyContext, p: float, data_seed: int) -> SyntheticCo
 
 def train_config(ctx: StudyContext, learning_rate: float) -> TrainConfig:
     # patience 0: every run takes the same number of steps, as the paper's loss-vs-steps curves need.
-    return TrainConfig(learning_rate=learning_rate, batch_size=ctx.scale.synthetic_batch_size,
-                       epochs=ctx.scale.synthetic_epochs, patience=0, threads=ctx.threads)
+    return TrainConfig(
+        learning_rate=learning_rate,
+        batch_size=ctx.scale.synthetic_batch_size,
+        epochs=ctx.scale.synthetic_epochs,
+        patience=0,
+        threads=ctx.threads,
+    )
 
 
-def run_studies(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]], correlations: Sequence[float],
-                desc: str) -> dict[str, dict[str, dict[str, Any]]]:
+def run_studies(
+    ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]], correlations: Sequence[float], desc: str
+) -> dict[str, dict[str, dict[str, Any]]]:
     """{str(p): run_models(ctx, models, p)} for every p, the (p, model) pairs side by side in
     ctx.workers processes."""
     units = [(p, label, models[label]) for p in correlations for label in models]
@@ -64,8 +70,11 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
     base = ctx.seed * 100_000
     results: dict[str, dict[str, Any]] = {}
     for label, (model, hp) in models.items():
-        results[label] = {"model": model, "hyperparameters": to_jsonable(hp),
-                          **_choose_learning_rate(ctx, model, hp, p, base + PILOT_SEED_OFFSET)}
+        results[label] = {
+            "model": model,
+            "hyperparameters": to_jsonable(hp),
+            **_choose_learning_rate(ctx, model, hp, p, base + PILOT_SEED_OFFSET),
+        }
         results[label]["runs"] = []
     for start in range(0, scale.synthetic_runs, scale.synthetic_chunk):
         seeds = list(range(base + start, base + min(start + scale.synthetic_chunk, scale.synthetic_runs)))
@@ -86,8 +95,7 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
     return results
 
 
-def _choose_learning_rate(ctx: StudyContext, model: str, hp: dict[str, Any], p: float,
-                          base: int) -> dict[str, Any]:
+def _choose_learning_rate(ctx: StudyContext, model: str, hp: dict[str, Any], p: float, base: int) -> dict[str, Any]:
     """The paper's grid, pilot_runs runs per rate, all in one population; the rate with the lowest
     mean validation MSE wins."""
     rates = list(ctx.scale.learning_rates)
@@ -95,32 +103,39 @@ def _choose_learning_rate(ctx: StudyContext, model: str, hp: dict[str, Any], p: 
 
     def compute() -> list[dict[str, Any]]:
         datasets = [load_synthetic(generator_config(ctx, p, s)) for s in seeds]
-        return _train_runs(ctx, model, hp, datasets * len(rates), seeds * len(rates),
-                           [r for r in rates for _ in seeds])
+        return _train_runs(ctx, model, hp, datasets * len(rates), seeds * len(rates), [r for r in rates for _ in seeds])
 
     spec = _spec(ctx, model, hp, p, seeds, rates)
     pilot = ctx.cache.get_or_compute("synthetic-pilot", spec, compute)
-    scores = {str(rate): float(np.mean([r["validation_mse"] for r in pilot if r["learning_rate"] == rate]))
-              for rate in rates}
+    scores = {
+        str(rate): float(np.mean([r["validation_mse"] for r in pilot if r["learning_rate"] == rate])) for rate in rates
+    }
     chosen = min(rates, key=lambda rate: scores[str(rate)] if np.isfinite(scores[str(rate)]) else np.inf)
     return {"learning_rate": chosen, "pilot_validation_mse": scores}
 
 
-def _train_runs(ctx: StudyContext, model: str, hp: dict[str, Any], datasets: list[Any], seeds: list[int],
-                rates: list[float]) -> list[dict[str, Any]]:
+def _train_runs(
+    ctx: StudyContext, model: str, hp: dict[str, Any], datasets: list[Any], seeds: list[int], rates: list[float]
+) -> list[dict[str, Any]]:
     torch.set_num_threads(ctx.threads)
     population = train_population(model, datasets, train_config(ctx, rates[0]), seeds, learning_rates=rates, **hp)
     runs = []
     for index, replica in enumerate(population.replicas):
         tasks = list(replica.metrics["test"])
         losses = [entry["train_loss"] / len(tasks) for entry in replica.history]
-        runs.append({
-            "run": index, "data_seed": seeds[index], "seed": replica.seed, "learning_rate": replica.learning_rate,
-            "train_loss": losses, "final_loss": losses[-1] if losses else float("nan"),
-            "validation_mse": _mean_metric(replica.metrics["validation"], "mse"),
-            "test_mse": _mean_metric(replica.metrics["test"], "mse"),
-            "test_r2": {task: replica.metrics["test"][task]["r2"] for task in tasks},
-        })
+        runs.append(
+            {
+                "run": index,
+                "data_seed": seeds[index],
+                "seed": replica.seed,
+                "learning_rate": replica.learning_rate,
+                "train_loss": losses,
+                "final_loss": losses[-1] if losses else float("nan"),
+                "validation_mse": _mean_metric(replica.metrics["validation"], "mse"),
+                "test_mse": _mean_metric(replica.metrics["test"], "mse"),
+                "test_r2": {task: replica.metrics["test"][task]["r2"] for task in tasks},
+            }
+        )
     return runs
 
 
@@ -130,9 +145,14 @@ def _mean_metric(metrics: dict[str, dict[str, Any]], name: str) -> float:
 
 
 def _spec(ctx: StudyContext, model: str, hp: dict[str, Any], p: float, seeds: list[int], rate: Any) -> dict[str, Any]:
-    return {"model": model, "hyperparameters": to_jsonable(hp), "generator": asdict(generator_config(ctx, p, 0)),
-            "seeds": seeds, "learning_rate": rate, "training": train_config(ctx, 1e-3).to_dict()
-            | {"learning_rate": None, "threads": None}}
+    return {
+        "model": model,
+        "hyperparameters": to_jsonable(hp),
+        "generator": asdict(generator_config(ctx, p, 0)),
+        "seeds": seeds,
+        "learning_rate": rate,
+        "training": train_config(ctx, 1e-3).to_dict() | {"learning_rate": None, "threads": None},
+    }
 
 
 def describe_generator(ctx: StudyContext) -> dict[str, Any]:
@@ -141,14 +161,24 @@ def describe_generator(ctx: StudyContext) -> dict[str, Any]:
     from mmoe.data.synthetic import generate_synthetic
 
     _, y = generate_synthetic(replace(config, rows=20_000))
-    return asdict(config) | {"correlation": "varied", "seed": "run index",
-                             "label_variance": float(y.var(axis=0).mean())}
+    return asdict(config) | {
+        "correlation": "varied",
+        "seed": "run index",
+        "label_variance": float(y.var(axis=0).mean()),
+    }
 
 
 def describe_training(ctx: StudyContext) -> dict[str, Any]:
     train_rows = len(load_synthetic(generator_config(ctx, 0.5, 0)).train)
     steps = -(-train_rows // ctx.scale.synthetic_batch_size)
-    return {"optimizer": "Adam", "batch_size": ctx.scale.synthetic_batch_size, "epochs": ctx.scale.synthetic_epochs,
-            "train_rows": train_rows, "steps_per_epoch": steps, "learning_rate_grid": list(ctx.scale.learning_rates),
-            "pilot_runs_per_rate": ctx.scale.pilot_runs, "runs": ctx.scale.synthetic_runs,
-            "loss": "training MSE, mean over the two tasks and over the epoch's mini-batches"}
+    return {
+        "optimizer": "Adam",
+        "batch_size": ctx.scale.synthetic_batch_size,
+        "epochs": ctx.scale.synthetic_epochs,
+        "train_rows": train_rows,
+        "steps_per_epoch": steps,
+        "learning_rate_grid": list(ctx.scale.learning_rates),
+        "pilot_runs_per_rate": ctx.scale.pilot_runs,
+        "runs": ctx.scale.synthetic_runs,
+        "loss": "training MSE, mean over the two tasks and over the epoch's mini-batches",
+    }

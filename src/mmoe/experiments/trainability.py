@@ -26,15 +26,28 @@ def run(ctx: StudyContext) -> dict[str, Any]:
         for label, result in models.items():
             final = [r["final_loss"] for r in result["runs"]]
             statistic, p_value = stats.brown_forsythe(final, reference) if label != "mmoe" else (None, None)
-            per_p[p][label] = {"final_loss": final, **summarize(final),
-                               "brown_forsythe_vs_mmoe": {"statistic": statistic, "p_value": p_value,
-                                                          "variance_ratio": stats.variance_ratio(final, reference)}
-                               if label != "mmoe" else None}
+            per_p[p][label] = {
+                "final_loss": final,
+                **summarize(final),
+                "brown_forsythe_vs_mmoe": {
+                    "statistic": statistic,
+                    "p_value": p_value,
+                    "variance_ratio": stats.variance_ratio(final, reference),
+                }
+                if label != "mmoe"
+                else None,
+            }
     return {"per_p": per_p, "parameters": runs["parameters"]}
 
 
 def summarize(values: list[float]) -> dict[str, float]:
     x = stats.as_array(values)
-    return {"mean": float(x.mean()), "variance": float(x.var(ddof=1)) if x.size > 1 else float("nan"),
-            "std": float(x.std(ddof=1)) if x.size > 1 else float("nan"), "min": float(x.min()),
-            "q05": float(np.quantile(x, 0.05)), "median": float(np.median(x)), "max": float(x.max())}
+    return {
+        "mean": float(x.mean()),
+        "variance": float(x.var(ddof=1)) if x.size > 1 else float("nan"),
+        "std": float(x.std(ddof=1)) if x.size > 1 else float("nan"),
+        "min": float(x.min()),
+        "q05": float(np.quantile(x, 0.05)),
+        "median": float(np.median(x)),
+        "max": float(x.max()),
+    }

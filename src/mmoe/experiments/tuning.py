@@ -38,9 +38,16 @@ def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict
     """The tuned configuration {"hyperparameters", "learning_rate", "epochs", "validation_auc", "trials", ...};
     read from the tuned folder when it holds a matching one."""
     scale = ctx.scale
-    settings = {"group": group, "model": model, "trials": scale.census_trials, "tune_rows": scale.census_tune_rows,
-                "tune_epochs": scale.census_tune_epochs, "max_units": scale.census_max_units, "seed": ctx.seed,
-                "eval_rows": scale.census_eval_rows}
+    settings = {
+        "group": group,
+        "model": model,
+        "trials": scale.census_trials,
+        "tune_rows": scale.census_tune_rows,
+        "tune_epochs": scale.census_tune_epochs,
+        "max_units": scale.census_max_units,
+        "seed": ctx.seed,
+        "eval_rows": scale.census_eval_rows,
+    }
     path = tuned_path(ctx, group, model)
     source = (ctx.tuned_dir or ctx.out / "tuned") / path.name
     if source.is_file():
@@ -61,17 +68,30 @@ def tune(ctx: StudyContext, data: MultiTaskData, group: int, model: str) -> dict
         outcome = train_trial(trial, data, model, training, scale.census_max_units)
         result = outcome.result
         assert result is not None  # train_trial has trained
-        records.append({"trial": trial.number, "learning_rate": outcome.learning_rate,
-                        "hyperparameters": to_jsonable(outcome.hyperparameters),
-                        "validation_auc": result.best_score, "best_epoch": result.best_epoch})
+        records.append(
+            {
+                "trial": trial.number,
+                "learning_rate": outcome.learning_rate,
+                "hyperparameters": to_jsonable(outcome.hyperparameters),
+                "validation_auc": result.best_score,
+                "best_epoch": result.best_epoch,
+            }
+        )
         return result.best_score
 
     study.optimize(objective, n_trials=scale.census_trials)
     best = max(records, key=lambda r: r["validation_auc"])
-    tuned = {"model": model, "group": group, "hyperparameters": best["hyperparameters"],
-             "learning_rate": best["learning_rate"], "epochs": max(1, best["best_epoch"]),
-             "validation_auc": best["validation_auc"], "sampler": "optuna.samplers.GPSampler",
-             "settings": settings, "trials": records}
+    tuned = {
+        "model": model,
+        "group": group,
+        "hyperparameters": best["hyperparameters"],
+        "learning_rate": best["learning_rate"],
+        "epochs": max(1, best["best_epoch"]),
+        "validation_auc": best["validation_auc"],
+        "sampler": "optuna.samplers.GPSampler",
+        "settings": settings,
+        "trials": records,
+    }
     atomic_write_json(path, tuned)
     return tuned
 
@@ -90,4 +110,3 @@ def hyperparameters(tuned: dict[str, Any]) -> dict[str, Any]:
 def check_tuned_dir(directory: Path) -> None:
     if not directory.is_dir():
         raise MmoeError(f"--tuned {directory}: no such folder; expected the tuned/ folder of an earlier report")
-

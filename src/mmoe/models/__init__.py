@@ -16,18 +16,21 @@ from typing import Any
 
 import torch
 
-from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.base import MODELS, MultiTaskModel
+from mmoe.spec import InputSpec
 
 # The paper's models, imported in the order `mmoe models` lists them (MODELS keeps the order in
-# which the classes were defined): from nothing shared to MMoE.
+# which the classes were defined): from nothing shared to MMoE. isort must not reorder them.
+# isort: off
 from mmoe.models.single_task import SingleTask
 from mmoe.models.shared_bottom import SharedBottom
 from mmoe.models.l2_constrained import L2Constrained
 from mmoe.models.cross_stitch import CrossStitch
 from mmoe.models.tensor_factorization import TensorFactorization
 from mmoe.models.moe import MixtureOfExperts, MMoE, OMoE
+
+# isort: on
 from mmoe.models.experts import ExpertBank
 from mmoe.models.options import Option, declared_hyperparameters, options
 
@@ -76,11 +79,29 @@ def build_model(name: str, input_spec: InputSpec, num_tasks: int, **hyperparamet
         parameters = model_class(name)(input_spec, num_tasks, **hyperparameters).num_parameters()
     if parameters > MAX_PARAMETERS:
         options = ", ".join(f"{key}={value}" for key, value in hyperparameters.items())
-        raise MmoeError(f"model {name} ({options or 'defaults'}) would have {parameters:,} parameters; expected at "
-                        f"most {MAX_PARAMETERS:,} (use fewer experts or units)")
+        raise MmoeError(
+            f"model {name} ({options or 'defaults'}) would have {parameters:,} parameters; expected at "
+            f"most {MAX_PARAMETERS:,} (use fewer experts or units)"
+        )
     return model_class(name)(input_spec, num_tasks, **hyperparameters)
 
 
-__all__ = ["MAX_PARAMETERS", "MODELS", "CrossStitch", "ExpertBank", "L2Constrained", "MMoE", "MixtureOfExperts",
-           "MultiTaskModel", "OMoE", "SharedBottom", "SingleTask", "TensorFactorization", "build_model",
-           "hyperparameter_options", "model_class", "model_hyperparameters", "model_summary"]
+__all__ = [
+    "MAX_PARAMETERS",
+    "MODELS",
+    "CrossStitch",
+    "ExpertBank",
+    "L2Constrained",
+    "MMoE",
+    "MixtureOfExperts",
+    "MultiTaskModel",
+    "OMoE",
+    "SharedBottom",
+    "SingleTask",
+    "TensorFactorization",
+    "build_model",
+    "hyperparameter_options",
+    "model_class",
+    "model_hyperparameters",
+    "model_summary",
+]

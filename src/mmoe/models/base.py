@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import torch
 from torch import nn
 
-from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.options import Help, Units
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -43,8 +43,9 @@ class MultiTaskModel(nn.Module):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:  # a model of its own (MixtureOfExperts, say, only shares code)
             if cls.name in MODELS and MODELS[cls.name] is not cls:
-                raise TypeError(f"model name {cls.name!r} of {cls.__qualname__} is already taken by "
-                                f"{MODELS[cls.name].__qualname__}")
+                raise TypeError(
+                    f"model name {cls.name!r} of {cls.__qualname__} is already taken by {MODELS[cls.name].__qualname__}"
+                )
             MODELS[cls.name] = cls
 
     @classmethod
@@ -85,7 +86,14 @@ def check_units(model: str, option: str, units: Any, allow_empty: bool = False) 
 
 def check_positive(model: str, option: str, value: Any, kind: type = int) -> Any:
     # not (value > 0) rather than value <= 0: NaN fails every comparison; inf is not a usable size or weight.
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value)
-            or (kind is int and value != int(value))):
-        raise MmoeError(f"model {model}: {option} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or math.isinf(value)
+        or (kind is int and value != int(value))
+    ):
+        raise MmoeError(
+            f"model {model}: {option} must be a positive {'integer' if kind is int else 'number'}, got {value!r}"
+        )
     return kind(value)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 import torch
 from torch import nn
 
-from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedLinear, SparseLinear, Towers
 from mmoe.models.options import Help
 from mmoe.models.single_task import HiddenUnits
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -32,25 +32,36 @@ class CrossStitch(MultiTaskModel):
 
     name = "cross-stitch"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
-                 tower_units: TowerUnits = (8,),
-                 stitch: Annotated[Stitch, Help("one cross-stitch matrix per layer or per unit")] = "layer",
-                 self_weight: Annotated[float, Help("the initial share of a task's own activation, in [0, 1]")] = 0.9,
-                 ) -> None:
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        num_tasks: int,
+        hidden_units: HiddenUnits = (64,),
+        tower_units: TowerUnits = (8,),
+        stitch: Annotated[Stitch, Help("one cross-stitch matrix per layer or per unit")] = "layer",
+        self_weight: Annotated[float, Help("the initial share of a task's own activation, in [0, 1]")] = 0.9,
+    ) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         if stitch not in STITCH_KINDS:
             raise MmoeError(f"model {self.name}: stitch must be one of {', '.join(STITCH_KINDS)}, got {stitch!r}")
         if not 0.0 <= self_weight <= 1.0:
             raise MmoeError(f"model {self.name}: self_weight must be in [0, 1], got {self_weight!r}")
-        super().__init__(input_spec, num_tasks, hidden_units=hidden_units, tower_units=tower_units,
-                         stitch=stitch, self_weight=self_weight)
+        super().__init__(
+            input_spec,
+            num_tasks,
+            hidden_units=hidden_units,
+            tower_units=tower_units,
+            stitch=stitch,
+            self_weight=self_weight,
+        )
         self.input_layer = SparseLinear(input_spec, num_tasks * hidden_units[0])
         self.layers = nn.ModuleList(GroupedLinear(num_tasks, a, b) for a, b in zip(hidden_units[:-1], hidden_units[1:]))
         share = (1.0 - self_weight) / (num_tasks - 1) if num_tasks > 1 else 0.0
         start = torch.full((num_tasks, num_tasks), share).fill_diagonal_(self_weight if num_tasks > 1 else 1.0)
         self.stitches = nn.ParameterList(
-            nn.Parameter(start.clone() if stitch == "layer" else start.repeat(width, 1, 1)) for width in hidden_units)
+            nn.Parameter(start.clone() if stitch == "layer" else start.repeat(width, 1, 1)) for width in hidden_units
+        )
         self.towers = Towers(num_tasks, hidden_units[-1], tower_units)
 
     @classmethod

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmoe.spec import InputSpec
 from mmoe.models.layers import GroupedMLP, SparseLinear
+from mmoe.spec import InputSpec
 
 
 class ExpertBank(nn.Module):
@@ -39,7 +39,8 @@ class ExpertBank(nn.Module):
         # split (not slicing): its backward concatenates the two gradients instead of zero-filling
         # a full-size buffer for each part.
         expert_part, gate_part = self.input_layer(numeric, categorical).split(
-            [self.num_experts * self.first_units, self.num_gates * self.num_experts], dim=-1)
+            [self.num_experts * self.first_units, self.num_gates * self.num_experts], dim=-1
+        )
         hidden = torch.relu(expert_part.unflatten(-1, (self.num_experts, self.first_units)) + self.expert_bias)
         gate_logits = gate_part.unflatten(-1, (self.num_gates, self.num_experts))
         return self.deeper(hidden), gate_logits

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
-from mmoe.spec import InputSpec
 from mmoe.models.base import TowerUnits, check_positive
+from mmoe.models.layers import GroupedLinear
 from mmoe.models.options import Help
 from mmoe.models.single_task import HiddenUnits, SingleTask
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -30,10 +31,14 @@ class L2Constrained(SingleTask):
 
     name = "l2-constrained"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
-                 tower_units: TowerUnits = (8,),
-                 l2_alpha: Annotated[float, Help("weight alpha of the L2 penalty on the bottoms' differences")] = 1e-3,
-                 ) -> None:
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        num_tasks: int,
+        hidden_units: HiddenUnits = (64,),
+        tower_units: TowerUnits = (8,),
+        l2_alpha: Annotated[float, Help("weight alpha of the L2 penalty on the bottoms' differences")] = 1e-3,
+    ) -> None:
         l2_alpha = check_positive(self.name, "l2_alpha", l2_alpha, float)
         super().__init__(input_spec, num_tasks, hidden_units, tower_units)
         self.hyperparameters["l2_alpha"] = l2_alpha
@@ -47,10 +52,14 @@ class L2Constrained(SingleTask):
     def penalty(self) -> torch.Tensor:
         width = self.hyperparameters["hidden_units"][0]
         first = self.input_layer
+        assert first.bias is not None  # the per-task networks' first layer has a bias
         # The first layer's columns are laid out task-major: [.., K * width] -> [K, .., width].
-        terms = [pairwise_squared_distance(first.numeric_weight.view(-1, self.num_tasks, width).transpose(0, 1)),
-                 pairwise_squared_distance(first.category_weight.view(-1, self.num_tasks, width).transpose(0, 1)),
-                 pairwise_squared_distance(first.bias.view(self.num_tasks, width))]
+        terms = [
+            pairwise_squared_distance(first.numeric_weight.view(-1, self.num_tasks, width).transpose(0, 1)),
+            pairwise_squared_distance(first.category_weight.view(-1, self.num_tasks, width).transpose(0, 1)),
+            pairwise_squared_distance(first.bias.view(self.num_tasks, width)),
+        ]
         for layer in self.bottom.hidden:
+            assert isinstance(layer, GroupedLinear)
             terms += [pairwise_squared_distance(layer.weight), pairwise_squared_distance(layer.bias)]
         return self.hyperparameters["l2_alpha"] * torch.stack(terms).sum()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,8 @@ class SparseLinear(nn.Module):
         # on census would make the first layer's output tiny). On all-numeric data, the same.
         self.numeric_weight = nn.Parameter(torch.empty(input_spec.num_numeric, out_features).uniform_(-bound, bound))
         self.category_weight = nn.Parameter(
-            torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound))
+            torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
 
     # The column-wise backward (see `_CategorySum`) is for eager training of one model; the
@@ -78,7 +79,9 @@ class _ColumnGroups(NamedTuple):
     def of(cls, input_spec: InputSpec, dense_cardinality: int, device: torch.device) -> _ColumnGroups:
         dense = [c for c, n in enumerate(input_spec.cardinalities) if n <= dense_cardinality]
         scatter = [c for c, n in enumerate(input_spec.cardinalities) if n > dense_cardinality]
-        starts, rows, block = [], [], 0
+        starts: list[int] = []
+        rows: list[int] = []
+        block = 0
         for column in dense:
             offset, cardinality = input_spec.offsets[column], input_spec.cardinalities[column]
             starts.append(block - offset)
@@ -108,13 +111,13 @@ class _CategorySum(torch.autograd.Function):
         return F.embedding_bag(categorical, weight, mode="sum")
 
     @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
         weight, categorical, ctx.groups = inputs
         ctx.save_for_backward(categorical)
         ctx.vocabulary_size = weight.shape[0]
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (categorical,) = ctx.saved_tensors
         groups: _ColumnGroups = ctx.groups
         grad_weight = grad_output.new_zeros(ctx.vocabulary_size, grad_output.shape[1])
@@ -140,7 +143,9 @@ class GroupedLinear(nn.Module):
         super().__init__()
         bound = math.sqrt(6.0 / (in_features + out_features)) if glorot else 1.0 / math.sqrt(in_features)
         self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
-        bias = torch.zeros(groups, out_features) if glorot else torch.empty(groups, out_features).uniform_(-bound, bound)
+        bias = (
+            torch.zeros(groups, out_features) if glorot else torch.empty(groups, out_features).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,8 +161,9 @@ class GroupedMLP(nn.Module):
     (without an activation after it). Input [B, groups, in_features] -> [B, groups, width].
     """
 
-    def __init__(self, groups: int, in_features: int, units: Sequence[int], out_features: int | None = None,
-                 glorot: bool = False) -> None:
+    def __init__(
+        self, groups: int, in_features: int, units: Sequence[int], out_features: int | None = None, glorot: bool = False
+    ) -> None:
         super().__init__()
         widths = [in_features, *units]
         self.hidden = nn.ModuleList(GroupedLinear(groups, a, b, glorot) for a, b in zip(widths[:-1], widths[1:]))

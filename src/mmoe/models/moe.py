@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
-from mmoe.spec import InputSpec
 from mmoe.models.base import MultiTaskModel, TowerUnits, check_positive, check_units
 from mmoe.models.experts import ExpertBank
 from mmoe.models.layers import Towers
 from mmoe.models.options import Help, Units
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -25,15 +25,20 @@ class MixtureOfExperts(MultiTaskModel):
 
     shared_gate: bool
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int,
-                 num_experts: Annotated[int, Help("number of experts")] = 8,
-                 expert_units: Annotated[Units, Help("units per expert layer, e.g. 16 or 32,16")] = (16,),
-                 tower_units: TowerUnits = (8,)) -> None:
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        num_tasks: int,
+        num_experts: Annotated[int, Help("number of experts")] = 8,
+        expert_units: Annotated[Units, Help("units per expert layer, e.g. 16 or 32,16")] = (16,),
+        tower_units: TowerUnits = (8,),
+    ) -> None:
         num_experts = check_positive(self.name, "num_experts", num_experts)
         expert_units = check_units(self.name, "expert_units", expert_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
-        super().__init__(input_spec, num_tasks, num_experts=num_experts, expert_units=expert_units,
-                         tower_units=tower_units)
+        super().__init__(
+            input_spec, num_tasks, num_experts=num_experts, expert_units=expert_units, tower_units=tower_units
+        )
         self.experts = ExpertBank(input_spec, num_experts, expert_units, 1 if self.shared_gate else num_tasks)
         self.towers = Towers(num_tasks, expert_units[-1], tower_units)
 

@@ -67,11 +67,13 @@ def declared_hyperparameters(model_class: type[Any]) -> dict[str, Hyperparameter
         where = f"{model_class.__name__}.__init__ parameter {name!r}"
         hint = hints.get(name)
         if parameter.default is inspect.Parameter.empty or parameter.kind not in (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        ):
             raise TypeError(f"{where}: a hyperparameter needs a default and a name (no *args, **kwargs)")
         helps = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Help)]
         if typing.get_origin(hint) is not Annotated or len(helps) != 1:
-            raise TypeError(f"{where}: expected an annotation Annotated[TYPE, Help(\"one line\")]")
+            raise TypeError(f'{where}: expected an annotation Annotated[TYPE, Help("one line")]')
         kind, choices = _kind(typing.get_args(hint)[0], where)
         declared[name] = Hyperparameter(name, kind, parameter.default, helps[0].text, choices)
     return declared
@@ -113,13 +115,18 @@ class Option:
         texts: dict[str, dict[str, list[str]]] = {}
         for model, declared in self.declarations:
             texts.setdefault(declared.help, {}).setdefault(declared.shown_default(), []).append(model)
-        return "; ".join(text + " (" + "; ".join(f"default {default}: {', '.join(models)}"
-                                                 for default, models in defaults.items()) + ")"
-                         for text, defaults in texts.items())
+        return "; ".join(
+            text
+            + " ("
+            + "; ".join(f"default {default}: {', '.join(models)}" for default, models in defaults.items())
+            + ")"
+            for text, defaults in texts.items()
+        )
 
     def parse(self, value: Any) -> Any:
         """A JSON value (or a value in Python) as the model takes it: units as a tuple of ints, a
         float as float. ValueError saying what was expected when it is of another kind."""
+
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
@@ -156,8 +163,10 @@ def options(models: Iterable[type[Any]]) -> dict[str, Option]:
         (first_model, first), *others = declarations
         for model, declared in others:
             if (declared.kind, declared.choices) != (first.kind, first.choices):
-                raise TypeError(f"hyperparameter {name!r} is {_describe(first)} in model {first_model} but "
-                                f"{_describe(declared)} in model {model}; one name must have one type")
+                raise TypeError(
+                    f"hyperparameter {name!r} is {_describe(first)} in model {first_model} but "
+                    f"{_describe(declared)} in model {model}; one name must have one type"
+                )
         result[name] = Option(name, first.kind, first.choices, tuple(declarations))
     return result
 

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
-from mmoe.spec import InputSpec
 from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers
 from mmoe.models.options import Help, Units
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -27,8 +27,9 @@ class SingleTask(MultiTaskModel):
 
     name = "single-task"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
-                 tower_units: TowerUnits = (8,)) -> None:
+    def __init__(
+        self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,), tower_units: TowerUnits = (8,)
+    ) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         super().__init__(input_spec, num_tasks, hidden_units=hidden_units, tower_units=tower_units)

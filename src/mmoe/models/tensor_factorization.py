@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import torch
 from torch import nn
 
-from mmoe.spec import InputSpec
 from mmoe.errors import MmoeError
 from mmoe.models.base import MultiTaskModel, TowerUnits, check_units, suggest_hidden_units
 from mmoe.models.layers import GroupedMLP, SparseLinear, Towers
 from mmoe.models.options import Help, Units
 from mmoe.models.single_task import HiddenUnits
+from mmoe.spec import InputSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -32,9 +32,14 @@ class TensorFactorization(MultiTaskModel):
 
     name = "tensor-factorization"
 
-    def __init__(self, input_spec: InputSpec, num_tasks: int, hidden_units: HiddenUnits = (64,),
-                 tower_units: TowerUnits = (8,),
-                 ranks: Annotated[Units, Help("Tucker ranks r1,r2,r3")] = (16, 16, 2)) -> None:
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        num_tasks: int,
+        hidden_units: HiddenUnits = (64,),
+        tower_units: TowerUnits = (8,),
+        ranks: Annotated[Units, Help("Tucker ranks r1,r2,r3")] = (16, 16, 2),
+    ) -> None:
         hidden_units = check_units(self.name, "hidden_units", hidden_units)
         tower_units = check_units(self.name, "tower_units", tower_units, allow_empty=True)
         ranks = check_units(self.name, "ranks", ranks)
@@ -60,7 +65,7 @@ class TensorFactorization(MultiTaskModel):
         return {"hidden_units": (hidden,), "ranks": (r1, min(r2, hidden), r3)}
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        projected = self.input_factor(numeric, categorical)                     # [B, r1]
+        projected = self.input_factor(numeric, categorical)  # [B, r1]
         per_task_core = torch.einsum("abc,kc->kab", self.core, self.task_factor)  # [K, r1, r2]
         hidden = torch.einsum("na,kab->nkb", projected, per_task_core) @ self.hidden_factor.T  # [B, K, h]
         return self.towers(self.bottom(torch.relu(hidden + self.bias)))

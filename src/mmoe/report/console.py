@@ -18,8 +18,9 @@ class EpochProgress(Callback):
     training callback (`fit(..., callbacks=[progress])`), or `fit(..., on_epoch=progress.update)`."""
 
     def __init__(self, epochs: int, enabled: bool = True) -> None:
-        self.bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not enabled, file=sys.stderr,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=epochs, desc="training", unit="epoch", disable=not enabled, file=sys.stderr, dynamic_ncols=True
+        )
 
     def on_epoch_end(self, entry: HistoryEntry, replica: int | None = None) -> None:
         if replica is None:
@@ -32,13 +33,20 @@ class EpochProgress(Callback):
         main_task, validation = next(iter(entry.validation.items()))
         metric = "auc" if "auc" in validation else "mse"
         value = validation[metric]
-        self.bar.set_postfix_str(f"loss {entry.train_loss:.4f}  val {main_task} {metric} "
-                                 f"{value:.4f}" if value is not None else f"loss {entry.train_loss:.4f}")
+        self.bar.set_postfix_str(
+            f"loss {entry.train_loss:.4f}  val {main_task} {metric} {value:.4f}"
+            if value is not None
+            else f"loss {entry.train_loss:.4f}"
+        )
         self.bar.update(1)
         if not self.bar.disable:
-            self.bar.write(f"epoch {entry.epoch:>3}  loss {entry.train_loss:.4f}  "
-                           + "  ".join(f"val {task} {_short(m)}" for task, m in entry.validation.items())
-                           + ("  *" if entry.improved else "") + f"  [{entry.seconds:.1f}s]", file=sys.stderr)
+            self.bar.write(
+                f"epoch {entry.epoch:>3}  loss {entry.train_loss:.4f}  "
+                + "  ".join(f"val {task} {_short(m)}" for task, m in entry.validation.items())
+                + ("  *" if entry.improved else "")
+                + f"  [{entry.seconds:.1f}s]",
+                file=sys.stderr,
+            )
 
     def __enter__(self) -> EpochProgress:
         return self
@@ -77,7 +85,9 @@ def _format(value: Any) -> str:
 def print_summary(result: Any, tasks: list[Task], out: Path) -> None:
     epochs = len(result.history)
     reason = f"stopped early after {epochs} epochs" if result.stopped_early else f"ran {epochs} epochs"
-    print(f"{result.model.name}: {result.model.num_parameters():,} parameters; {reason}; best epoch "
-          f"{result.best_epoch}; {result.train_seconds:.1f}s training ({result.samples_per_second:,.0f} rows/s)")
+    print(
+        f"{result.model.name}: {result.model.num_parameters():,} parameters; {reason}; best epoch "
+        f"{result.best_epoch}; {result.train_seconds:.1f}s training ({result.samples_per_second:,.0f} rows/s)"
+    )
     print(metrics_table({split: result.metrics[split] for split in ("validation", "test")}))
     print(f"saved to {out}/ (model.pt, encoder.json, config.json, metrics.json, history.json)")

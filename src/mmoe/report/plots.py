@@ -60,10 +60,14 @@ def shared_bottom_figure(result: dict[str, Any], path: Path) -> Path:
         x = np.arange(1, losses.shape[1] + 1) * steps
         mean = losses.mean(0)
         half = 1.96 * losses.std(0, ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0 * mean
-        line, = axis.plot(x, mean, label=f"p = {p} (lr {runs['learning_rate']:g})")
+        (line,) = axis.plot(x, mean, label=f"p = {p} (lr {runs['learning_rate']:g})")
         axis.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.25)
-    axis.set(yscale="log", xlabel="training steps", ylabel="training loss (MSE per task)",
-             title="Figure 3: Shared-Bottom (band: 95% CI of the mean)")
+    axis.set(
+        yscale="log",
+        xlabel="training steps",
+        ylabel="training loss (MSE per task)",
+        title="Figure 3: Shared-Bottom (band: 95% CI of the mean)",
+    )
     axis.legend()
     return _save(figure, path)
 
@@ -107,8 +111,13 @@ def census_figure(result: dict[str, Any], path: Path) -> Path:
         names = [m for m in group_result["models"] if m != "tensor-factorization"] or list(group_result["models"])
         for i, model in enumerate(names):
             s = group_result["models"][model]["summary"][main]
-            axis.errorbar([s["mean"]], [i], xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
-                          if np.isfinite(s["ci_low"]) else None, fmt="o", color="tab:green" if model == "mmoe" else "k")
+            axis.errorbar(
+                [s["mean"]],
+                [i],
+                xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]] if np.isfinite(s["ci_low"]) else None,
+                fmt="o",
+                color="tab:green" if model == "mmoe" else "k",
+            )
             reference = paper.TABLES.get(int(group), {}).get(model)
             if reference:
                 axis.plot([reference[1]], [i], "rx")
@@ -129,19 +138,24 @@ def gates_figure(result: dict[str, Any], path: Path) -> Path:
             # Experts are interchangeable between runs: rank them within each run, then average.
             ranked = np.array([sorted(r["mean_gate"][task], reverse=True) for r in runs]).mean(0)
             axis.bar(np.arange(len(ranked)) + k * width, ranked, width, label=task)
-        axis.set(xlabel="expert (ranked by weight within each run)", ylabel="mean gate weight",
-                 title=f"MMoE gates, {condition} labels"
-                 + (f" ({result['sparse_task']} {result['sparse_fraction']:.0%})" if condition == "sparse" else ""))
+        axis.set(
+            xlabel="expert (ranked by weight within each run)",
+            ylabel="mean gate weight",
+            title=f"MMoE gates, {condition} labels"
+            + (f" ({result['sparse_task']} {result['sparse_fraction']:.0%})" if condition == "sparse" else ""),
+        )
         axis.legend()
     return _save(figure, path)
 
 
-FIGURES = {"correlation": ("fig2_correlation.png", correlation_figure),
-           "shared-bottom": ("fig3_shared_bottom.png", shared_bottom_figure),
-           "synthetic": ("fig4_synthetic.png", synthetic_figure),
-           "trainability": ("fig5_trainability.png", trainability_figure),
-           "census": ("census_auc.png", census_figure),
-           "gates": ("fig6_gates.png", gates_figure)}
+FIGURES = {
+    "correlation": ("fig2_correlation.png", correlation_figure),
+    "shared-bottom": ("fig3_shared_bottom.png", shared_bottom_figure),
+    "synthetic": ("fig4_synthetic.png", synthetic_figure),
+    "trainability": ("fig5_trainability.png", trainability_figure),
+    "census": ("census_auc.png", census_figure),
+    "gates": ("fig6_gates.png", gates_figure),
+}
 
 
 def draw_figure(study: str, result: dict[str, Any], out: Path) -> str:

@@ -9,8 +9,12 @@ import numpy as np
 
 from mmoe.experiments import paper
 
-VERDICT_MARK = {"confirmed": "✅ confirmed", "not confirmed": "❌ not confirmed", "inconclusive": "❔ inconclusive",
-                "not run": "⏭ not run"}
+VERDICT_MARK = {
+    "confirmed": "✅ confirmed",
+    "not confirmed": "❌ not confirmed",
+    "inconclusive": "❔ inconclusive",
+    "not run": "⏭ not run",
+}
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -25,23 +29,37 @@ def _d(ours: float, theirs: float | None, digits: int = 4) -> str:
 
 def render_report(results: dict[str, Any]) -> str:
     meta, studies = results["meta"], results["studies"]
-    lines = ["# Reproducing Ma et al. (KDD 2018), *Modeling Task Relationships in Multi-task Learning with "
-             "Multi-gate Mixture-of-Experts*", "",
-             f"Scale **{meta['scale']['name']}**, base seed {meta['seed']}, generated {meta['finished']} by "
-             f"`{meta['command']}` in {meta['seconds']:.0f} s ({meta['machine']}). Versions: "
-             + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ". Every raw number per run, the "
-             "configuration and the seeds are in `results.json`; tuned census configurations in `tuned/`.", ""]
+    lines = [
+        "# Reproducing Ma et al. (KDD 2018), *Modeling Task Relationships in Multi-task Learning with "
+        "Multi-gate Mixture-of-Experts*",
+        "",
+        f"Scale **{meta['scale']['name']}**, base seed {meta['seed']}, generated {meta['finished']} by "
+        f"`{meta['command']}` in {meta['seconds']:.0f} s ({meta['machine']}). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ". Every raw number per run, the "
+        "configuration and the seeds are in `results.json`; tuned census configurations in `tuned/`.",
+        "",
+    ]
     if meta["scale"]["name"] != "standard":
-        lines += [f"> **Reduced size ({meta['scale']['name']})**: run counts, rows and epochs are below the paper's; "
-                  "spreads are wide and verdicts say so. `mmoe reproduce` without `--quick` runs the standard "
-                  "size.", ""]
+        lines += [
+            f"> **Reduced size ({meta['scale']['name']})**: run counts, rows and epochs are below the paper's; "
+            "spreads are wide and verdicts say so. `mmoe reproduce` without `--quick` runs the standard "
+            "size.",
+            "",
+        ]
     lines += ["## Claims", "", "| claim | verdict | test | evidence | figure |", "| --- | --- | --- | --- | --- |"]
     for claim in results["claims"]:
-        lines.append(f"| {claim['claim']} | {VERDICT_MARK.get(claim['verdict'], claim['verdict'])} | {claim['test']} | "
-                     f"{claim['evidence']} | {_link(claim['figure'], studies)} |")
-    lines += ["", "Verdict rules (fixed before running): confirmed when the 95% interval (or the test at α = 0.05) "
-              "supports the claim in every part; not confirmed when any part goes significantly against it, or a "
-              "variance test with ≥ 30 runs per group finds no difference; otherwise inconclusive.", ""]
+        lines.append(
+            f"| {claim['claim']} | {VERDICT_MARK.get(claim['verdict'], claim['verdict'])} | {claim['test']} | "
+            f"{claim['evidence']} | {_link(claim['figure'], studies)} |"
+        )
+    lines += [
+        "",
+        "Verdict rules (fixed before running): confirmed when the 95% interval (or the test at α = 0.05) "
+        "supports the claim in every part; not confirmed when any part goes significantly against it, or a "
+        "variance test with ≥ 30 runs per group finds no difference; otherwise inconclusive.",
+        "",
+    ]
     lines += _choices(studies)
     for name, render in RENDERERS.items():
         study = studies.get(name)
@@ -65,10 +83,14 @@ def _link(figure: str, studies: dict[str, Any]) -> str:
 
 def _choices(studies: dict[str, Any]) -> list[str]:
     lines = ["## Settings the paper leaves open, and what we chose", ""]
-    synthetic = next((studies[n]["result"] for n in ("synthetic", "shared-bottom")
-                      if studies.get(n, {}).get("status") == "done"), None)
-    lines.append("- **Figure 2 generator**: c = 0.5, m = 10 sines, α ~ 11·N(0, 1), β ~ N(0, 1), noise std 0.1 — "
-                 "the package defaults, chosen to match the paper's label correlations (docs/synthetic.md).")
+    synthetic = next(
+        (studies[n]["result"] for n in ("synthetic", "shared-bottom") if studies.get(n, {}).get("status") == "done"),
+        None,
+    )
+    lines.append(
+        "- **Figure 2 generator**: c = 0.5, m = 10 sines, α ~ 11·N(0, 1), β ~ N(0, 1), noise std 0.1 — "
+        "the package defaults, chosen to match the paper's label correlations (docs/synthetic.md)."
+    )
     if synthetic:
         g, t = synthetic["generator"], synthetic["training"]
         lines += [
@@ -87,31 +109,40 @@ def _choices(studies: dict[str, Any]) -> list[str]:
             "per rate "
             "(pilot data and seeds disjoint from the reported runs). Loss: " + t["loss"] + ".",
             f"- **Runs**: {t['runs']} per (model, p), run i with data seed i and initialisation seed i for every "
-            "model (paired)."]
+            "model (paired).",
+        ]
     if studies.get("synthetic", {}).get("status") == "done":
         c = studies["synthetic"]["result"]["parameters"]
-        lines.append(f"- **Equal parameter count**: MMoE {c['mmoe']:,}, OMoE {c['omoe']:,} parameters here "
-                     "(8 experts × 16 "
-                     f"units, towers 8, d = 100; the paper counts {c['paper']:,} with its own bias conventions); "
-                     f"Shared-Bottom bottom of {c['shared_bottom_width']} units → {c['shared-bottom']:,} "
-                     "(the width closest to MMoE's count, `mmoe.experiments.sizing.matching_width`).")
+        lines.append(
+            f"- **Equal parameter count**: MMoE {c['mmoe']:,}, OMoE {c['omoe']:,} parameters here "
+            "(8 experts × 16 "
+            f"units, towers 8, d = 100; the paper counts {c['paper']:,} with its own bias conventions); "
+            f"Shared-Bottom bottom of {c['shared_bottom_width']} units → {c['shared-bottom']:,} "
+            "(the width closest to MMoE's count, `mmoe.experiments.sizing.matching_width`)."
+        )
     if studies.get("census", {}).get("status") == "done":
         c = studies["census"]["result"]
-        lines.append(f"- **Census**: batch {c['batch_size']}; tuning with Optuna's `GPSampler` on the main task's "
-                     "validation AUC; training steps = the epoch with the best validation AUC during tuning; towers "
-                     "of 8 units (not tuned). Repeats start from random initialisation on the full data unless "
-                     "the scale says otherwise (below).")
+        lines.append(
+            f"- **Census**: batch {c['batch_size']}; tuning with Optuna's `GPSampler` on the main task's "
+            "validation AUC; training steps = the epoch with the best validation AUC during tuning; towers "
+            "of 8 units (not tuned). Repeats start from random initialisation on the full data unless "
+            "the scale says otherwise (below)."
+        )
     lines.append("")
     return lines
 
 
 def _correlation(result: dict[str, Any]) -> list[str]:
-    lines = ["| p | paper | ours mean | difference | ours std | ours 2·std | trials |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| p | paper | ours mean | difference | ours std | ours 2·std | trials |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for s in result["summary"]:
         theirs = paper.FIGURE2.get(s["p"])
-        lines.append(f"| {s['p']:g} | {_f(theirs, 2) if theirs is not None else '–'} | {s['mean']:.3f} | "
-                     f"{_d(s['mean'], theirs, 3)} | {s['std']:.3f} | {2 * s['std']:.3f} | {s['trials']} |")
+        lines.append(
+            f"| {s['p']:g} | {_f(theirs, 2) if theirs is not None else '–'} | {s['mean']:.3f} | "
+            f"{_d(s['mean'], theirs, 3)} | {s['std']:.3f} | {2 * s['std']:.3f} | {s['trials']} |"
+        )
     return lines
 
 
@@ -122,41 +153,54 @@ def _final(runs: list[dict[str, Any]]) -> tuple[float, float, float]:
 
 
 def _shared_bottom(result: dict[str, Any]) -> list[str]:
-    lines = ["| p | paper final loss | ours mean | difference | ours std | 95% CI half-width | lr | runs |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| p | paper final loss | ours mean | difference | ours std | 95% CI half-width | lr | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p, models in result["per_p"].items():
         entry = models["shared-bottom"]
         mean, std, half = _final(entry["runs"])
         theirs = paper.FIGURE3.get(float(p))
-        lines.append(f"| {p} | {_f(theirs, 2)} | {mean:.4f} | {_d(mean, theirs)} | {std:.4f} | {_f(half)} | "
-                     f"{entry['learning_rate']:g} | {len(entry['runs'])} |")
+        lines.append(
+            f"| {p} | {_f(theirs, 2)} | {mean:.4f} | {_d(mean, theirs)} | {std:.4f} | {_f(half)} | "
+            f"{entry['learning_rate']:g} | {len(entry['runs'])} |"
+        )
     return lines
 
 
 def _synthetic(result: dict[str, Any]) -> list[str]:
-    lines = ["| p | model | paper final loss | ours mean | difference | ours std | 95% CI half-width | "
-             "test R² (y1, y2) | lr |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| p | model | paper final loss | ours mean | difference | ours std | 95% CI half-width | "
+        "test R² (y1, y2) | lr |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p, models in result["per_p"].items():
         for label, entry in models.items():
             mean, std, half = _final(entry["runs"])
             theirs = paper.FIGURE4.get(float(p), {}).get(label)
             r2 = [np.mean([r["test_r2"][t] for r in entry["runs"]]) for t in entry["runs"][0]["test_r2"]]
-            lines.append(f"| {p} | {label} | {_f(theirs, 3)} | {mean:.4f} | {_d(mean, theirs)} | {std:.4f} | "
-                         f"{_f(half)} | {', '.join(f'{v:.3f}' for v in r2)} | {entry['learning_rate']:g} |")
+            lines.append(
+                f"| {p} | {label} | {_f(theirs, 3)} | {mean:.4f} | {_d(mean, theirs)} | {std:.4f} | "
+                f"{_f(half)} | {', '.join(f'{v:.3f}' for v in r2)} | {entry['learning_rate']:g} |"
+            )
     return lines
 
 
 def _trainability(result: dict[str, Any]) -> list[str]:
-    lines = ["The paper shows histograms only (no numbers); ours, per (model, p):", "",
-             "| p | model | mean | variance | min | 5th pct | median | max | var ratio vs MMoE | Brown-Forsythe p |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "The paper shows histograms only (no numbers); ours, per (model, p):",
+        "",
+        "| p | model | mean | variance | min | 5th pct | median | max | var ratio vs MMoE | Brown-Forsythe p |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p, models in result["per_p"].items():
         for label, e in models.items():
             test = e.get("brown_forsythe_vs_mmoe") or {}
-            lines.append(f"| {p} | {label} | {e['mean']:.4f} | {e['variance']:.3g} | {e['min']:.4f} | {e['q05']:.4f} | "
-                         f"{e['median']:.4f} | {e['max']:.4f} | {_f(test.get('variance_ratio'), 2)} | "
-                         f"{_f(test.get('p_value'), 3)} |")
+            lines.append(
+                f"| {p} | {label} | {e['mean']:.4f} | {e['variance']:.3g} | {e['min']:.4f} | {e['q05']:.4f} | "
+                f"{e['median']:.4f} | {e['max']:.4f} | {_f(test.get('variance_ratio'), 2)} | "
+                f"{_f(test.get('p_value'), 3)} |"
+            )
     return lines
 
 
@@ -165,16 +209,20 @@ def _census(result: dict[str, Any]) -> list[str]:
     for group, g in result["groups"].items():
         main, aux = g["tasks"]
         first = next(iter(g["models"].values()))
-        lines += [f"### Table {group}: {main} (main) + {aux}", "",
-                  f"Test AUC. {first['summary']['runs']} runs per model; train {g['rows']['train']:,} rows, "
-                  f"validation {g['rows']['validation']:,}, test {g['rows']['test']:,}; tuning on "
-                  f"{g['rows']['tuning_train']:,} training rows with {first['tuned']['settings']['trials']} trials "
-                  f"and ≤ {first['tuned']['settings']['max_units']} units per layer. Mean ± 95% t-interval "
-                  "half-width; Δ = ours − paper. \"best\": the run with the best main-task test AUC, as the "
-                  "paper.", "",
-                  f"| model | {main} best (paper) | Δ | {main} mean (paper) | Δ | ± | std | {aux} of best (paper) | "
-                  f"{aux} mean (paper) | Δ | tuned |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"### Table {group}: {main} (main) + {aux}",
+            "",
+            f"Test AUC. {first['summary']['runs']} runs per model; train {g['rows']['train']:,} rows, "
+            f"validation {g['rows']['validation']:,}, test {g['rows']['test']:,}; tuning on "
+            f"{g['rows']['tuning_train']:,} training rows with {first['tuned']['settings']['trials']} trials "
+            f"and ≤ {first['tuned']['settings']['max_units']} units per layer. Mean ± 95% t-interval "
+            'half-width; Δ = ours − paper. "best": the run with the best main-task test AUC, as the '
+            "paper.",
+            "",
+            f"| model | {main} best (paper) | Δ | {main} mean (paper) | Δ | ± | std | {aux} of best (paper) | "
+            f"{aux} mean (paper) | Δ | tuned |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for model, m in g["models"].items():
             s = m["summary"]
             best_main, mean_main, aux_best, aux_mean = paper.TABLES.get(int(group), {}).get(model, (None,) * 4)
@@ -186,34 +234,49 @@ def _census(result: dict[str, Any]) -> list[str]:
                 f"{_f(s[main]['mean'] - s[main]['ci_low'])} | {_f(s[main]['std'])} | "
                 f"{s['best'][aux]:.4f} ({_f(aux_best)}) | "
                 f"{s[aux]['mean']:.4f} ({_f(aux_mean)}) | {_d(s[aux]['mean'], aux_mean)} | "
-                f"{hp}, lr={tuned['learning_rate']:.2g}, epochs={tuned['epochs']} |")
+                f"{hp}, lr={tuned['learning_rate']:.2g}, epochs={tuned['epochs']} |"
+            )
         mmoe = g["models"].get("mmoe")
         if mmoe:
             target = paper.TABLES[int(group)]["mmoe"][1]
             mean = mmoe["summary"][main]["mean"]
-            lines += ["", f"MMoE mean {main} AUC {mean:.4f} vs the paper's {target:.4f}: "
-                          f"{'at least' if mean >= target else 'below'} the paper's."]
+            lines += [
+                "",
+                f"MMoE mean {main} AUC {mean:.4f} vs the paper's {target:.4f}: "
+                f"{'at least' if mean >= target else 'below'} the paper's.",
+            ]
         lines.append("")
     return lines
 
 
 def _gates(result: dict[str, Any]) -> list[str]:
-    lines = [f"Census group {result['group']}; sparse condition: {result['sparse_task']} training labels on "
-             f"{result['sparse_fraction']:.0%} of rows (validation/test keep all). MMoE gate weights averaged over "
-             "the first 20,000 test rows, experts ranked within each run. The paper's private-data gate put "
-             f"≈{paper.SPARSE_GATE_MAX} on one expert for its sparse task.", "",
-             "| condition | task | top expert weight | 2nd | normalised entropy | test AUC MMoE | Shared-Bottom | "
-             "Single-Task |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Census group {result['group']}; sparse condition: {result['sparse_task']} training labels on "
+        f"{result['sparse_fraction']:.0%} of rows (validation/test keep all). MMoE gate weights averaged over "
+        "the first 20,000 test rows, experts ranked within each run. The paper's private-data gate put "
+        f"≈{paper.SPARSE_GATE_MAX} on one expert for its sparse task.",
+        "",
+        "| condition | task | top expert weight | 2nd | normalised entropy | test AUC MMoE | Shared-Bottom | "
+        "Single-Task |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for condition, models in result["conditions"].items():
         for task in result["tasks"]:
             ranked = np.array([sorted(r["mean_gate"][task], reverse=True) for r in models["mmoe"]]).mean(0)
             entropy = np.mean([r["gate_entropy"][task] for r in models["mmoe"]])
             auc = {m: np.mean([r["test_auc"][task] for r in runs]) for m, runs in models.items()}
-            lines.append(f"| {condition} | {task} | {ranked[0]:.3f} | {ranked[1]:.3f} | {entropy:.3f} | "
-                         f"{auc['mmoe']:.4f} | {auc['shared-bottom']:.4f} | {auc['single-task']:.4f} |")
+            lines.append(
+                f"| {condition} | {task} | {ranked[0]:.3f} | {ranked[1]:.3f} | {entropy:.3f} | "
+                f"{auc['mmoe']:.4f} | {auc['shared-bottom']:.4f} | {auc['single-task']:.4f} |"
+            )
     return lines
 
 
-RENDERERS = {"correlation": _correlation, "shared-bottom": _shared_bottom, "synthetic": _synthetic,
-             "trainability": _trainability, "census": _census, "gates": _gates}
+RENDERERS = {
+    "correlation": _correlation,
+    "shared-bottom": _shared_bottom,
+    "synthetic": _synthetic,
+    "trainability": _trainability,
+    "census": _census,
+    "gates": _gates,
+}

@@ -27,22 +27,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `mmoe reproduce`."""
     parser.add_argument("--quick", action="store_true", help="every study at reduced size (minutes)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # CI smoke size
-    parser.add_argument("--study", action="append", choices=list(STUDIES), metavar="NAME",
-                        help=f"run only this study (repeatable): {', '.join(STUDIES)} (default: all)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="census: runs per tuned model (default: 4 quick, 20 standard; the paper: 400)")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="census: tuning trials per model (default: 4 quick, 15 standard)")
-    parser.add_argument("--tuned", type=Path, default=None,
-                        help="reuse the tuned census configurations in this folder (a report's tuned/)")
+    parser.add_argument(
+        "--study",
+        action="append",
+        choices=list(STUDIES),
+        metavar="NAME",
+        help=f"run only this study (repeatable): {', '.join(STUDIES)} (default: all)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="census: runs per tuned model (default: 4 quick, 20 standard; the paper: 400)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=None, help="census: tuning trials per model (default: 4 quick, 15 standard)"
+    )
+    parser.add_argument(
+        "--tuned",
+        type=Path,
+        default=None,
+        help="reuse the tuned census configurations in this folder (a report's tuned/)",
+    )
     parser.add_argument("--out", type=Path, default=Path("report"), help="report folder")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with the census files (default: $MMOE_DATA_DIR, then the user cache)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the census files (default: $MMOE_DATA_DIR, then the user cache)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed of every study")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per process (1 is fastest for these small models)")
-    parser.add_argument("--workers", type=int, default=_cpus(),
-                        help="processes training independent runs side by side (default: the CPUs available)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (1 is fastest for these small models)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=_cpus(),
+        help="processes training independent runs side by side (default: the CPUs available)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -55,10 +78,20 @@ def command_reproduce(args: argparse.Namespace) -> int:
 
         check_tuned_dir(args.tuned)
     if args.seed < 0 or args.threads < 1 or args.workers < 1:
-        raise MmoeError(f"--seed must be >= 0, --threads and --workers >= 1; got --seed {args.seed}, "
-                        f"--threads {args.threads}, --workers {args.workers}")
-    ctx = StudyContext(out=args.out, scale=scale, seed=args.seed, data_dir=args.data_dir, threads=args.threads,
-                       workers=args.workers, tuned_dir=args.tuned, show_progress=not args.quiet)
+        raise MmoeError(
+            f"--seed must be >= 0, --threads and --workers >= 1; got --seed {args.seed}, "
+            f"--threads {args.threads}, --workers {args.workers}"
+        )
+    ctx = StudyContext(
+        out=args.out,
+        scale=scale,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        workers=args.workers,
+        tuned_dir=args.tuned,
+        show_progress=not args.quiet,
+    )
     command = "mmoe reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else "mmoe reproduce"
     results = reproduce(ctx, args.study or list(STUDIES), command=command)
     verdicts = ", ".join(f"{c['verdict']}" for c in results["claims"])
@@ -103,16 +136,18 @@ def reproduce(ctx: StudyContext, studies: list[str], command: str = "reproduce")
                 except MmoeError as error:
                     entry.update(status="failed", reason=str(error))
                 except Exception as error:  # keep the other studies' results; the report names the failure
-                    entry.update(status="failed", reason=f"{type(error).__name__}: {error}",
-                                 traceback=traceback.format_exc())
+                    entry.update(
+                        status="failed", reason=f"{type(error).__name__}: {error}", traceback=traceback.format_exc()
+                    )
             entry["seconds"] = time.perf_counter() - study_started
             results["studies"][name] = entry
             _write(ctx, results, started, evaluate_claims, render_report)
     return results
 
 
-def _write(ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any,
-           render_report: Any) -> None:
+def _write(
+    ctx: StudyContext, results: dict[str, Any], started: float, evaluate_claims: Any, render_report: Any
+) -> None:
     results["claims"] = evaluate_claims(results["studies"])
     results["meta"]["seconds"] = time.perf_counter() - started
     results["meta"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -128,14 +163,25 @@ def _meta(ctx: StudyContext, command: str) -> dict[str, Any]:
 
     from mmoe import __version__
 
-    return {"command": command, "scale": ctx.scale.to_dict(), "seed": ctx.seed, "threads": ctx.threads,
-            "workers": ctx.workers,
-            "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
-            "versions": {"mmoe": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                         "numpy": numpy.__version__, "optuna": optuna.__version__},
-            "machine": f"{platform.machine()}, {_cpus()} CPUs, "
-                       f"{ctx.workers} worker processes × {ctx.threads} torch threads",
-            "started": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": 0.0}
+    return {
+        "command": command,
+        "scale": ctx.scale.to_dict(),
+        "seed": ctx.seed,
+        "threads": ctx.threads,
+        "workers": ctx.workers,
+        "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
+        "versions": {
+            "mmoe": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "optuna": optuna.__version__,
+        },
+        "machine": f"{platform.machine()}, {_cpus()} CPUs, "
+        f"{ctx.workers} worker processes × {ctx.threads} torch threads",
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "seconds": 0.0,
+    }
 
 
 def _cpus() -> int:

@@ -91,8 +91,9 @@ class PopulationEpochFunction(Callback):
         self.function(epoch, still_training)
 
 
-def as_callbacks(callbacks: Sequence[Callback] | Callback | None = None, on_epoch: Any = None,
-                 population: bool = False) -> Callbacks:
+def as_callbacks(
+    callbacks: Sequence[Callback] | Callback | None = None, on_epoch: Any = None, population: bool = False
+) -> Callbacks:
     """The loops' one callback: `callbacks` and the older `on_epoch` argument (a Callback, or a
     function: of the entry's dict in single-model training, of (epoch, still_training) in a
     population)."""
@@ -131,8 +132,9 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise MmoeError("TensorBoard logging needs the tensorboard package: pip install 'mmoe[tensorboard]'") \
-                from None
+            raise MmoeError(
+                "TensorBoard logging needs the tensorboard package: pip install 'mmoe[tensorboard]'"
+            ) from None
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
@@ -160,8 +162,9 @@ class MLflowLogger(Callback):
     run_name: the run's name (default: MLflow picks one). The run ends with training, FINISHED or,
     when training failed, FAILED. Needs MLflow: pip install 'mmoe[mlflow]'."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None,
-                 run_name: str | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, experiment: str | None = None, run_name: str | None = None
+    ) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
@@ -181,8 +184,10 @@ class MLflowLogger(Callback):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(_MLFLOW_UNSAFE.sub("_", name), value, now, entry.epoch)
-                   for name, value in entry_scalars(entry, replica_prefix(replica)).items()]
+        metrics = [
+            Metric(_MLFLOW_UNSAFE.sub("_", name), value, now, entry.epoch)
+            for name, value in entry_scalars(entry, replica_prefix(replica)).items()
+        ]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def on_train_end(self, error: BaseException | None = None) -> None:

@@ -47,9 +47,11 @@ class DataParallel:
     `same_on_all` and `from_first` then change nothing, which keeps the one-process path of the
     trainer exactly what it was."""
 
-    def __init__(self, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
-                 grouped: bool = False) -> None:
-        self.rank, self.world_size, self.device, self.grouped = rank, world_size, device, grouped
+    def __init__(
+        self, rank: int = 0, world_size: int = 1, device: torch.device | None = None, grouped: bool = False
+    ) -> None:
+        self.rank, self.world_size, self.grouped = rank, world_size, grouped
+        self.device: torch.device = device if device is not None else torch.device("cpu")
 
     @property
     def is_first(self) -> bool:
@@ -72,7 +74,8 @@ class DataParallel:
         # category weights of a table without categorical columns); DDP learns which in the first
         # step instead of searching the graph on every step (find_unused_parameters).
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.device] if self.device.type == "cuda" else None, static_graph=True)
+            model, device_ids=[self.device] if self.device.type == "cuda" else None, static_graph=True
+        )
         wrapped.register_comm_hook(None, _sum_gradients)
         return wrapped
 
@@ -94,8 +97,12 @@ class DataParallel:
         all_reduce per epoch, not per step."""
         if not self.grouped:
             return loss_sum, task_loss_sum
-        totals = torch.cat([torch.tensor([loss_sum], dtype=torch.float64, device=self.device),
-                            task_loss_sum.to(self.device, torch.float64)])
+        totals = torch.cat(
+            [
+                torch.tensor([loss_sum], dtype=torch.float64, device=self.device),
+                task_loss_sum.to(self.device, torch.float64),
+            ]
+        )
         dist.all_reduce(totals)
         return float(totals[0]), totals[1:].to(task_loss_sum.device, task_loss_sum.dtype)
 
@@ -122,8 +129,17 @@ class DataParallel:
             try:
                 box = [("value", function(*args))]
             except Exception as error:  # every rank must learn of it, or the others wait forever
-                failure, box = error, [("error", str(error) if isinstance(error, MmoeError) else
-                                        f"rank 0 failed: {type(error).__name__}: {error}")]
+                failure, box = (
+                    error,
+                    [
+                        (
+                            "error",
+                            str(error)
+                            if isinstance(error, MmoeError)
+                            else f"rank 0 failed: {type(error).__name__}: {error}",
+                        )
+                    ],
+                )
         dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
         kind, payload = box[0]
         if failure is not None:
@@ -133,13 +149,14 @@ class DataParallel:
         return payload
 
 
-def _sum_gradients(group, bucket):  # type: ignore[no-untyped-def]
+def _sum_gradients(group, bucket):
     """DDP communication hook: all_reduce(SUM) of a gradient bucket, without DDP's division by the
     world size, because each rank's loss is already its share of the global batch's loss.
     (Not annotated: DDP checks the annotations against the classes themselves, and this module's
     `from __future__ import annotations` turns them into strings.)"""
-    return (dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
-            .then(lambda future: future.value()[0]))
+    return (
+        dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future().then(lambda future: future.value()[0])
+    )
 
 
 SINGLE = DataParallel()
@@ -171,16 +188,20 @@ def setup(processes: int | None = None) -> DataParallel:
         return SINGLE
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
     if processes is not None and processes != local_processes:
-        raise MmoeError(f"--distributed {processes}: torchrun started {local_processes} processes on this node; "
-                        f"expected the same number (or leave --distributed out under torchrun)")
+        raise MmoeError(
+            f"--distributed {processes}: torchrun started {local_processes} processes on this node; "
+            f"expected the same number (or leave --distributed out under torchrun)"
+        )
     if not dist.is_available():
         raise MmoeError("distributed training: this torch build has no torch.distributed; expected a build with it")
     if not dist.is_initialized():
         if torch.cuda.is_available():
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             if local_rank >= torch.cuda.device_count():
-                raise MmoeError(f"distributed training: local rank {local_rank} has no GPU of its own "
-                                f"({torch.cuda.device_count()} visible); expected at most one process per GPU")
+                raise MmoeError(
+                    f"distributed training: local rank {local_rank} has no GPU of its own "
+                    f"({torch.cuda.device_count()} visible); expected at most one process per GPU"
+                )
             torch.cuda.set_device(local_rank)
             dist.init_process_group("nccl")
         else:
@@ -214,6 +235,8 @@ def launch(processes: int, argv: Sequence[str]) -> int:
         rank, failure = failed.get_first_failure()
         if failure.exitcode == 2:
             return 2
-        raise MmoeError(f"distributed training: rank {rank} ended with exit status {failure.exitcode} "
-                        f"(its output is above); expected 0") from None
+        raise MmoeError(
+            f"distributed training: rank {rank} ended with exit status {failure.exitcode} "
+            f"(its output is above); expected 0"
+        ) from None
     return 0

@@ -17,10 +17,18 @@ from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig, TrainResult, train
 
 
-def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = None,
-        checkpoint_path: str | Path | None = None, on_epoch: Any = None, resume_from: str | Path | None = None,
-        data_identity: Any = None, resume_state: dict[str, Any] | None = None,
-        callbacks: Sequence[Callback] | Callback | None = None, **hyperparameters: Any) -> TrainResult:
+def fit(
+    data: MultiTaskData,
+    model: str = "mmoe",
+    config: TrainConfig | None = None,
+    checkpoint_path: str | Path | None = None,
+    on_epoch: Any = None,
+    resume_from: str | Path | None = None,
+    data_identity: Any = None,
+    resume_state: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] | Callback | None = None,
+    **hyperparameters: Any,
+) -> TrainResult:
     """Builds `model` with `hyperparameters` (seeded by config.seed) and trains it on `data`.
 
     callbacks / on_epoch: hear of each epoch (see `mmoe.train.trainer.train`);
@@ -30,13 +38,28 @@ def fit(data: MultiTaskData, model: str = "mmoe", config: TrainConfig | None = N
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     network = build_model(model, data.input_spec, len(data.tasks), **hyperparameters)
-    return train(network, data, config, checkpoint_path=checkpoint_path, on_epoch=on_epoch, resume_from=resume_from,
-                 data_identity=data_identity, resume_state=resume_state, callbacks=callbacks)
+    return train(
+        network,
+        data,
+        config,
+        checkpoint_path=checkpoint_path,
+        on_epoch=on_epoch,
+        resume_from=resume_from,
+        data_identity=data_identity,
+        resume_state=resume_state,
+        callbacks=callbacks,
+    )
 
 
-def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas: int,
-                 on_epoch: Any = None, callbacks: Sequence[Callback] | Callback | None = None,
-                 **hyperparameters: Any) -> tuple[TrainResult, list[dict[str, Any]]]:
+def fit_replicas(
+    data: MultiTaskData,
+    model: str,
+    config: TrainConfig,
+    replicas: int,
+    on_epoch: Any = None,
+    callbacks: Sequence[Callback] | Callback | None = None,
+    **hyperparameters: Any,
+) -> tuple[TrainResult, list[dict[str, Any]]]:
     """Trains `replicas` copies at once (seeds config.seed, config.seed + 1, ...) with the population
     trainer. Returns the replica with the best main-task validation score as an ordinary
     TrainResult, and a summary of every replica (seed, best epoch, metrics).
@@ -44,17 +67,31 @@ def fit_replicas(data: MultiTaskData, model: str, config: TrainConfig, replicas:
     callbacks: hear of each replica's epochs (replica = its index: seed config.seed + replica);
     on_epoch(epoch, still_training): a function called after each epoch of the population."""
     seeds = [config.seed + r for r in range(replicas)]
-    population = train_population(model, data, config, seeds, on_epoch=on_epoch, callbacks=callbacks,
-                                  **hyperparameters)
+    population = train_population(model, data, config, seeds, on_epoch=on_epoch, callbacks=callbacks, **hyperparameters)
     best = max(range(replicas), key=lambda r: population.replicas[r].best_score)
     replica = population.replicas[best]
     network = population.model(best, data, model, **hyperparameters)
     epochs_run = sum(len(r.history) for r in population.replicas)
-    result = TrainResult(network, replica.history, replica.best_epoch, replica.best_score,
-                         population.train_seconds, epochs_run * len(data.train) / max(population.train_seconds, 1e-9),
-                         replica.metrics, replica.stopped_early)
-    summary = [{"seed": r.seed, "kept": i == best, "best_epoch": r.best_epoch, "stopped_early": r.stopped_early,
-                "metrics": r.metrics} for i, r in enumerate(population.replicas)]
+    result = TrainResult(
+        network,
+        replica.history,
+        replica.best_epoch,
+        replica.best_score,
+        population.train_seconds,
+        epochs_run * len(data.train) / max(population.train_seconds, 1e-9),
+        replica.metrics,
+        replica.stopped_early,
+    )
+    summary = [
+        {
+            "seed": r.seed,
+            "kept": i == best,
+            "best_epoch": r.best_epoch,
+            "stopped_early": r.stopped_early,
+            "metrics": r.metrics,
+        }
+        for i, r in enumerate(population.replicas)
+    ]
     return result, summary
 
 
@@ -65,9 +102,15 @@ def summarize_replicas(summary: list[dict[str, Any]], split: str = "test") -> di
     for task, metrics in tasks.items():
         table[task] = {}
         for metric in metrics:
-            values = np.array([r["metrics"][split][task][metric] for r in summary
-                               if r["metrics"][split][task][metric] is not None], dtype=float)
+            values = np.array(
+                [r["metrics"][split][task][metric] for r in summary if r["metrics"][split][task][metric] is not None],
+                dtype=float,
+            )
             if metric != "rows" and values.size:
-                table[task][metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1
-                                       else 0.0, "min": float(values.min()), "max": float(values.max())}
+                table[task][metric] = {
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                    "min": float(values.min()),
+                    "max": float(values.max()),
+                }
     return table

@@ -40,8 +40,9 @@ class MultiTaskLoss:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def __call__(self, outputs: torch.Tensor, labels: torch.Tensor,
-                 label_counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, outputs: torch.Tensor, labels: torch.Tensor, label_counts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """label_counts [..., K]: what each task's mean divides by, when `labels` are one rank's
         share of a larger batch (see `mmoe.train.distributed`); default: this batch's labelled rows.
         A task without labelled rows has a loss of exactly 0 (its sum, 0, over a count clamped to 1)."""

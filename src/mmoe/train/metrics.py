@@ -47,8 +47,9 @@ def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: t
     return {task.name: task_metrics(task, predictions_np[:, k], labels_np[:, k]) for k, task in enumerate(tasks)}
 
 
-def evaluate_stacked(task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor,
-                     labels: torch.Tensor) -> list[dict[str, dict]]:
+def evaluate_stacked(
+    task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor, labels: torch.Tensor
+) -> list[dict[str, dict]]:
     """Per replica, {task name: metrics} for many replicas at once; the same numbers (to float64
     rounding) as `evaluate_predictions(tasks, to_predictions(tasks, outputs[r]), labels[r])` for
     each replica r, with the arithmetic vectorised across replicas.
@@ -62,16 +63,18 @@ def evaluate_stacked(task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor
     """
     tasks = list(task_lists[0])
     if len(task_lists) != outputs.shape[0] or outputs.shape != labels.shape or outputs.shape[-1] != len(tasks):
-        raise ValueError(f"evaluate_stacked: {len(task_lists)} task lists, outputs {tuple(outputs.shape)}, "
-                         f"labels {tuple(labels.shape)}")
+        raise ValueError(
+            f"evaluate_stacked: {len(task_lists)} task lists, outputs {tuple(outputs.shape)}, "
+            f"labels {tuple(labels.shape)}"
+        )
     signature = [(task.name, task.kind) for task in tasks]
     if any([(task.name, task.kind) for task in replica_tasks] != signature for replica_tasks in task_lists):
         raise ValueError("evaluate_stacked: every replica needs the same task names and kinds")
     per_task = []
     for k, task in enumerate(tasks):
-        y = labels[..., k].double()                           # [N, rows]
+        y = labels[..., k].double()  # [N, rows]
         present = ~torch.isnan(y)
-        rows = present.sum(1)                                 # [N]
+        rows = present.sum(1)  # [N]
         count = rows.clamp(min=1).double()
         y = torch.where(present, y, 0.0)
         if task.kind == "binary":
@@ -97,30 +100,35 @@ def evaluate_stacked(task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor
             r2 = torch.where(ss_tot != 0, 1 - ss_res / ss_tot, (ss_res == 0).double())
             metrics = {"mse": _or_none(ss_res / count, rows > 0), "r2": _or_none(r2, rows > 1)}
         per_task.append((task.name, metrics, rows.tolist()))
-    return [{name: {**{metric: values[r] for metric, values in metrics.items()}, "rows": rows[r]}
-             for name, metrics, rows in per_task}
-            for r in range(len(task_lists))]
+    return [
+        {
+            name: {**{metric: values[r] for metric, values in metrics.items()}, "rows": rows[r]}
+            for name, metrics, rows in per_task
+        }
+        for r in range(len(task_lists))
+    ]
 
 
 def _or_none(values: torch.Tensor, defined: torch.Tensor) -> list[float | None]:
     return [value if ok else None for value, ok in zip(values.tolist(), defined.tolist())]
 
 
-def _stacked_auc(scores: torch.Tensor, positive: torch.Tensor,
-                 present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _stacked_auc(
+    scores: torch.Tensor, positive: torch.Tensor, present: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ROC AUC per row of scores [N, rows] as the Mann–Whitney U with average ranks for ties (equal to
     sklearn's trapezoidal AUC), counting only `present` entries; and [N] whether both classes are there."""
     # Missing entries become +inf: they sort after every present score (all in [1e-7, 1 - 1e-7]),
     # so the present ones keep their ranks among the present.
     ordered, order = torch.where(present, scores, math.inf).sort(1)
-    positive = (positive & present).gather(1, order)          # in sorted order
+    positive = (positive & present).gather(1, order)  # in sorted order
     # A run of equal scores at sorted positions first..last shares the average 1-based rank
     # (first + last) / 2 + 1. Runs are found from neighbour comparisons and spread with cummax /
     # cummin (3x faster here than two batched searchsorted calls).
     position = torch.arange(ordered.shape[1]).expand_as(ordered)
     starts = torch.ones_like(present)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ends = starts.roll(-1, 1)                                 # a run ends where the next one starts
+    ends = starts.roll(-1, 1)  # a run ends where the next one starts
     first = torch.where(starts, position, 0).cummax(1).values
     last = torch.where(ends, position, ordered.shape[1] - 1).flip(1).cummin(1).values.flip(1)
     ranks = (first + last + 2).double() / 2

@@ -42,19 +42,42 @@ class FusedAdam(torch.optim.Adam):
         exp_avgs, exp_avg_sqs, steps = self._state_lists
         beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
-                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                           maximize=False, grad_scale=None, found_inf=None)
+        torch._fused_adam_(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
         return None
 
     def _direct_lists(self, params: list[torch.Tensor]) -> tuple[list, list, list] | None:
         """The state lists the kernel takes, or None where torch's own step must keep running."""
         group = self.param_groups[0]
-        plain = not (group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]
-                     or group.get("decoupled_weight_decay", False) or isinstance(group["lr"], torch.Tensor))
+        plain = not (
+            group["amsgrad"]
+            or group["maximize"]
+            or group["capturable"]
+            or group["differentiable"]
+            or group.get("decoupled_weight_decay", False)
+            or isinstance(group["lr"], torch.Tensor)
+        )
         states = [self.state.get(p, {}) for p in params]
-        if not plain or any("exp_avg" not in state or p.is_sparse for p, state in zip(params, states)) \
-                or len({(p.device, p.dtype) for p in params}) != 1:
+        if (
+            not plain
+            or any("exp_avg" not in state or p.is_sparse for p, state in zip(params, states))
+            or len({(p.device, p.dtype) for p in params}) != 1
+        ):
             return None
         return ([s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
 

@@ -38,21 +38,50 @@ class HistoryEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: history.json and the checkpoint hold these dicts (keys in this order)."""
-        return {"epoch": self.epoch, "train_loss": self.train_loss, "train_task_loss": dict(self.train_task_loss),
-                "validation": self.validation, "seconds": self.seconds, "main_metric": self.main_metric,
-                "improved": self.improved}
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_task_loss": dict(self.train_task_loss),
+            "validation": self.validation,
+            "seconds": self.seconds,
+            "main_metric": self.main_metric,
+            "improved": self.improved,
+        }
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> HistoryEntry:
-        return cls(int(entry["epoch"]), float(entry["train_loss"]), dict(entry["train_task_loss"]),
-                   entry["validation"], float(entry["seconds"]), str(entry["main_metric"]), bool(entry["improved"]))
+        return cls(
+            int(entry["epoch"]),
+            float(entry["train_loss"]),
+            dict(entry["train_task_loss"]),
+            entry["validation"],
+            float(entry["seconds"]),
+            str(entry["main_metric"]),
+            bool(entry["improved"]),
+        )
 
     @classmethod
-    def of_epoch(cls, epoch: int, tasks: list[Task], loss_sum: float, task_loss_sum: torch.Tensor, batches: int,
-                 validation: dict[str, dict[str, Any]], seconds: float, improved: bool) -> HistoryEntry:
+    def of_epoch(
+        cls,
+        epoch: int,
+        tasks: list[Task],
+        loss_sum: float,
+        task_loss_sum: torch.Tensor,
+        batches: int,
+        validation: dict[str, dict[str, Any]],
+        seconds: float,
+        improved: bool,
+    ) -> HistoryEntry:
         """The entry from an epoch's sums over `batches` batches (task_loss_sum [K])."""
-        return cls(epoch, loss_sum / batches, {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
-                   validation, seconds, main_metric_label(tasks[0]), bool(improved))
+        return cls(
+            epoch,
+            loss_sum / batches,
+            {t.name: float(v) / batches for t, v in zip(tasks, task_loss_sum)},
+            validation,
+            seconds,
+            main_metric_label(tasks[0]),
+            bool(improved),
+        )
 
 
 def main_metric_label(main_task: Task) -> str:
@@ -72,8 +101,9 @@ class EarlyStopping:
     the tensors are a population's stacked weights [N, ...] (None: the tensors are the model's).
     """
 
-    def __init__(self, patience: int, epochs: int, best_weights: dict[str, torch.Tensor],
-                 replica: int | None = None) -> None:
+    def __init__(
+        self, patience: int, epochs: int, best_weights: dict[str, torch.Tensor], replica: int | None = None
+    ) -> None:
         self.patience, self.epochs, self.replica = patience, epochs, replica
         self.best_weights = best_weights
         self.best_score, self.best_epoch, self.epochs_without_gain, self.stopped_early = -math.inf, 0, 0, False
@@ -91,8 +121,13 @@ class EarlyStopping:
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's fields (their names are those of CHECKPOINT_FORMAT 1)."""
-        return {"best_state": self.best_weights, "best_score": self.best_score, "best_epoch": self.best_epoch,
-                "epochs_without_gain": self.epochs_without_gain, "stopped_early": self.stopped_early}
+        return {
+            "best_state": self.best_weights,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "epochs_without_gain": self.epochs_without_gain,
+            "stopped_early": self.stopped_early,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best_weights = state["best_state"]
@@ -101,7 +136,9 @@ class EarlyStopping:
 
 
 @torch.no_grad()
-def copy_weights(target: dict[str, torch.Tensor], source: Mapping[str, torch.Tensor], replica: int | None = None) -> None:
+def copy_weights(
+    target: dict[str, torch.Tensor], source: Mapping[str, torch.Tensor], replica: int | None = None
+) -> None:
     """target[name] = source[name] in place, for every tensor (only slice `replica` of stacked ones)."""
     for name, value in source.items():
         if replica is None:

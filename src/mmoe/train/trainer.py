@@ -69,14 +69,19 @@ class TrainConfig:
     weighting: str = "ew"
 
     def __post_init__(self) -> None:
-        checks = [("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
-                  ("batch_size", self.batch_size >= 1, "a positive integer"),
-                  ("epochs", self.epochs >= 1, "at least 1"),
-                  ("weight_decay", self.weight_decay >= 0 and math.isfinite(self.weight_decay),
-                   "a finite number, zero or more"),
-                  ("patience", self.patience >= 0, "zero or more"),
-                  ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
-                  ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer")]
+        checks = [
+            ("learning_rate", self.learning_rate > 0 and math.isfinite(self.learning_rate), "a positive number"),
+            ("batch_size", self.batch_size >= 1, "a positive integer"),
+            ("epochs", self.epochs >= 1, "at least 1"),
+            (
+                "weight_decay",
+                self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+                "a finite number, zero or more",
+            ),
+            ("patience", self.patience >= 0, "zero or more"),
+            ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
+            ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer"),
+        ]
         for option, ok, expected in checks:
             if not ok:
                 raise MmoeError(f"training option {option} must be {expected}, got {getattr(self, option)!r}")
@@ -121,9 +126,15 @@ def predict_outputs(model: MultiTaskModel, rows: Split | RowSource, batch_size: 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks = [model(part.numeric[start:start + batch_size].to(device),
-                    part.categorical[start:start + batch_size].to(device)).float().cpu()
-              for part in _parts(rows) for start in range(0, len(part), batch_size)]
+    chunks = [
+        model(
+            part.numeric[start : start + batch_size].to(device), part.categorical[start : start + batch_size].to(device)
+        )
+        .float()
+        .cpu()
+        for part in _parts(rows)
+        for start in range(0, len(part), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, model.num_tasks)
 
@@ -137,8 +148,9 @@ def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size:
     return evaluate_predictions(tasks, to_predictions(tasks, predict_outputs(model, split, batch_size)), split.labels)
 
 
-def evaluate_source(model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource,
-                    batch_size: int = 65536) -> dict[str, dict]:
+def evaluate_source(
+    model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource, batch_size: int = 65536
+) -> dict[str, dict]:
     """{task: metrics} on rows in memory or read batch by batch (one pass: the predictions and
     labels of every row stay in memory until the metrics, an exact AUC, are computed)."""
     if isinstance(rows, Split):
@@ -157,12 +169,17 @@ def evaluate_data(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 
     return {name: evaluate_source(model, data.tasks, rows, batch_size) for name, rows in data.metric_splits().items()}
 
 
-def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
-          checkpoint_path: str | Path | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | Callback | None = None,
-          resume_from: str | Path | None = None, data_identity: Any = None,
-          resume_state: dict[str, Any] | None = None,
-          callbacks: Sequence[Callback] | Callback | None = None) -> TrainResult:
+def train(
+    model: MultiTaskModel,
+    data: MultiTaskData,
+    config: TrainConfig,
+    checkpoint_path: str | Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | Callback | None = None,
+    resume_from: str | Path | None = None,
+    data_identity: Any = None,
+    resume_state: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] | Callback | None = None,
+) -> TrainResult:
     """Trains `model` on data.train, early-stopping on data.validation; returns the best model
     (restored) with its metrics on every split. `callbacks` (see `mmoe.train.callbacks`) hear of
     each epoch's `HistoryEntry` and of the end of training; `on_epoch`, a function, receives each
@@ -217,8 +234,10 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             torch.set_rng_state(saved["torch_rng"])
             weighting.load_state_dict(saved.get("weighting", {}))  # absent before weightings had state
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            raise MmoeError(f"{resume_from}: the checkpoint's state does not fit this model "
-                            f"({type(error).__name__}: {_first_line(error)}); expected a checkpoint of the same run")
+            raise MmoeError(
+                f"{resume_from}: the checkpoint's state does not fit this model "
+                f"({type(error).__name__}: {_first_line(error)}); expected a checkpoint of the same run"
+            ) from None
         history = list(saved["history"])
         stopping.load_state_dict(saved)
         train_seconds, first_epoch = saved["train_seconds"], saved["epoch"] + 1
@@ -250,21 +269,36 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
             outputs = predict_outputs(model, data.validation, config.eval_batch_size)
             outputs_finite = bool(outputs.isfinite().all())
             if not (math.isfinite(loss_sum) and outputs_finite):
-                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss is {loss_sum}, validation outputs "
-                                       f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
-                                       f"(now {config.learning_rate})")
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch} (loss is {loss_sum}, validation outputs "
+                    f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
+                    f"(now {config.learning_rate})"
+                )
             validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
             score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
             # Decides early stopping before the checkpoint is written, so a resumed run knows it had stopped.
             improved = stopping.update(epoch, score, model.state_dict())
-            entry = HistoryEntry.of_epoch(epoch, tasks, loss_sum, task_loss_sum, batches, validation, epoch_seconds,
-                                          improved)
+            entry = HistoryEntry.of_epoch(
+                epoch, tasks, loss_sum, task_loss_sum, batches, validation, epoch_seconds, improved
+            )
             history.append(entry.to_dict())
             if checkpoint_path is not None and parallel.is_first:
-                save_checkpoint(checkpoint_path, model, optimizer, epoch, stopping.best_weights, stopping.best_score,
-                                stopping.best_epoch, history, shuffle, identity=identity,
-                                epochs_without_gain=stopping.epochs_without_gain, train_seconds=train_seconds,
-                                stopped_early=stopping.stopped_early, weighting=weighting.state_dict())
+                save_checkpoint(
+                    checkpoint_path,
+                    model,
+                    optimizer,
+                    epoch,
+                    stopping.best_weights,
+                    stopping.best_score,
+                    stopping.best_epoch,
+                    history,
+                    shuffle,
+                    identity=identity,
+                    epochs_without_gain=stopping.epochs_without_gain,
+                    train_seconds=train_seconds,
+                    stopped_early=stopping.stopped_early,
+                    weighting=weighting.state_dict(),
+                )
             reporter.on_epoch_end(entry)
             if stopping.stopped_early:
                 break
@@ -274,50 +308,104 @@ def train(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
         # Every split (a streamed training split over a sample of its rows: `StreamingTableData.metric_splits`).
         metrics = evaluate_data(model, data, config.eval_batch_size)
     epochs_run = len(history)
-    return TrainResult(model, history, stopping.best_epoch, stopping.best_score, train_seconds,
-                       samples_per_second=epochs_run * rows / max(train_seconds, 1e-9), metrics=metrics,
-                       stopped_early=stopping.stopped_early)
+    return TrainResult(
+        model,
+        history,
+        stopping.best_epoch,
+        stopping.best_score,
+        train_seconds,
+        samples_per_second=epochs_run * rows / max(train_seconds, 1e-9),
+        metrics=metrics,
+        stopped_early=stopping.stopped_early,
+    )
 
 
 CHECKPOINT_FORMAT = 1
 # Training options that may change between a run and its resumption: they do not alter the
 # epochs already trained (a larger `epochs` extends the run).
 RESUMABLE_OPTIONS = ("epochs", "threads", "eval_batch_size")
-CHECKPOINT_KEYS = ("format", "identity", "epoch", "model", "optimizer", "best_state", "best_score", "best_epoch",
-                   "history", "shuffle_rng", "torch_rng", "epochs_without_gain", "train_seconds", "stopped_early")
+CHECKPOINT_KEYS = (
+    "format",
+    "identity",
+    "epoch",
+    "model",
+    "optimizer",
+    "best_state",
+    "best_score",
+    "best_epoch",
+    "history",
+    "shuffle_rng",
+    "torch_rng",
+    "epochs_without_gain",
+    "train_seconds",
+    "stopped_early",
+)
 # Also written: "weighting" (the loss weighting's state); a checkpoint without it is of a weighting without state.
 
 
-def run_identity(model: MultiTaskModel, data: MultiTaskData, config: TrainConfig,
-                 data_identity: Any = None) -> dict[str, Any]:
+def run_identity(
+    model: MultiTaskModel, data: MultiTaskData, config: TrainConfig, data_identity: Any = None
+) -> dict[str, Any]:
     """What a checkpoint must match to be resumed by this training: JSON-able, compared as is."""
-    return {**options_identity(model.name, model.hyperparameters, config, data_identity),
-            **to_jsonable({"tasks": [task.to_dict() for task in data.tasks], "input_spec": data.input_spec.to_dict(),
-                           "train_rows": len(data.train)})}
+    return {
+        **options_identity(model.name, model.hyperparameters, config, data_identity),
+        **to_jsonable(
+            {
+                "tasks": [task.to_dict() for task in data.tasks],
+                "input_spec": data.input_spec.to_dict(),
+                "train_rows": len(data.train),
+            }
+        ),
+    }
 
 
-def options_identity(model_name: str, hyperparameters: dict[str, Any], config: TrainConfig,
-                     data_identity: Any = None) -> dict[str, Any]:
+def options_identity(
+    model_name: str, hyperparameters: dict[str, Any], config: TrainConfig, data_identity: Any = None
+) -> dict[str, Any]:
     """The part of `run_identity` known before the data is read: model, hyperparameters (all of
     them, defaults included), training options and data source (the CLI checks it first)."""
     training = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_OPTIONS}
-    return to_jsonable({"model": model_name, "hyperparameters": hyperparameters, "training": training,
-                        "data": data_identity})
+    return to_jsonable(
+        {"model": model_name, "hyperparameters": hyperparameters, "training": training, "data": data_identity}
+    )
 
 
-def save_checkpoint(path: str | Path, model: MultiTaskModel, optimizer: torch.optim.Optimizer, epoch: int,
-                    best_state: dict[str, torch.Tensor], best_score: float, best_epoch: int,
-                    history: Sequence[dict[str, Any]], shuffle: torch.Generator, *,
-                    identity: dict[str, Any] | None = None, epochs_without_gain: int = 0,
-                    train_seconds: float = 0.0, stopped_early: bool = False,
-                    weighting: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: MultiTaskModel,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    best_state: dict[str, torch.Tensor],
+    best_score: float,
+    best_epoch: int,
+    history: Sequence[dict[str, Any]],
+    shuffle: torch.Generator,
+    *,
+    identity: dict[str, Any] | None = None,
+    epochs_without_gain: int = 0,
+    train_seconds: float = 0.0,
+    stopped_early: bool = False,
+    weighting: dict[str, Any] | None = None,
+) -> None:
     """Everything needed to continue training after `epoch`, written atomically (a kill during the
     write leaves the previous epoch's checkpoint). weighting: the loss weighting's state_dict()."""
-    state = {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "best_state": best_state, "best_score": best_score,
-             "best_epoch": best_epoch, "history": list(history), "shuffle_rng": shuffle.get_state(),
-             "torch_rng": torch.get_rng_state(), "epochs_without_gain": epochs_without_gain,
-             "train_seconds": train_seconds, "stopped_early": stopped_early, "weighting": weighting or {}}
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "identity": identity,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": best_state,
+        "best_score": best_score,
+        "best_epoch": best_epoch,
+        "history": list(history),
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epochs_without_gain": epochs_without_gain,
+        "train_seconds": train_seconds,
+        "stopped_early": stopped_early,
+        "weighting": weighting or {},
+    }
     atomic_write(path, lambda temp: torch.save(state, temp))
 
 
@@ -326,17 +414,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing, damaged, or not an mmoe training checkpoint of this format."""
     path = Path(path)
     if not path.is_file():
-        raise MmoeError(f"{path}: no checkpoint to resume from; expected the checkpoint.pt that `mmoe train` "
-                        f"writes into --out after every epoch")
+        raise MmoeError(
+            f"{path}: no checkpoint to resume from; expected the checkpoint.pt that `mmoe train` "
+            f"writes into --out after every epoch"
+        )
     try:
         # weights_only: a checkpoint is tensors, numbers, text and containers of them, nothing to unpickle.
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on a damaged file
-        raise MmoeError(f"{path}: not a readable checkpoint ({type(error).__name__}: {_first_line(error)}); "
-                        f"expected the checkpoint.pt of `mmoe train`") from None
+        raise MmoeError(
+            f"{path}: not a readable checkpoint ({type(error).__name__}: {_first_line(error)}); "
+            f"expected the checkpoint.pt of `mmoe train`"
+        ) from None
     if not isinstance(saved, dict) or any(key not in saved for key in CHECKPOINT_KEYS) or saved["identity"] is None:
-        raise MmoeError(f"{path}: not a resumable mmoe checkpoint (written by another program or an older mmoe); "
-                        f"expected a checkpoint.pt of format {CHECKPOINT_FORMAT}")
+        raise MmoeError(
+            f"{path}: not a resumable mmoe checkpoint (written by another program or an older mmoe); "
+            f"expected a checkpoint.pt of format {CHECKPOINT_FORMAT}"
+        )
     if saved["format"] != CHECKPOINT_FORMAT:
         raise MmoeError(f"{path}: checkpoint format {saved['format']!r}; expected format {CHECKPOINT_FORMAT}")
     return saved
@@ -352,14 +446,19 @@ def check_checkpoint_identity(path: str | Path, saved: dict[str, Any], wanted: d
         if old == new:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
-            differences += [f"{key}.{sub}: {old.get(sub)!r} in the checkpoint, {new.get(sub)!r} now"
-                            for sub in sorted(set(old) | set(new)) if old.get(sub) != new.get(sub)]
+            differences += [
+                f"{key}.{sub}: {old.get(sub)!r} in the checkpoint, {new.get(sub)!r} now"
+                for sub in sorted(set(old) | set(new))
+                if old.get(sub) != new.get(sub)
+            ]
         else:
             differences.append(f"{key}: {old!r} in the checkpoint, {new!r} now")
     if differences:
         shown = "; ".join(text[:160] for text in differences[:4]) + (" ..." if len(differences) > 4 else "")
-        raise MmoeError(f"{path}: the checkpoint belongs to a different run ({shown}); expected the same model, "
-                        f"hyperparameters, data and training options as the run that wrote it")
+        raise MmoeError(
+            f"{path}: the checkpoint belongs to a different run ({shown}); expected the same model, "
+            f"hyperparameters, data and training options as the run that wrote it"
+        )
 
 
 def _first_line(error: BaseException) -> str:

@@ -57,8 +57,13 @@ class LossWeighting:
         """task_losses [..., K], labelled [..., K] -> the loss to backpropagate [...]."""
         raise NotImplementedError
 
-    def backward(self, task_losses: torch.Tensor, labelled: torch.Tensor, parameters: Sequence[torch.Tensor],
-                 extra: torch.Tensor | None = None) -> torch.Tensor:
+    def backward(
+        self,
+        task_losses: torch.Tensor,
+        labelled: torch.Tensor,
+        parameters: Sequence[torch.Tensor],
+        extra: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Backpropagates `combine(task_losses, labelled) + extra` (summed over a leading replica
         dimension: replicas share no weight) and returns it detached [...]."""
         loss = self.combine(task_losses, labelled)
@@ -107,8 +112,9 @@ WEIGHTINGS: dict[str, type[LossWeighting]] = {"ew": EqualWeighting, "fixed": Fix
 
 def describe_weightings() -> str:
     """One line per method: "ew  every task weighs 1, ..." (the first line of its docstring)."""
-    return "\n".join(f"{name:<8}{(cls.__doc__ or '').strip().splitlines()[0].split(': ', 1)[-1]}"
-                     for name, cls in WEIGHTINGS.items())
+    return "\n".join(
+        f"{name:<8}{(cls.__doc__ or '').strip().splitlines()[0].split(': ', 1)[-1]}" for name, cls in WEIGHTINGS.items()
+    )
 
 
 def resolve_weighting(weighting: str, task_weights: Sequence[float] | None) -> str:
@@ -123,8 +129,10 @@ def resolve_weighting(weighting: str, task_weights: Sequence[float] | None) -> s
         if weighting == "ew":
             return "fixed"
         if not WEIGHTINGS[weighting].takes_task_weights:
-            raise MmoeError(f"training option task_weights does not apply to weighting {weighting!r}; expected "
-                            f"weighting 'fixed' (or 'ew', which task_weights turn into 'fixed')")
+            raise MmoeError(
+                f"training option task_weights does not apply to weighting {weighting!r}; expected "
+                f"weighting 'fixed' (or 'ew', which task_weights turn into 'fixed')"
+            )
     elif weighting == "fixed":
         raise MmoeError("training option weighting 'fixed' needs task_weights (one non-negative weight per task)")
     return weighting
