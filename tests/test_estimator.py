@@ -266,6 +266,7 @@ def test_an_estimator_directory_is_read_by_evaluate_predict_and_export(tmp_path:
         assert evaluated[task] == pytest.approx(metrics, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load, which TorchScript serving uses
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
 def test_export_equals_predict(tmp_path: Path, fitted: MultiTaskEstimator, frames, suffix: str) -> None:
     from mmoe.export import encode_inputs, load_signature
@@ -304,3 +305,18 @@ def test_replicas_and_callbacks(frames) -> None:
     population = MultiTaskEstimator(tasks=TASKS, replicas=2, **SMALL).fit(frames[0])
     assert [r["seed"] for r in population.replicas_["replicas"]] == [0, 1]
     assert set(population.replicas_["test_summary"]) == set(TASKS)
+
+
+def test_a_run_of_the_current_release_loads(tmp_path: Path, capsys) -> None:
+    """tests/data/run-0.1.0: `mmoe train --data train.csv --tasks income:binary,never_married:binary
+    --num-experts 2 --expert-units 4 --epochs 2 --threads 1` as mmoe 0.1.0 (commit 7dc5b1d, before
+    the estimator) wrote it (without checkpoint.pt), and that release's `mmoe predict` of
+    run-0.1.0-rows.csv. Today's estimator and CLI load it and predict the same numbers."""
+    data = Path(__file__).parent / "data"
+    release = pd.read_csv(data / "run-0.1.0-predictions.csv")
+    loaded = MultiTaskEstimator.load(data / "run-0.1.0")
+    assert loaded.get_params()["num_experts"] == 2 and loaded.config_["versions"]["mmoe"] == "0.1.0"
+    np.testing.assert_allclose(loaded.predict(data / "run-0.1.0-rows.csv").to_numpy(), release.to_numpy(), rtol=1e-6)
+    assert main(["predict", str(data / "run-0.1.0"), "--data", str(data / "run-0.1.0-rows.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), release)
