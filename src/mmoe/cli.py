@@ -231,6 +231,7 @@ def command_train(args: argparse.Namespace) -> int:
         flags = ", ".join("--" + name.replace("_", "-") for name in unexpected)
         raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
+    training_config(args)  # bad training options fail before any process starts
     if args.distributed is not None or distributed.launched_by_torchrun():
         if args.replicas != 1:
             raise MmoeError(f"--replicas {args.replicas} trains seeds side by side in one process; it cannot be "
@@ -238,7 +239,7 @@ def command_train(args: argparse.Namespace) -> int:
         if not distributed.launched_by_torchrun():  # this process only starts the ranks and waits for them
             return distributed.launch(args.distributed, args.argv)
     reports = os.environ.get("RANK", "0") == "0"  # under torchrun every rank trains; rank 0 reports
-    with _progress(args, reports and not args.quiet) as progress:
+    with _Progress(args.epochs, args.replicas, enabled=reports and not args.quiet) as progress:
         estimator = MultiTaskEstimator(model=args.model, **training_options(args), replicas=args.replicas, verbose=1,
                                        callbacks=[progress.update], **hyperparameters)
         train_run(estimator, spec, out, resume=args.resume, processes=args.distributed)
@@ -247,10 +248,6 @@ def command_train(args: argparse.Namespace) -> int:
         if estimator.replicas_ is not None:
             _print_replicas(estimator.replicas_, args.replicas, args.seed, out)
     return 0
-
-
-def _progress(args: argparse.Namespace, enabled: bool) -> _Progress:
-    return _Progress(args.epochs, args.replicas, enabled)
 
 
 class _Progress:
