@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mmoe.data.synthetic import SyntheticConfig, load_synthetic
-from mmoe.estimator import MultiTaskEstimator
 
 LEARNABLE_GENERATOR = SyntheticConfig(scale=1.0, alpha_scale=1.0, sines=10, noise=0.1)
 CORRELATIONS = (0.5, 0.9)
@@ -41,6 +40,8 @@ class DemoOptions:
 def run_demo(options: DemoOptions = DemoOptions()) -> list[dict[str, Any]]:
     """One row per (correlation, model): {"correlation", "model", "parameters", "epochs",
     "test": {"y1": {"mse", "r2", "rows"}, "y2": {...}}, "mean_mse"}."""
+    from mmoe.estimator import MultiTaskEstimator  # here: `mmoe --help` reads DemoOptions without loading it
+
     rows = []
     for correlation in options.correlations:
         data = load_synthetic(replace(LEARNABLE_GENERATOR, correlation=correlation, rows=options.rows,
