@@ -384,7 +384,8 @@ class MultiTaskEstimator(BaseEstimator):
     def score(self, X: pd.DataFrame | str | Path) -> dict[str, dict[str, Any]]:
         """{task: {"auc", "logloss", "rows"}} (binary) or {task: {"mse", "r2", "rows"}} (regression)
         on the rows of X that have that task's label. With streaming=True a Parquet path is read
-        in batches."""
+        in batches. A dict, not scikit-learn's single number (there is one per task): give
+        scikit-learn's searches a `scoring` of their own."""
         run = self._fitted()
         if self.streaming and isinstance(X, (str, Path)):
             return evaluate_table(run, X)
