@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mmoe.cli import build_parser, main
+from mmoe.errors import MmoeError
 from mmoe.models import MODELS
 
 
@@ -41,9 +44,57 @@ def _subcommands() -> dict:
     return next(a for a in build_parser()._actions if a.dest == "command").choices
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(heading: str) -> str:
+    """The first fenced code block after the README's `heading` line."""
+    text = README.read_text()
+    after = text[text.index(heading + "\n"):]
+    start = after.index("```")
+    body = after[after.index("\n", start) + 1:]
+    return body[:body.index("```")]
+
+
+def quick_start_commands() -> dict[int, str]:
+    """{n: command line} of the README's Quick start block, where "# n. ..." comments number them."""
+    commands, number = {}, None
+    for line in readme_block("## Quick start (a fresh machine)").splitlines():
+        comment = re.match(r"#\s*(\d+)\.", line.strip())
+        if comment:
+            number = int(comment.group(1))
+        elif line.strip() and number is not None:
+            commands[number] = line.strip()
+    return commands
+
+
 def test_the_command_list_is_what_the_readme_documents() -> None:
-    assert set(_subcommands()) == {"models", "train", "tune", "evaluate", "predict", "export", "synthetic",
-                                   "reproduce"}
+    # Every command is in the README's list, and the README lists no command that does not exist.
+    documented = set(re.findall(r"^mmoe ([a-z]+)", readme_block("## What you can do"), re.MULTILINE))
+    assert documented == set(_subcommands())
+
+
+def test_readme_quick_start_main_job_runs(capsys) -> None:
+    """Command 1 of the README's Quick start installs and then runs the main job; the job is read
+    from the README (so changing the README changes what runs here) and run at a reduced size:
+    3,000 rows and 4 epochs instead of 20,000 and 30, as the full job takes a minute. What it must
+    show: MMoE and Shared-Bottom side by side, at both correlations, with test R² per task."""
+    first = quick_start_commands()[1]
+    steps = [step.strip() for step in first.split("&&")]
+    assert steps[0].startswith("python3 -m venv") and "pip install" in steps[1]
+    job = shlex.split(steps[-1])
+    assert job[0].endswith("/mmoe"), job
+    code, out, err = run_cli(capsys, *job[1:], "--rows", "3000", "--epochs", "4")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["task", "correlation", "model", "test"] and "test R² y1" in lines[0]
+    table = [line.split() for line in lines[1:5]]
+    assert [(row[2], row[3]) for row in table] == [("0.5", "shared-bottom"), ("0.5", "mmoe"),
+                                                   ("0.9", "shared-bottom"), ("0.9", "mmoe")]
+    for row in table:
+        r2_first, r2_second, mse = (float(value) for value in row[4:7])
+        assert -1 < r2_first <= 1 and -1 < r2_second <= 1 and mse > 0
+    assert lines[5].startswith("p = 0.5: lowest test MSE: ") and lines[6].startswith("p = 0.9: lowest test MSE: ")
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))
@@ -214,3 +265,28 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["hyperparameters"] == {"hidden_units": [6], "tower_units": [8], "stitch": "layer",
                                          "self_weight": 1.0}
+
+
+# -- library parameter names become flags -------------------------------------------------------------
+def test_library_errors_name_flags_on_the_command_line(tmp_path: Path, capsys) -> None:
+    from mmoe.cli import command_flags, flag_message
+
+    flags = command_flags(build_parser(), "train")
+    assert flags["batch_size"] == "--batch-size" and flags["learning_rate"] == "--learning-rate"
+    assert flag_message("training option batch_size must be a positive integer, got 0", flags) == \
+        "--batch-size must be a positive integer, got 0"
+    assert flag_message("replicas=2 trains seeds side by side; it cannot be combined with streaming=True", flags) == \
+        "--replicas 2 trains seeds side by side; it cannot be combined with --streaming"
+    assert flag_message("model mmoe: num_experts must be a positive integer, got -3", flags) == \
+        "model mmoe: --num-experts must be a positive integer, got -3"
+    # Column names in quotes, paths, and names that are no option of the command stay as written.
+    kept = "t.csv: column 'num_experts', row 3 in runs/batch_size/x.csv; eval_batch_size=5"
+    assert flag_message(kept, flags) == kept
+    # The same error from the library and from the CLI: the parameter's name, then its flag.
+    with pytest.raises(MmoeError, match=r"^training option batch_size must be a positive integer, got 0$"):
+        from mmoe import MultiTaskEstimator
+
+        MultiTaskEstimator(batch_size=0).fit({"kind": "synthetic", "config": {"rows": 300}, "split_seed": 0})
+    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--rows", "300", "--batch-size", "0",
+                           "--out", tmp_path / "run")
+    assert code == 2 and err.strip() == "mmoe: error: --batch-size must be a positive integer, got 0"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,14 +185,21 @@ def add_training_options(parser: argparse.ArgumentParser, title: str = "training
     group.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
 
 
-def training_config(args: argparse.Namespace) -> Any:
-    """The TrainConfig of `add_training_options`' flags; without --learning-rate (`mmoe tune`), the default."""
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The training flags as `MultiTaskEstimator`/`TrainConfig` parameters; without --learning-rate
+    (`mmoe tune`), the default."""
     from mmoe.train.trainer import TrainConfig
 
-    learning_rate = getattr(args, "learning_rate", TrainConfig.learning_rate)
-    return TrainConfig(learning_rate=learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-                       weight_decay=args.weight_decay, patience=args.patience, task_weights=args.task_weights,
-                       seed=args.seed, threads=args.threads)
+    return {"learning_rate": getattr(args, "learning_rate", TrainConfig.learning_rate),
+            "batch_size": args.batch_size, "epochs": args.epochs, "weight_decay": args.weight_decay,
+            "patience": args.patience, "task_weights": args.task_weights, "seed": args.seed, "threads": args.threads}
+
+
+def training_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig of `add_training_options`' flags."""
+    from mmoe.train.trainer import TrainConfig
+
+    return TrainConfig(**training_options(args))
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -207,18 +215,15 @@ def command_models(args: argparse.Namespace) -> int:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from mmoe.data import load_dataset
-    from mmoe.report.console import EpochProgress, print_summary
-    from mmoe.models import model_hyperparameters as defaults_of
-    from mmoe.runs import fit, save_run
-    from mmoe.train.trainer import check_checkpoint_identity, load_checkpoint, options_identity
+    from mmoe.estimator import MultiTaskEstimator, train_run
+    from mmoe.report.console import print_summary
+    from mmoe.train import distributed
 
     # --config FILE fills in every flag not given explicitly; its data set is used as is, unless flags change it.
     file_spec = apply_config_file(args) if args.config is not None else None
     spec = file_spec or dataset_spec(args)
-    config = training_config(args)
     hyperparameters = model_hyperparameters(args)
-    from mmoe.models import build_model, model_hyperparameters as accepted
+    from mmoe.models import model_hyperparameters as accepted
 
     unexpected = sorted(set(hyperparameters) - set(accepted(args.model)))  # fail before reading any data
     if unexpected:
@@ -227,110 +232,80 @@ def command_train(args: argparse.Namespace) -> int:
         flags = ", ".join(hyperparameter_options()[name].flag for name in unexpected)
         raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
-    checkpoint = out / "checkpoint.pt"
-    if spec.get("streaming") and args.replicas != 1:
-        raise MmoeError(f"--replicas {args.replicas} trains seeds side by side on a table in memory; it cannot be "
-                        f"combined with --streaming")
-    from mmoe.train import distributed
-
+    training_config(args)  # bad training options fail before any process starts
     if args.distributed is not None or distributed.launched_by_torchrun():
         if args.replicas != 1:
             raise MmoeError(f"--replicas {args.replicas} trains seeds side by side in one process; it cannot be "
                             f"combined with distributed training (torchrun or --distributed)")
         if not distributed.launched_by_torchrun():  # this process only starts the ranks and waits for them
             return distributed.launch(args.distributed, args.argv)
-    parallel = distributed.setup(args.distributed)  # the single process when torchrun did not start this one
-    if args.resume:
-        if args.replicas != 1:
-            raise MmoeError(f"--resume continues one model's training; it cannot be combined with --replicas "
-                            f"{args.replicas}")
-        # A missing, damaged or foreign checkpoint fails before the data is read; training checks
-        # the rest (tasks, inputs, rows) on this very state, without reading the file again.
-        saved = parallel.from_first(load_checkpoint, checkpoint)  # only rank 0 reads --out
-        wanted = options_identity(args.model, {**defaults_of(args.model), **hyperparameters}, config, spec)
-        check_checkpoint_identity(checkpoint, saved["identity"], wanted)
-        resumed_after = int(saved["epoch"])
-    started = time.perf_counter()
-    data = load_dataset(spec)
-    if parallel.is_first:  # every rank reads the data; one reports it
-        _log(f"data: {spec['kind']} — {len(data.train):,} train / {len(data.validation):,} validation / "
-             f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
-             f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
-        if parallel.grouped:
-            _log(f"distributed: {parallel.describe()}; each step trains on a global batch of {config.batch_size} "
-                 f"rows, about {config.batch_size // parallel.world_size} per process")
-    build_model(args.model, data.input_spec, len(data.tasks), **hyperparameters)  # options checked before training
-    if args.replicas < 1:
-        raise MmoeError(f"--replicas must be at least 1, got {args.replicas}")
-    if args.replicas > 1:
-        return _train_replicas(args, spec, data, config, hyperparameters, out)
-    resume_from, resume_state = (checkpoint, saved) if args.resume else (None, None)
-    with EpochProgress(config.epochs, enabled=not args.quiet and parallel.is_first) as progress:
-        if resume_from is not None and parallel.is_first:
-            progress.bar.update(min(resumed_after, config.epochs))
-            _log(f"resuming from {resume_from} after epoch {resumed_after}")
-        result = fit(data, args.model, config, checkpoint_path=checkpoint, on_epoch=progress.update,
-                     resume_from=resume_from, resume_state=resume_state, data_identity=spec, **hyperparameters)
-    if parallel.is_first:  # only rank 0 writes --out (the trainer writes the checkpoint on rank 0 only)
-        save_run(out, spec, data, result, config)
-        print_summary(result, data.tasks, out)
+    reports = os.environ.get("RANK", "0") == "0"  # under torchrun every rank trains; rank 0 reports
+    with _Progress(args.epochs, args.replicas, enabled=reports and not args.quiet) as progress:
+        estimator = MultiTaskEstimator(model=args.model, **training_options(args), replicas=args.replicas, verbose=1,
+                                       callbacks=[progress.update], **hyperparameters)
+        train_run(estimator, spec, out, resume=args.resume, processes=args.distributed)
+    if reports:
+        print_summary(estimator.result_, estimator.tasks_, out)
+        if estimator.replicas_ is not None:
+            _print_replicas(estimator.replicas_, args.replicas, args.seed, out)
     return 0
 
 
-def _train_replicas(args: argparse.Namespace, spec: dict[str, Any], data: Any, config: Any,
-                    hyperparameters: dict[str, Any], out: Path) -> int:
-    """--replicas N: N seeds trained at once; the run keeps the best replica (by the main task's
-    validation metric) and replicas.json holds every replica's metrics with their spread."""
-    from tqdm.auto import tqdm
+class _Progress:
+    """The progress bar of `mmoe train`, opened at the first epoch (so that an error in the data
+    leaves no empty bar above it): one line per epoch for one model, for --replicas how many
+    still train. A resumed run's bar starts at the epochs already done."""
 
-    from mmoe.io import atomic_write_json
-    from mmoe.report.console import print_summary
-    from mmoe.runs import fit_replicas, save_run, summarize_replicas
+    def __init__(self, epochs: int, replicas: int, enabled: bool) -> None:
+        self.epochs, self.replicas, self.enabled = epochs, replicas, enabled
+        self.bar: Any = None
 
-    with tqdm(total=config.epochs, desc=f"{args.replicas} replicas", unit="epoch", disable=args.quiet,
-              file=sys.stderr) as bar:
-        def on_epoch(epoch: int, still_training: int) -> None:
-            bar.set_postfix_str(f"{still_training} still training")
-            bar.update(1)
+    def update(self, *arguments: Any) -> None:
+        if self.replicas == 1:
+            from mmoe.report.console import EpochProgress
 
-        result, summary = fit_replicas(data, args.model, config, args.replicas, on_epoch=on_epoch, **hyperparameters)
-    save_run(out, spec, data, result, config)
-    spread = summarize_replicas(summary)
-    atomic_write_json(out / "replicas.json", {"replicas": summary, "test_summary": spread})
-    print_summary(result, data.tasks, out)
-    print(f"{args.replicas} replicas (seeds {config.seed}..{config.seed + args.replicas - 1}), test metrics:")
-    for task, metrics in spread.items():
+            entry = arguments[0]
+            if self.bar is None:
+                self.bar = EpochProgress(self.epochs, enabled=self.enabled)
+                self.bar.bar.update(min(entry["epoch"] - 1, self.epochs))
+            self.bar.update(entry)
+            return
+        from tqdm.auto import tqdm
+
+        epoch, still_training = arguments
+        if self.bar is None:
+            self.bar = tqdm(total=self.epochs, desc=f"{self.replicas} replicas", unit="epoch",
+                            disable=not self.enabled, file=sys.stderr)
+        self.bar.set_postfix_str(f"{still_training} still training")
+        self.bar.update(1)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:  # an EpochProgress holds its tqdm bar; replicas have a bare one
+            (self.bar.bar if self.replicas == 1 else self.bar).close()
+
+
+def _print_replicas(replicas: dict[str, Any], count: int, seed: int, out: Path) -> None:
+    """--replicas N: the spread of the test metrics over the N seeds, and which one the run kept."""
+    print(f"{count} replicas (seeds {seed}..{seed + count - 1}), test metrics:")
+    for task, metrics in replicas["test_summary"].items():
         print(f"  {task}: " + ", ".join(f"{name} {v['mean']:.4f} ± {v['std']:.4f} (min {v['min']:.4f}, "
                                         f"max {v['max']:.4f})" for name, v in metrics.items()))
-    kept = next(r["seed"] for r in summary if r["kept"])
+    kept = next(r["seed"] for r in replicas["replicas"] if r["kept"])
     print(f"the run's model is the replica with the best main-task validation metric (seed {kept}); "
           f"every replica's metrics: {out / 'replicas.json'}")
-    return 0
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
+    from mmoe.predict import evaluate
     from mmoe.report.console import metrics_table
     from mmoe.runs import Run
 
     run = Run.load(args.run)
-    if args.data is not None and args.streaming:
-        from mmoe.predict import evaluate_table
-
-        metrics = evaluate_table(run, args.data)
-        label = str(args.data)
-    elif args.data is not None:
-        from mmoe.data.tabular import read_table
-
-        metrics = run.evaluate_frame(read_table(args.data), str(args.data))
-        label = str(args.data)
-    elif run.config["dataset"].get("streaming"):  # a streaming run's table is read again in batches
-        from mmoe.predict import evaluate_run
-
-        metrics = evaluate_run(run, args.split)
-        label = f"{args.split} split"
-    else:
-        metrics = run.evaluate(args.split)
-        label = f"{args.split} split"
+    metrics = evaluate(run, args.split, args.data, args.streaming)
+    label = str(args.data) if args.data is not None else f"{args.split} split"
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -340,36 +315,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from mmoe.data.tabular import read_table
-    from mmoe.io import atomic_write
+    from mmoe.predict import write_predictions
     from mmoe.runs import Run
 
     run = Run.load(args.run)
-    if args.streaming:
-        from mmoe.predict import predict_table
-
-        rows = predict_table(run, args.data, args.out, _columns(args.keep))
-        _log(f"wrote {rows:,} predictions ({', '.join(t.name for t in run.tasks)}) to {args.out}")
-        return 0
-    frame = read_table(args.data)
-    predictions = run.predict_frame(frame, str(args.data))
-    keep = _columns(args.keep)
-    missing = [c for c in keep if c not in frame.columns]
-    if missing:
-        raise MmoeError(f"{args.data}: --keep column(s) {', '.join(map(repr, missing))} not in the table")
-    clash = [c for c in keep if c in predictions.columns]
-    if clash:
-        raise MmoeError(f"--keep column(s) {', '.join(map(repr, clash))} share a task's name; keep other columns")
-    if keep:
-        import pandas as pd
-
-        predictions = pd.concat([frame[keep], predictions], axis=1)
-    out = Path(args.out)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        atomic_write(out, lambda temp: predictions.to_parquet(temp, index=False))
-    else:
-        atomic_write(out, lambda temp: predictions.to_csv(temp, index=False))
-    _log(f"wrote {len(predictions):,} predictions ({', '.join(t.name for t in run.tasks)}) to {out}")
+    rows = write_predictions(run, args.data, args.out, _columns(args.keep), args.streaming)
+    _log(f"wrote {rows:,} predictions ({', '.join(t.name for t in run.tasks)}) to {args.out}")
     return 0
 
 
@@ -385,8 +336,25 @@ def command_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from mmoe.demo import DemoOptions, demo_table, run_demo
+
+    options = DemoOptions(rows=args.rows, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    _log(f"training {' and '.join(options.models)} on {options.rows:,} synthetic rows (two regression tasks, y1 "
+         f"and y2) at task correlations {' and '.join(map(str, options.correlations))}; no download needed")
+    rows = run_demo(options)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(demo_table(rows))
+    for correlation in options.correlations:
+        best = min((row for row in rows if row["correlation"] == correlation), key=lambda row: row["mean_mse"])
+        print(f"p = {correlation}: lowest test MSE: {best['model']}")
+    return 0
+
+
 def command_synthetic(args: argparse.Namespace) -> int:
-    from mmoe.data.synthetic import label_correlation, synthetic_frame
+    from mmoe.data.synthetic import synthetic_frame
     from mmoe.io import atomic_write
 
     config = synthetic_config(args)
@@ -619,6 +587,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the file to write, e.g. model.onnx")
     export.set_defaults(handler=command_export)
 
+    from mmoe.demo import DemoOptions
+
+    demo_defaults = DemoOptions()
+    demo = commands.add_parser("demo", help="MMoE beside Shared-Bottom on synthetic tasks, in about a minute",
+                               formatter_class=_formatter,
+                               description="Trains MMoE and Shared-Bottom (default sizes) on the paper's synthetic "
+                                           "data with smooth sines (c = 1, alpha ~ N(0, 1)) at a low and a high task "
+                                           "correlation, and prints their test metrics side by side.")
+    demo.add_argument("--rows", type=int, default=demo_defaults.rows, help="generated rows per correlation")
+    demo.add_argument("--epochs", type=int, default=demo_defaults.epochs, help="most epochs per model")
+    demo.add_argument("--seed", type=int, default=demo_defaults.seed, help="seed of the data and of every model")
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (these models are too small for more)")
+    demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.set_defaults(handler=command_demo)
+
     synthetic = commands.add_parser("synthetic", help="write the paper's synthetic data to a table",
                                     formatter_class=_formatter)
     add_synthetic_options(synthetic, seed_flag="--seed")
@@ -643,11 +626,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MmoeError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"mmoe: error: {error}", file=sys.stderr)
+        print(f"mmoe: error: {flag_message(str(error), command_flags(parser, args.command))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmoe: interrupted", file=sys.stderr)
         return 130
+
+
+# -- library parameter names -> flags ----------------------------------------------------------------
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """{parameter name: flag} of one command: each option's dest and its first long flag
+    (batch_size: --batch-size, learning_rate: --learning-rate, data_seed: --data-seed)."""
+    commands = next(action for action in parser._actions if action.dest == "command")
+    flags: dict[str, str] = {}
+    for action in commands.choices[command]._actions:
+        long = [option for option in action.option_strings if option.startswith("--")]
+        if long and action.dest not in ("help", "debug"):
+            flags.setdefault(action.dest, long[0])
+    return flags
+
+
+_QUOTED_OR_PATH = r"[\w'\"/.-]"
+
+
+def flag_message(message: str, flags: dict[str, str]) -> str:
+    """A library error in the CLI's terms: the library names its parameters ("option
+    batch_size", "training option epochs", "replicas=3", "streaming=True", a bare name such as
+    num_experts); on the command line they are flags ("--batch-size", "--replicas 3",
+    "--streaming"). Names inside quotes (a column 'num_experts') or paths are left alone, and so
+    is a name that is not one of the command's options."""
+    def option(match: re.Match[str]) -> str:
+        return flags.get(match.group(1), match.group(0))
+
+    def assignment(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        return flags[name] if value == "True" else f"{flags[name]} {value}"
+
+    def bare(match: re.Match[str]) -> str:
+        return flags.get(match.group(1), match.group(1))
+
+    message = re.sub(r"\b(?:training )?option ([a-z][a-z0-9_]*)", option, message)
+    message = re.sub(rf"(?<!{_QUOTED_OR_PATH})([a-z][a-z0-9_]*)=([^\s,;)]+)", assignment, message)
+    return re.sub(rf"(?<!{_QUOTED_OR_PATH})([a-z][a-z0-9]*_[a-z0-9_]+)(?![\w'\"/-])", bare, message)
 
 
 if __name__ == "__main__":

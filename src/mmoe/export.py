@@ -34,6 +34,7 @@ import copy
 import importlib
 import json
 import logging
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -47,13 +48,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmoe import __version__
-from mmoe.data.dataset import Task
+from mmoe.data.dataset import Split, Task
 from mmoe.data.encoders import MISSING_CATEGORY, TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models.base import MultiTaskModel
 from mmoe.models.layers import SparseLinear
-from mmoe.runs import Run
+from mmoe.predict import predictions_of
+from mmoe.runs import RUN_FILES, Run
 
 FORMATS = ("onnx", "torchscript")
 NUMERIC_INPUT = "numeric"
@@ -63,9 +65,6 @@ UNSEEN_CODE = 0
 SIGNATURE_SUFFIX = ".signature.json"
 SIGNATURE_VERSION = 1
 INSTALL_HINT = "pip install 'mmoe[export]'"
-# Run files an export must never overwrite (an --out pointing into the run directory by mistake).
-RUN_FILES = ("model.pt", "encoder.json", "config.json", "metrics.json", "history.json", "checkpoint.pt",
-             "replicas.json")
 # The exported file is checked against the model it came from on rows of this many (a batch size
 # other than the one it was traced with, so a batch dimension that was frozen fails here).
 TRACE_ROWS, CHECK_ROWS = 3, 7
@@ -218,24 +217,32 @@ def _example_inputs(run: Run, rows: int, seed: int) -> tuple[torch.Tensor, ...]:
 
 # -- exporting --------------------------------------------------------------------------------------
 def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx", verify: bool = True) -> Path:
-    """Writes the run's model as `format` ("onnx" or "torchscript") to `out`, and the signature
-    JSON beside it (`signature_path(out)`); returns `out`. Both files are written atomically.
+    """`mmoe export`: the saved run in `run_dir` written by `export_model`; `out` must not be one of
+    the run's own files."""
+    out, run_dir = Path(out), Path(run_dir)
+    _check_format(format)
+    if out.name in RUN_FILES and out.resolve().parent == run_dir.resolve():
+        raise MmoeError(f"option out: {out} would overwrite the run's own {out.name}; expected another file name")
+    return export_model(Run.load(run_dir), out, format, verify)
+
+
+def export_model(run: Run, out: str | Path, format: str = "onnx", verify: bool = True) -> Path:
+    """Writes the fitted model of `run` (a saved run, or `MultiTaskEstimator`'s fitted state) as
+    `format` ("onnx" or "torchscript") to `out`, and the signature JSON beside it
+    (`signature_path(out)`); returns `out`. Both files are written atomically.
 
     verify: run the written file (onnxruntime for ONNX, when installed; torch.jit.load for
-    TorchScript) on rows of another batch size than the one traced, and compare with the model:
-    an exporter that froze a shape or mistranslated an operator fails here, not on a server.
-    Raises MmoeError for an unknown format, a directory that is not a run, an --out that would
-    overwrite a run file, and missing ONNX packages."""
-    if format not in FORMATS:
-        raise MmoeError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
-    out, run_dir = Path(out), Path(run_dir)
+    TorchScript) on rows of another batch size than the one traced, and compare with what the
+    predict path (`mmoe.predict.predictions_of`) gives for the same rows: an exporter that froze a
+    shape or mistranslated an operator, or a folded transform that differs from the encoder's,
+    fails here, not on a server. Raises MmoeError for an unknown format, a run without an
+    encoder, an `out` that is a directory, and missing ONNX packages."""
+    _check_format(format)
+    out = Path(out)
     if out.is_dir():
-        raise MmoeError(f"--out {out}: is a directory; expected a file name such as model.{_suffix(format)}")
-    if out.name in RUN_FILES and out.resolve().parent == run_dir.resolve():
-        raise MmoeError(f"--out {out}: would overwrite the run's own {out.name}; choose another file name")
+        raise MmoeError(f"option out: {out} is a directory; expected a file name such as model.{_suffix(format)}")
     if format == "onnx":
         _require_onnx_exporter()
-    run = Run.load(run_dir)
     _encoder_of(run)
     if format == "onnx":
         opset = _export_onnx(run, out, verify)
@@ -244,6 +251,11 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx", verif
         _export_torchscript(run, out, verify)
     atomic_write_json(signature_path(out), build_signature(run, out, format, opset))
     return out
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise MmoeError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
 
 
 def _suffix(format: str) -> str:
@@ -339,13 +351,27 @@ def _export_torchscript(run: Run, out: Path, verify: bool) -> None:
 
 
 def _check_close(run: Run, got: np.ndarray, inputs: tuple[torch.Tensor, ...], what: str) -> None:
-    """The exported file's predictions against the serving model's own (float32 rounding apart)."""
-    with torch.no_grad():
-        expected = serving_model(run)(*inputs).numpy()
+    """The exported file's predictions against the predict path's for the same rows (float32
+    rounding apart): the rows encoded as the encoder encodes them, then `predictions_of`."""
+    expected = _predicted(run, inputs)
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
         difference = np.abs(got - expected).max() if got.shape == expected.shape else f"shape {got.shape}"
         raise RuntimeError(f"{what} export of model {run.model.name} does not reproduce the model "
                            f"(max difference {difference} on {len(expected)} check rows)")
+
+
+def _predicted(run: Run, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """`predictions_of` for the exported file's inputs (raw numbers, NaN = missing; per-column
+    codes, where a code out of range counts as unseen, as the graph reads it)."""
+    spec = run.model.input_spec
+    parts = dict(zip(input_names(run), inputs))
+    rows = len(inputs[0])
+    raw = parts[NUMERIC_INPUT].numpy() if NUMERIC_INPUT in parts else np.zeros((rows, 0))
+    codes = parts[CATEGORICAL_INPUT].numpy() if CATEGORICAL_INPUT in parts else np.zeros((rows, 0), dtype=np.int64)
+    codes = np.where((codes >= 0) & (codes < np.asarray(spec.cardinalities, dtype=np.int64)), codes, UNSEEN_CODE)
+    numeric, categorical = _encoder_of(run).model_inputs(raw, codes)
+    split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical), torch.full((rows, len(run.tasks)), math.nan))
+    return predictions_of(run.model, run.tasks, split)
 
 
 # -- the signature ----------------------------------------------------------------------------------
@@ -441,5 +467,5 @@ def encode_inputs(frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path
     return arrays
 
 
-__all__ = ["FORMATS", "build_signature", "encode_inputs", "export_run", "input_names", "load_signature",
+__all__ = ["FORMATS", "build_signature", "encode_inputs", "export_model", "export_run", "input_names", "load_signature",
            "serving_model", "signature_path"]

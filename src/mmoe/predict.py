@@ -1,50 +1,75 @@
 """Predicting and measuring with a fitted model, on rows in memory or read batch by batch.
 
 One path for all: `predict_outputs` turns encoded rows (a `Split`, or a `RowSource` yielding
-`Split`s) into raw outputs; `to_predictions` maps them to probabilities and values in label units;
-`evaluate_predictions` scores them. The estimator, `mmoe evaluate`/`predict` and the streamed
-variants below all go through it.
+`Split`s) into raw outputs; `predictions_of` maps them to probabilities and values in label
+units; `evaluate_predictions` scores them. `MultiTaskEstimator.predict`/`score`, `mmoe
+evaluate`/`predict`, their streamed variants and `mmoe export`'s check of the exported file all
+go through it. The fitted model comes as a `mmoe.runs.Run` (a saved run, or an estimator's
+fitted state handed over as one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mmoe.data.dataset import Split
-from mmoe.data.encoders import TableEncoder
-from mmoe.data.streaming import PARQUET_SUFFIXES, ParquetTable, BatchEncoder, encoded_table, run_split_rows
+from mmoe.data.dataset import RowSource, Split, Task
+from mmoe.data.streaming import (
+    PARQUET_SUFFIXES,
+    BatchEncoder,
+    ParquetTable,
+    encoded_table,
+    run_split_rows,
+)
+from mmoe.data.tabular import read_table
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write
+from mmoe.models.base import MultiTaskModel
+from mmoe.runs import Run
 from mmoe.train.metrics import to_predictions
 from mmoe.train.trainer import evaluate_source, predict_outputs
 
-
-def _saved_encoder(run: Any, path: str | Path) -> TableEncoder:
-    if run.encoder is None:
-        raise MmoeError(f"{run.directory}: the run has no encoder.json, so it cannot encode {path}; expected a run "
-                        f"trained on a table (--data)")
-    return run.encoder
+BATCH_ROWS = 65_536
 
 
-def evaluate_run(run: Any, split: str = "test", batch_size: int = 65_536) -> dict[str, dict]:
-    """Metrics of a run trained with streaming on one split of its own table, read in one pass
-    with the saved encoder (the split rule picks the same rows as in training)."""
-    spec = run.config["dataset"]
-    rows = run_split_rows(spec, _saved_encoder(run, spec["path"]), split,
-                          f" that the run {run.directory} was trained on")
-    return evaluate_source(run.model, run.tasks, rows.sample(None), batch_size)
+# -- the one predict path ---------------------------------------------------------------------------
+def predictions_of(model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource,
+                   batch_size: int = BATCH_ROWS) -> np.ndarray:
+    """[N, K] float32: per task, the positive class's probability (binary) or the value in the
+    label's own units (regression), for encoded rows in memory or read batch by batch."""
+    return to_predictions(tasks, predict_outputs(model, rows, batch_size)).numpy()
 
 
-def _table_rows(run: Any, path: str | Path, labels: bool) -> tuple[ParquetTable, BatchEncoder]:
+def features_split(run: Run, frame: pd.DataFrame, source: str = "data") -> Split:
+    """`frame`'s feature columns encoded with the run's encoder (labels unread: NaN); any other
+    column, a task's label included, is ignored."""
+    numeric, categorical = run.require_encoder(source).transform_features(frame, source)
+    return Split(numeric, categorical, torch.full((len(frame), len(run.tasks)), float("nan")))
+
+
+def predict_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> pd.DataFrame:
+    """One column per task (probability or value), indexed like `frame`."""
+    tasks = run.tasks
+    predictions = predictions_of(run.model, tasks, features_split(run, frame, source), batch_size)
+    return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(tasks)}, index=frame.index)
+
+
+def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> dict[str, dict]:
+    """{task: metrics} on a labelled table (each task on the rows that have its label)."""
+    split = run.require_encoder(source).transform(frame, source)
+    return evaluate_source(run.model, run.tasks, split, batch_size)
+
+
+# -- tables read batch by batch ---------------------------------------------------------------------
+def _table_rows(run: Run, path: str | Path, labels: bool) -> tuple[ParquetTable, BatchEncoder]:
     """A table to evaluate or predict on, with the run's saved encoder (labels: read the tasks too)."""
-    return encoded_table(path, _saved_encoder(run, path), labels,
+    return encoded_table(path, run.require_encoder(path), labels,
                          f"; expected the columns the run {run.directory} was trained on")
 
 
@@ -60,55 +85,94 @@ class _TableBatches:
             yield Split(*(torch.from_numpy(a) for a in arrays))
 
 
-def evaluate_table(run: Any, path: str | Path, batch_size: int = 65_536) -> dict[str, dict]:
+def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) -> dict[str, dict]:
+    """Metrics of a run trained with streaming on one split of its own table, read in one pass
+    with the saved encoder (the split rule picks the same rows as in training)."""
+    spec = run.config["dataset"]
+    rows = run_split_rows(spec, run.require_encoder(spec["path"]), split,
+                          f" that the run {run.directory} was trained on")
+    return evaluate_source(run.model, run.tasks, rows.sample(None), batch_size)
+
+
+def evaluate_table(run: Run, path: str | Path, batch_size: int = BATCH_ROWS) -> dict[str, dict]:
     """Metrics of a saved run on a labelled Parquet table read in batches (every row counts, as
-    in `Run.evaluate_frame`)."""
+    in `evaluate_frame`)."""
     table, batch_encoder = _table_rows(run, path, labels=True)
     return evaluate_source(run.model, run.tasks, _TableBatches(table, batch_encoder, batch_size), batch_size)
 
 
-def predict_table(run: Any, path: str | Path, out: str | Path, keep: Sequence[str] = (),
-                  batch_size: int = 65_536) -> int:
-    """Writes a saved run's predictions for a Parquet table read in batches to `out` (.parquet or
-    .pq: Parquet, else CSV), one column per task after the `keep` columns, atomically; returns
-    the number of rows."""
-    table, batch_encoder = _table_rows(run, path, labels=False)
-    tasks = run.tasks
+def evaluate(run: Run, split: str = "test", data: str | Path | None = None, streaming: bool = False) -> dict[str, dict]:
+    """What `mmoe evaluate` prints: {task: metrics} on `data` (a labelled table; streaming: a
+    Parquet table read in batches), or else on `split` of the run's own data set (a run trained
+    with streaming reads its table again in batches)."""
+    if data is not None:
+        return evaluate_table(run, data) if streaming else evaluate_frame(run, read_table(data), str(data))
+    spec = run.config.get("dataset")
+    if isinstance(spec, dict) and spec.get("streaming"):
+        return evaluate_run(run, split)
+    return run.evaluate(split)
+
+
+# -- writing predictions ----------------------------------------------------------------------------
+def _check_keep(keep: Sequence[str], columns: Sequence[str], tasks: list[Task], source: str | Path) -> list[str]:
     keep = list(keep)
-    missing = [c for c in keep if c not in table.columns]
+    missing = [c for c in keep if c not in columns]
     if missing:
-        raise MmoeError(f"{path}: --keep column(s) {', '.join(map(repr, missing))} not in the table")
+        raise MmoeError(f"{source}: option keep names column(s) {', '.join(map(repr, missing))} that are not in the "
+                        f"table; expected input columns to copy into the predictions")
     clash = [c for c in keep if c in {task.name for task in tasks}]
     if clash:
-        raise MmoeError(f"--keep column(s) {', '.join(map(repr, clash))} share a task's name; keep other columns")
+        raise MmoeError(f"option keep names column(s) {', '.join(map(repr, clash))} that share a task's name; expected "
+                        f"other columns")
+    return keep
+
+
+def _frames_of_table(run: Run, path: str | Path, keep: Sequence[str], batch_size: int) -> Iterator[pd.DataFrame]:
+    """A Parquet table's predictions batch by batch: the `keep` columns, then one column per task."""
+    table, batch_encoder = _table_rows(run, path, labels=False)
+    tasks = run.tasks
+    keep = _check_keep(keep, table.columns, tasks, path)
     columns = list(dict.fromkeys(batch_encoder.columns + keep))
+    for file, first, _, batch in table.read(columns, batch_size):
+        numeric, categorical, _ = batch_encoder.encode(batch, str(table.files[file]), first, labels=False)
+        split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical),
+                      torch.full((batch.num_rows, len(tasks)), float("nan")))
+        predictions = predictions_of(run.model, tasks, split, batch_size)
+        frame = batch.select(keep).to_pandas() if keep else pd.DataFrame(index=range(batch.num_rows))
+        for k, task in enumerate(tasks):
+            frame[task.name] = predictions[:, k]
+        yield frame
+
+
+def write_predictions(run: Run, data: str | Path, out: str | Path, keep: Sequence[str] = (), streaming: bool = False,
+                      batch_size: int = BATCH_ROWS) -> int:
+    """What `mmoe predict` does: the run's predictions for the table `data` written to `out`
+    (.parquet or .pq: Parquet, else CSV), the `keep` columns first, then one column per task,
+    atomically (an error leaves no file). streaming: read `data` (Parquet) and write `out` batch
+    by batch, for tables larger than memory. Returns the number of rows written."""
     out = Path(out)
     parquet = out.suffix.lower() in PARQUET_SUFFIXES
+    if streaming:
+        frames: Iterator[pd.DataFrame] = _frames_of_table(run, data, keep, batch_size)
+    else:
+        frame = read_table(data)
+        predictions = predict_frame(run, frame, str(data), batch_size)
+        kept = _check_keep(keep, list(frame.columns), run.tasks, data)
+        frames = iter([pd.concat([frame[kept], predictions], axis=1) if kept else predictions])
     written = 0
-
-    def frames() -> Iterator[pd.DataFrame]:
-        for file, first, _, batch in table.read(columns, batch_size):
-            numeric, categorical, _ = batch_encoder.encode(batch, str(table.files[file]), first, labels=False)
-            split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical),
-                          torch.zeros(batch.num_rows, len(tasks)))
-            predictions = to_predictions(tasks, predict_outputs(run.model, split, batch_size)).numpy()
-            frame = batch.select(keep).to_pandas() if keep else pd.DataFrame(index=range(batch.num_rows))
-            for k, task in enumerate(tasks):
-                frame[task.name] = predictions[:, k]
-            yield frame
 
     def write(temp: Path) -> None:
         nonlocal written
         writer = None
         try:
-            for frame in frames():
+            for part in frames:
                 if parquet:
-                    chunk = pa.Table.from_pandas(frame, preserve_index=False)
+                    chunk = pa.Table.from_pandas(part, preserve_index=False)
                     writer = writer or pq.ParquetWriter(temp, chunk.schema)
                     writer.write_table(chunk)
                 else:
-                    frame.to_csv(temp, mode="a" if written else "w", header=not written, index=False)
-                written += len(frame)
+                    part.to_csv(temp, mode="a" if written else "w", header=not written, index=False)
+                written += len(part)
         finally:
             if writer is not None:
                 writer.close()
@@ -117,4 +181,5 @@ def predict_table(run: Any, path: str | Path, out: str | Path, keep: Sequence[st
     return written
 
 
-__all__ = ["evaluate_run", "evaluate_table", "predict_table"]
+__all__ = ["evaluate", "evaluate_frame", "evaluate_run", "evaluate_table", "features_split", "predict_frame",
+           "predictions_of", "write_predictions"]

@@ -1,4 +1,5 @@
-"""A run: one trained model saved in a directory, and the Python API the CLI is a layer over.
+"""A run: one trained model saved in a directory (what `mmoe train --out` and
+`MultiTaskEstimator.save` write, and what `Run.load` / `MultiTaskEstimator.load` read).
 
 A run directory holds:
   config.json    how to get the data again, the model and its hyperparameters, the training
@@ -8,6 +9,7 @@ A run directory holds:
   metrics.json   {split: {task: {metric: value}}} of the restored best model
   history.json   one entry per epoch
   checkpoint.pt  the last epoch's full training state
+  replicas.json  with several replicas (seeds) trained at once: each replica's metrics and their spread
 Every file is written atomically.
 """
 
@@ -19,52 +21,75 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
-from mmoe.data import load_dataset
-from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
+from mmoe.data import DATASET_KINDS, load_dataset
+from mmoe.data.dataset import InputSpec, MultiTaskData, Task
 from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.fit import fit, fit_replicas, summarize_replicas
-from mmoe.train.metrics import evaluate_predictions, to_predictions
-from mmoe.train.trainer import TrainConfig, TrainResult, evaluate, predict_outputs
+from mmoe.train.metrics import evaluate_predictions
+from mmoe.train.trainer import TrainConfig, TrainResult, evaluate
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def save_run(directory: str | Path, dataset: dict[str, Any], data: MultiTaskData, result: TrainResult,
-             config: TrainConfig) -> Path:
-    """Writes the run's files (see the module docstring) into `directory`."""
+RUN_FILES = ("model.pt", "encoder.json", "config.json", "metrics.json", "history.json", CHECKPOINT_FILE,
+             "replicas.json")
+# What a run's config.json must hold to be loaded; a directory without one of them was written by
+# an mmoe older than the run format (or by something else), and is refused with how to convert it.
+CONFIG_KEYS = ("dataset", "model", "hyperparameters", "training", "tasks", "input_spec")
+
+
+def run_config(dataset: dict[str, Any] | None, model: MultiTaskModel, tasks: list[Task], input_spec: InputSpec,
+               training: TrainConfig, result: TrainResult, data_info: dict[str, Any]) -> dict[str, Any]:
+    """The content of a run's config.json: how to get the data again (`dataset`, the description
+    `mmoe.data.load_dataset` takes; None when the rows were given in memory), the model, the
+    training options, the fitted tasks and inputs, and the versions that wrote it."""
     from mmoe import __version__
 
-    directory = Path(directory)
-    model = result.model
-    run_config = {
+    return {
         "dataset": dataset,
         "model": model.name,
         "hyperparameters": model.hyperparameters,
-        "training": config.to_dict(),
-        "tasks": [task.to_dict() for task in data.tasks],
-        "input_spec": data.input_spec.to_dict(),
+        "training": training.to_dict(),
+        "tasks": [task.to_dict() for task in tasks],
+        "input_spec": input_spec.to_dict(),
         "parameters": model.num_parameters(),
         "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds,
         "samples_per_second": result.samples_per_second,
         "versions": {"mmoe": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "data_info": data.info,
+        "data_info": data_info,
     }
+
+
+def write_run(directory: str | Path, config: dict[str, Any], model: MultiTaskModel, encoder: TableEncoder | None,
+              result: TrainResult, replicas: dict[str, Any] | None = None) -> Path:
+    """Writes a run's files (see the module docstring) into `directory`: `config` (`run_config`)
+    as config.json, the model, the encoder, the history and metrics of `result`, and
+    replicas.json when `replicas` is given."""
+    directory = Path(directory)
     weights = {"model": model.name, "hyperparameters": model.hyperparameters, "num_tasks": model.num_tasks,
-               "input_spec": data.input_spec.to_dict(), "state_dict": model.state_dict()}
+               "input_spec": model.input_spec.to_dict(), "state_dict": model.state_dict()}
     atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
-    if data.encoder is not None:
-        data.encoder.save(directory / "encoder.json")
+    if encoder is not None:
+        encoder.save(directory / "encoder.json")
     atomic_write_json(directory / "history.json", result.history)
-    atomic_write_json(directory / "config.json", run_config)
+    atomic_write_json(directory / "config.json", config)
     atomic_write_json(directory / "metrics.json", result.metrics)
+    if replicas is not None:
+        atomic_write_json(directory / "replicas.json", replicas)
     return directory
+
+
+def save_run(directory: str | Path, dataset: dict[str, Any] | None, data: MultiTaskData, result: TrainResult,
+             config: TrainConfig) -> Path:
+    """Writes the run of `result`, trained on `data` (described by `dataset`), into `directory`."""
+    written = run_config(dataset, result.model, data.tasks, data.input_spec, config, result, data.info)
+    return write_run(directory, written, result.model, data.encoder, result)
 
 
 def load_model(path: str | Path) -> MultiTaskModel:
@@ -109,7 +134,11 @@ def _brief(value: Any, limit: int = 80) -> str:
 
 @dataclass
 class Run:
-    """A saved run, loaded: its config, model and fitted encoder."""
+    """A fitted model with what it needs to read rows and name its outputs: its run config (what
+    config.json holds), the network and the fitted encoder. `Run.load` reads a run directory;
+    `MultiTaskEstimator` hands its fitted state over as one (directory: where it was saved or
+    loaded from, else a name for messages), so that predicting, evaluating and exporting are one
+    code path for both (`mmoe.predict`, `mmoe.export`)."""
 
     directory: Path
     config: dict[str, Any]
@@ -125,41 +154,46 @@ class Run:
         directory = Path(directory)
         config_path = directory / "config.json"
         if not config_path.is_file():
-            raise MmoeError(f"{directory}: not a run directory (no config.json); expected the --out of `mmoe train`")
+            raise MmoeError(f"{directory}: not a run directory (no config.json); expected the --out of `mmoe train` "
+                            f"or a directory written by MultiTaskEstimator.save")
         try:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as error:
             raise MmoeError(f"{config_path}: not valid JSON ({error})") from None
+        missing = [key for key in CONFIG_KEYS if not isinstance(config, dict) or key not in config]
+        if missing:
+            raise MmoeError(f"{config_path}: no {', '.join(missing)}; this run was written by another program or an "
+                            f"older mmoe; convert it by training it again: `mmoe train --config {config_path} "
+                            f"--out NEW_RUN`")
         encoder_path = directory / "encoder.json"
         encoder = TableEncoder.load(encoder_path) if encoder_path.is_file() else None
         model = load_model(directory / "model.pt")
         _check_model_matches_config(directory, model, config)
         return cls(directory, config, model, encoder)
 
+    def dataset(self) -> MultiTaskData:
+        """The run's own data set, loaded again from its description (the same split)."""
+        spec = self.config["dataset"]
+        if not isinstance(spec, dict) or spec.get("kind") not in DATASET_KINDS:
+            raise MmoeError(f"{self.directory}: the model was fitted on rows given in memory (a DataFrame), which "
+                            f"the run cannot load again; expected a labelled table to evaluate on (--data TABLE, "
+                            f"or MultiTaskEstimator.score(frame))")
+        return load_dataset(spec)
+
     def evaluate(self, split: str = "test") -> dict[str, dict]:
         """Metrics on one split of the run's own data set (loaded again the same way)."""
-        data = load_dataset(self.config["dataset"])
+        data = self.dataset()
         if split not in data.splits():
             raise MmoeError(f"unknown split {split!r}; expected train, validation or test")
         return evaluate(self.model, self.tasks, data.splits()[split])
 
-    def evaluate_frame(self, frame: pd.DataFrame, source: str) -> dict[str, dict]:
-        """Metrics on a labelled table (rows encoded with the run's fitted encoder)."""
-        split = self._encoder(source).transform(frame, source)
-        return evaluate(self.model, self.tasks, split)
-
-    def predict_frame(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
-        """One column per task: the positive class's probability (binary) or the value (regression)."""
-        numeric, categorical = self._encoder(source).transform_features(frame, source)
-        empty_labels = torch.zeros(len(frame), len(self.tasks))
-        outputs = predict_outputs(self.model, Split(numeric, categorical, empty_labels))
-        predictions = to_predictions(self.tasks, outputs).numpy()
-        return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(self.tasks)}, index=frame.index)
-
-    def _encoder(self, source: str) -> TableEncoder:
+    def require_encoder(self, source: str | Path) -> TableEncoder:
+        """The fitted encoder; MmoeError when the run has none to encode `source` with."""
         if self.encoder is None:
-            raise MmoeError(f"{self.directory}: the run has no encoder.json, so it cannot encode {source}")
+            raise MmoeError(f"{self.directory}: the run has no encoder.json, so it cannot encode {source}; expected a "
+                            f"run trained on a table")
         return self.encoder
 
 
-__all__ = ["Run", "evaluate_predictions", "fit", "fit_replicas", "load_model", "save_run", "summarize_replicas"]
+__all__ = ["CHECKPOINT_FILE", "RUN_FILES", "Run", "evaluate_predictions", "fit", "fit_replicas", "load_model",
+           "run_config", "save_run", "summarize_replicas", "write_run"]

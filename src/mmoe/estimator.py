@@ -1,0 +1,583 @@
+"""`MultiTaskEstimator`: one fitted object holding the fitted encoder, the network and the tasks.
+
+    est = MultiTaskEstimator(model="mmoe", tasks={"income": "binary", "never_married": "binary"},
+                             num_experts=8, expert_units=16, epochs=20, seed=0)
+    est.fit(train_df)            # a DataFrame, a CSV/Parquet path or folder, a data set description, MultiTaskData
+    est.predict(test_df)         # DataFrame: one column per task, test_df's index
+    est.score(test_df)           # {task: {"auc", "logloss", "rows"} or {"mse", "r2", "rows"}}
+    est.gates(test_df)           # {task: DataFrame of each expert's gate weight} (MoE models)
+    est.save("runs/adult"); MultiTaskEstimator.load("runs/adult"); est.export("serve/model.onnx")
+
+scikit-learn's conventions: the constructor stores its arguments unchanged and checks nothing
+(`fit` does, with one-line `MmoeError`s that name the parameter); the model's hyperparameters
+(num_experts, expert_units, ...; `mmoe.models.model_hyperparameters(model)` lists them) come as
+keyword arguments, and `get_params`/`set_params`/`sklearn.base.clone` treat them as parameters
+like the others; fitted state lives in attributes ending in "_"; `fit` returns the estimator.
+
+The directory `save` writes is a run directory (`mmoe.runs`), the one `mmoe train --out` writes,
+and `mmoe train` is `train_run(MultiTaskEstimator(...), dataset, out)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from mmoe.data import DATASET_KINDS, load_dataset
+from mmoe.data.dataset import MultiTaskData, Task
+from mmoe.data.encoders import TableEncoder
+from mmoe.data.tabular import (
+    _integral_binary_labels,
+    _validate_frame,
+    infer_column_types,
+    read_table,
+    resolve_columns,
+    resolve_tasks,
+    split_indices,
+)
+from mmoe.errors import MmoeError
+from mmoe.export import FORMATS, export_model
+from mmoe.models import build_model, model_hyperparameters
+from mmoe.predict import evaluate_frame, evaluate_table, features_split, predict_frame
+from mmoe.runs import (
+    CHECKPOINT_FILE,
+    Run,
+    fit_replicas,
+    run_config,
+    summarize_replicas,
+    write_run,
+)
+from mmoe.runs import fit as fit_model
+from mmoe.train import distributed, trainer
+from mmoe.train.trainer import (
+    TrainConfig,
+    TrainResult,
+    check_checkpoint_identity,
+    options_identity,
+)
+
+# The export format a file name's suffix asks for.
+EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
+_DEFAULTS = TrainConfig()
+
+
+class NotFitted(MmoeError, NotFittedError):
+    """`predict` (or another method that needs the fitted model) before `fit`: an MmoeError, and
+    scikit-learn's NotFittedError, so that either `except` catches it."""
+
+
+class MultiTaskEstimator(BaseEstimator):
+    """A multi-task model (MMoE or any model of the paper) fitted on a table, scikit-learn style.
+
+    model: one of `mmoe.models.MODELS` ("mmoe", "omoe", "shared-bottom", ...).
+    tasks: {column: "binary" | "regression"}, or "name:kind,..." (the first is the main task: early
+        stopping and model selection follow it). Not needed for a built-in data set.
+    features: the input columns (default: every column that is not a task). numeric / categorical:
+        columns to read as numbers or as categories whatever their dtype. positive: {binary task:
+        the value that means 1} for labels other than 0/1, true/false, yes/no.
+    epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads: the
+        training options (`mmoe.train.trainer.TrainConfig`; task_weights one per task).
+    replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
+        main-task validation metric; `replicas_` holds every replica's metrics.
+    validation_fraction, test_fraction, split_seed: the seeded split of a table into training,
+        validation (early stopping) and test rows; test_fraction None keeps no test rows.
+        validation_fraction is ignored when `fit` is given validation rows.
+    streaming: read a Parquet table (path or folder) in batches instead of loading it whole.
+    verbose: 0 quiet; 1 the data and resume lines on stderr; 2 also one line per epoch.
+    callbacks: callables (or objects with an `on_epoch` method) called after every epoch with its
+        history entry; with replicas > 1, with (epoch, replicas still training). Under torchrun,
+        in the first process only.
+    **hyperparameters: the model's own (num_experts, expert_units, tower_units, hidden_units, ...);
+        unset ones take the model's default.
+
+    Fitted attributes: model_ (the network), encoder_ (`TableEncoder`), tasks_ (fitted `Task`s),
+    input_spec_, history_, metrics_ ({split: {task: metrics}}), best_epoch_, result_
+    (`TrainResult`), training_ (`TrainConfig`), dataset_ (the data set description, None for
+    rows given in memory), config_ (the run's config.json), replicas_ (None for one replica).
+    """
+
+    def __init__(self, model: str = "mmoe", tasks: Mapping[str, str] | str | Sequence[Task] | None = None, *,
+                 features: Sequence[str] | None = None, numeric: Sequence[str] | None = None,
+                 categorical: Sequence[str] | None = None, positive: Mapping[str, str] | None = None,
+                 epochs: int = _DEFAULTS.epochs, batch_size: int = _DEFAULTS.batch_size,
+                 learning_rate: float = _DEFAULTS.learning_rate, weight_decay: float = _DEFAULTS.weight_decay,
+                 patience: int = _DEFAULTS.patience, task_weights: Sequence[float] | None = None,
+                 seed: int = _DEFAULTS.seed, threads: int | None = None, replicas: int = 1,
+                 validation_fraction: float = 0.1, test_fraction: float | None = 0.1, split_seed: int = 0,
+                 streaming: bool = False, verbose: int = 0, callbacks: Sequence[Any] | None = None,
+                 **hyperparameters: Any) -> None:
+        self.model = model
+        self.tasks = tasks
+        self.features = features
+        self.numeric = numeric
+        self.categorical = categorical
+        self.positive = positive
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.task_weights = task_weights
+        self.seed = seed
+        self.threads = threads
+        self.replicas = replicas
+        self.validation_fraction = validation_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.streaming = streaming
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self._hyperparameter_names: list[str] = []
+        for name, value in hyperparameters.items():
+            self._set_hyperparameter(name, value)
+
+    # -- scikit-learn parameters --------------------------------------------------------------------
+    def _set_hyperparameter(self, name: str, value: Any) -> None:
+        if name not in self._hyperparameter_names:
+            self._hyperparameter_names.append(name)
+        setattr(self, name, value)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, the model's hyperparameters given as keywords included."""
+        params = super().get_params(deep)
+        params.update({name: getattr(self, name) for name in self._hyperparameter_names})
+        return params
+
+    def set_params(self, **params: Any) -> MultiTaskEstimator:
+        """Sets constructor arguments; a name that is not one is a model hyperparameter (checked
+        against the model in `fit`)."""
+        named = set(super().get_params(deep=False))
+        super().set_params(**{k: v for k, v in params.items() if k in named})
+        for name, value in params.items():
+            if name not in named:
+                self._set_hyperparameter(name, value)
+        return self
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The model hyperparameters given (by keyword or `set_params`); the others take the model's defaults."""
+        return {name: getattr(self, name) for name in self._hyperparameter_names}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def fit(self, X: Any, validation: Any = None, *, checkpoint: str | Path | None = None,
+            resume: bool = False) -> MultiTaskEstimator:
+        """Fits the encoder on the training rows and trains the model; returns the estimator.
+
+        X: a DataFrame, a CSV/Parquet file or a folder of Parquet files (read in batches with
+            streaming=True), a data set description as `mmoe.data.load_dataset` takes it
+            ({"kind": "census", "group": 1, ...}), or a `MultiTaskData` (a streamed one included).
+        validation: rows to stop early on (a DataFrame with X a DataFrame, a table path with X a
+            path) instead of validation_fraction of X.
+        checkpoint: where to write the training state after every epoch; resume: continue from it
+            (the same options and data; the result equals an uninterrupted fit)."""
+        hyperparameters = self._checked_hyperparameters()
+        config = self._train_config()
+        replicas = self.replicas
+        if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
+            raise MmoeError(f"option replicas must be at least 1, got {replicas!r}")
+        dataset = self._describe(X, validation)
+        parallel = distributed.current()
+        if replicas != 1:
+            if dataset is not None and dataset.get("streaming"):
+                raise MmoeError(f"replicas={replicas} trains seeds side by side on a table in memory; it cannot be "
+                                f"combined with streaming=True")
+            if parallel.grouped:
+                raise MmoeError(f"replicas={replicas} trains seeds side by side in one process; it cannot be "
+                                f"combined with distributed training")
+            if resume:
+                raise MmoeError(f"resume=True continues one model's training; it cannot be combined with "
+                                f"replicas={replicas}")
+        saved = None
+        if resume:
+            if checkpoint is None:
+                raise MmoeError("resume=True continues from a checkpoint; expected fit(..., checkpoint=PATH, "
+                                "resume=True)")
+            # A missing, damaged or foreign checkpoint fails before the data is read; training checks
+            # the rest (tasks, inputs, rows) on this very state, without reading the file again.
+            saved = parallel.from_first(trainer.load_checkpoint, checkpoint)  # only rank 0 reads it
+            wanted = options_identity(self.model, {**model_hyperparameters(self.model), **hyperparameters}, config,
+                                      dataset)
+            check_checkpoint_identity(checkpoint, saved["identity"], wanted)
+        started = time.perf_counter()
+        data = self._load(X, dataset, validation)
+        self._check_tasks(data)
+        if self.verbose and parallel.is_first:  # every rank reads the data; one reports it
+            kind = dataset["kind"] if dataset else "data"
+            _log(f"data: {kind} — {len(data.train):,} train / {len(data.validation):,} validation / "
+                 f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
+                 f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
+            if parallel.grouped:
+                _log(f"distributed: {parallel.describe()}; each step trains on a global batch of {config.batch_size} "
+                     f"rows, about {config.batch_size // parallel.world_size} per process")
+        build_model(self.model, data.input_spec, len(data.tasks), **hyperparameters)  # checked before training
+        callbacks = self._epoch_callbacks(parallel.is_first)
+        replica_summary = None
+        if replicas > 1:
+            result, summary = fit_replicas(data, self.model, config, replicas, on_epoch=callbacks, **hyperparameters)
+            replica_summary = {"replicas": summary, "test_summary": summarize_replicas(summary)}
+        else:
+            if saved is not None and self.verbose and parallel.is_first:
+                _log(f"resuming from {checkpoint} after epoch {int(saved['epoch'])}")
+            result = fit_model(data, self.model, config, checkpoint_path=checkpoint, on_epoch=callbacks,
+                               resume_from=checkpoint if resume else None, resume_state=saved, data_identity=dataset,
+                               **hyperparameters)
+        self._set_fitted(result, data, config, dataset, replica_summary)
+        return self
+
+    def _set_fitted(self, result: TrainResult, data: MultiTaskData, config: TrainConfig,
+                    dataset: dict[str, Any] | None, replicas: dict[str, Any] | None) -> None:
+        self.model_ = result.model
+        self.encoder_ = data.encoder
+        self.tasks_ = list(data.tasks)
+        self.input_spec_ = data.input_spec
+        self.history_ = result.history
+        self.metrics_ = result.metrics
+        self.best_epoch_ = result.best_epoch
+        self.result_ = result
+        self.training_ = config
+        self.dataset_ = dataset
+        self.replicas_ = replicas
+        self.config_ = run_config(dataset, result.model, self.tasks_, self.input_spec_, config, result, data.info)
+        self.directory_: Path | None = None
+
+    def _checked_hyperparameters(self) -> dict[str, Any]:
+        accepted = model_hyperparameters(self.model)  # MmoeError for an unknown model
+        unexpected = [name for name in self._hyperparameter_names if name not in accepted]
+        if unexpected:
+            raise MmoeError(f"model {self.model} does not take {', '.join(unexpected)}; it takes "
+                            f"{', '.join(accepted)} (see `mmoe models --verbose`)")
+        return self.hyperparameters
+
+    def _train_config(self) -> TrainConfig:
+        # Errors name the option as this class does (TrainConfig's fields are its parameters).
+        return TrainConfig(learning_rate=self.learning_rate, batch_size=self.batch_size, epochs=self.epochs,
+                           weight_decay=self.weight_decay, patience=self.patience,
+                           task_weights=None if self.task_weights is None else tuple(self.task_weights),
+                           seed=self.seed, threads=self.threads)
+
+    def _epoch_callbacks(self, first_rank: bool) -> Callable[..., None] | None:
+        """The callbacks and the epoch lines (verbose 2) as one `on_epoch`; in the first process only
+        (under torchrun every process trains, one reports)."""
+        if not first_rank:
+            return None
+        targets = [getattr(callback, "on_epoch", callback) for callback in (self.callbacks or ())]
+        if self.verbose >= 2 and self.replicas == 1:
+            targets.append(_print_epoch)
+        if not targets:
+            return None
+
+        def on_epoch(*arguments: Any) -> None:
+            for target in targets:
+                target(*arguments)
+
+        return on_epoch
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _task_list(self) -> list[Task]:
+        if self.tasks is None:
+            raise MmoeError("option tasks is needed to fit on a table; expected e.g. tasks={'clicked': 'binary', "
+                            "'watch_time': 'regression'}")
+        if isinstance(self.tasks, Mapping):
+            return resolve_tasks([Task(str(name), str(kind)) for name, kind in self.tasks.items()], "option tasks")
+        return resolve_tasks(self.tasks, "option tasks")
+
+    def _column_types(self) -> dict[str, str] | None:
+        types = {str(c): "categorical" for c in _names(self.categorical)}
+        types.update({str(c): "numeric" for c in _names(self.numeric)})
+        return types or None
+
+    def _table_options(self) -> dict[str, Any]:
+        """The table options of a data set description, as `mmoe train --data` writes them."""
+        tasks = self._task_list()
+        return {"tasks": ",".join(f"{task.name}:{task.kind}" for task in tasks),
+                "features": [str(c) for c in _names(self.features)] or None, "column_types": self._column_types(),
+                "positive": {str(k): str(v) for k, v in (self.positive or {}).items()} or None,
+                "validation_fraction": self.validation_fraction, "test_fraction": self.test_fraction,
+                "split_seed": self.split_seed}
+
+    def _describe(self, X: Any, validation: Any) -> dict[str, Any] | None:
+        """The JSON description of the data (saved in config.json, so that `mmoe evaluate RUN`
+        finds the same split; checked against a checkpoint on resume); None for a MultiTaskData."""
+        if isinstance(X, MultiTaskData):
+            if validation is not None:
+                raise MmoeError("option validation goes with a table; a MultiTaskData brings its own validation split")
+            return None
+        if isinstance(X, Mapping):
+            if validation is not None:
+                raise MmoeError("option validation goes with a table; a data set description brings its own split")
+            spec = dict(X)
+            if spec.get("kind") not in DATASET_KINDS:
+                raise MmoeError(f"data set description {spec.get('kind')!r}: expected a kind among "
+                                f"{', '.join(DATASET_KINDS)} (see mmoe.data.load_dataset)")
+            if self.streaming and spec["kind"] != "table":
+                raise MmoeError(f"streaming=True reads a Parquet table; the {spec['kind']} data set is loaded in memory, "
+                                f"so leave streaming out")
+            if self.streaming:
+                spec["streaming"] = True
+            return spec
+        if isinstance(X, (str, Path)):
+            if validation is not None and not isinstance(validation, (str, Path)):
+                raise MmoeError("option validation must be a table path when the training table is a path; expected "
+                                "fit('train.csv', validation='validation.csv')")
+            return {"kind": "table", "path": str(X), **self._table_options(),
+                    "validation_path": str(validation) if validation is not None else None, "test_path": None,
+                    # Only when set, so that the descriptions (and checkpoints) of in-memory runs stay as they were.
+                    **({"streaming": True} if self.streaming else {})}
+        if isinstance(X, pd.DataFrame):
+            if self.streaming:
+                raise MmoeError("streaming=True reads a Parquet table from disk in batches; a DataFrame is in memory "
+                                "already, so leave streaming out")
+            if validation is not None and not isinstance(validation, pd.DataFrame):
+                raise MmoeError("option validation must be a DataFrame when the training rows are one")
+            return {"kind": "dataframe", "rows": len(X), **self._table_options(),
+                    "validation_rows": len(validation) if validation is not None else None}
+        raise MmoeError(f"cannot fit on a {type(X).__name__}; expected a DataFrame, a CSV/Parquet path or folder, a "
+                        f"data set description (dict) or a MultiTaskData")
+
+    def _load(self, X: Any, dataset: dict[str, Any] | None, validation: Any) -> MultiTaskData:
+        if dataset is None:
+            return X
+        if dataset["kind"] != "dataframe":
+            return load_dataset(dataset)
+        return frame_data(X, self._task_list(), features=dataset["features"], column_types=dataset["column_types"],
+                          positive=dataset["positive"], validation_fraction=self.validation_fraction,
+                          test_fraction=self.test_fraction, split_seed=self.split_seed, validation=validation)
+
+    def _check_tasks(self, data: MultiTaskData) -> None:
+        if self.tasks is None:
+            return
+        wanted = [task.name for task in self._task_list()]
+        if wanted != data.task_names:
+            raise MmoeError(f"option tasks names {', '.join(wanted)}, but the data set's tasks are "
+                            f"{', '.join(data.task_names)}; expected the same tasks in the same order (or tasks=None)")
+
+    # -- using the fitted model ---------------------------------------------------------------------
+    def _fitted(self) -> Run:
+        """The fitted state as a `Run`, which predicting, evaluating and exporting read."""
+        if not self.__sklearn_is_fitted__():
+            raise NotFitted(f"this {type(self).__name__} is not fitted yet; call fit(...) (or "
+                            f"MultiTaskEstimator.load(RUN)) before using it")
+        return Run(self.directory_ or Path(type(self).__name__), self.config_, self.model_, self.encoder_)
+
+    def predict(self, X: pd.DataFrame | str | Path) -> pd.DataFrame:
+        """One column per task: the positive class's probability (binary) or the value in the
+        label's own units (regression), indexed like X (a DataFrame, or a table path). Label
+        columns and any other column the model does not read are ignored."""
+        run = self._fitted()
+        frame, source = _frame(X)
+        return predict_frame(run, frame, source)
+
+    def score(self, X: pd.DataFrame | str | Path) -> dict[str, dict[str, Any]]:
+        """{task: {"auc", "logloss", "rows"}} (binary) or {task: {"mse", "r2", "rows"}} (regression)
+        on the rows of X that have that task's label. With streaming=True a Parquet path is read
+        in batches. A dict, not scikit-learn's single number (there is one per task): give
+        scikit-learn's searches a `scoring` of their own."""
+        run = self._fitted()
+        if self.streaming and isinstance(X, (str, Path)):
+            return evaluate_table(run, X)
+        frame, source = _frame(X)
+        return evaluate_frame(run, frame, source)
+
+    @torch.inference_mode()
+    def gates(self, X: pd.DataFrame | str | Path) -> dict[str, pd.DataFrame]:
+        """{task: DataFrame [rows, experts]}: the weight each task's gate gives each expert, per
+        row of X (rows sum to 1). Models with gates only (mmoe, omoe)."""
+        run = self._fitted()
+        network = run.model
+        gates_of = getattr(network, "gates", None)
+        if gates_of is None:
+            raise MmoeError(f"model {network.name} has no gates; expected a mixture-of-experts model (mmoe or omoe)")
+        frame, source = _frame(X)
+        split = features_split(run, frame, source)
+        was_training = network.training
+        network.eval()
+        weights = torch.cat([gates_of(split.numeric[start:start + 65_536], split.categorical[start:start + 65_536])
+                             for start in range(0, max(len(split), 1), 65_536)]).numpy()  # [rows, tasks, experts]
+        network.train(was_training)
+        experts = [f"expert_{e}" for e in range(weights.shape[2])]
+        return {task.name: pd.DataFrame(weights[:, k, :], index=frame.index, columns=experts)
+                for k, task in enumerate(run.tasks)}
+
+    # -- saving and loading -------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Writes the run directory `mmoe train --out` writes (config.json, model.pt, encoder.json,
+        metrics.json, history.json; replicas.json with replicas), which `mmoe evaluate`,
+        `predict` and `export` read. Returns the directory."""
+        run = self._fitted()
+        return write_run(directory, run.config, run.model, run.encoder, self.result_, self.replicas_)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> MultiTaskEstimator:
+        """A fitted estimator from a run directory (written by `save` or by `mmoe train`); its
+        parameters are the run's model, hyperparameters, tasks, training and data options."""
+        run = Run.load(directory)
+        config = run.config
+        dataset = config.get("dataset")
+        training = config.get("training", {})
+        options: dict[str, Any] = {name: training[name] for name in
+                                   ("epochs", "batch_size", "learning_rate", "weight_decay", "patience", "seed",
+                                    "threads") if name in training}
+        if training.get("task_weights") is not None:
+            options["task_weights"] = tuple(training["task_weights"])
+        if isinstance(dataset, dict) and dataset.get("kind") in ("table", "dataframe"):
+            types = dataset.get("column_types") or {}
+            options.update(features=dataset.get("features"), positive=dataset.get("positive"),
+                           numeric=[c for c, t in types.items() if t == "numeric"] or None,
+                           categorical=[c for c, t in types.items() if t == "categorical"] or None,
+                           validation_fraction=dataset.get("validation_fraction", 0.1),
+                           test_fraction=dataset.get("test_fraction", 0.1), split_seed=dataset.get("split_seed", 0),
+                           streaming=bool(dataset.get("streaming", False)))
+        hyperparameters: dict[str, Any] = {name: tuple(value) if isinstance(value, list) else value
+                           for name, value in config["hyperparameters"].items()}
+        estimator = cls(model=config["model"], tasks={task.name: task.kind for task in run.tasks}, **options,
+                        **hyperparameters)
+        history = _read_json(run.directory / "history.json", [])
+        metrics = _read_json(run.directory / "metrics.json", {})
+        replicas = _read_json(run.directory / "replicas.json", None)
+        best_epoch = int(config.get("best_epoch") or 0)
+        epochs = int(training.get("epochs", len(history)))
+        result = TrainResult(run.model, history, best_epoch, math.nan, float(config.get("train_seconds") or 0.0),
+                             float(config.get("samples_per_second") or 0.0), metrics,
+                             stopped_early=len(history) < epochs)
+        estimator.model_, estimator.encoder_, estimator.tasks_ = run.model, run.encoder, run.tasks
+        estimator.input_spec_, estimator.history_, estimator.metrics_ = run.model.input_spec, history, metrics
+        estimator.best_epoch_, estimator.result_, estimator.replicas_ = best_epoch, result, replicas
+        estimator.training_ = TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__})
+        estimator.dataset_, estimator.config_, estimator.directory_ = dataset, config, run.directory
+        return estimator
+
+    def export(self, path: str | Path, format: str | None = None) -> Path:
+        """Writes the fitted model for serving (`mmoe export`): ONNX or TorchScript, from the
+        suffix (.onnx; .pt, .ts) unless `format` says, with FILE.signature.json beside it."""
+        run = self._fitted()
+        path = Path(path)
+        if format is None:
+            if path.suffix.lower() not in EXPORT_SUFFIXES:
+                raise MmoeError(f"{path}: cannot tell the export format from the suffix {path.suffix or '(none)'!r}; "
+                                f"expected .onnx, .pt or .ts, or format= one of {', '.join(FORMATS)}")
+            format = EXPORT_SUFFIXES[path.suffix.lower()]
+        return export_model(run, path, format)
+
+
+def train_run(estimator: MultiTaskEstimator, data: Any, out: str | Path, *, resume: bool = False,
+              processes: int | None = None) -> MultiTaskEstimator:
+    """What `mmoe train` does, in every process: joins the torchrun process group when torchrun
+    started this process (`processes`: the --distributed value, checked against it), fits
+    `estimator` on `data` with the checkpoint in out/checkpoint.pt (resume: continue from it), and
+    saves the run into `out` (rank 0 only). Returns the fitted estimator."""
+    parallel = distributed.setup(processes)  # the single process when torchrun did not start this one
+    estimator.fit(data, checkpoint=Path(out) / CHECKPOINT_FILE, resume=resume)
+    if parallel.is_first:  # only rank 0 writes out (the trainer writes the checkpoint on rank 0 only)
+        estimator.save(out)
+    return estimator
+
+
+def frame_data(frame: pd.DataFrame, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
+               column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
+               validation_fraction: float = 0.1, test_fraction: float | None = 0.1, split_seed: int = 0,
+               validation: pd.DataFrame | None = None, source: str = "DataFrame") -> MultiTaskData:
+    """A DataFrame as a `MultiTaskData`, by the rules of `mmoe.data.tabular.load_table` (the same
+    checks, label coding, dropped unlabelled rows, seeded split and encoder fitted on the training
+    rows): `load_table` for rows already in memory."""
+    task_list = resolve_tasks(tasks, source)
+    task_names = [task.name for task in task_list]
+    frame = _checked_frame(frame, source)
+    frame = _integral_binary_labels(frame, task_list)
+    feature_list, positive_values = resolve_columns(list(frame.columns), source, task_list, features, positive)
+    numeric, categorical = infer_column_types(frame, feature_list, column_types)
+    labels = _validate_frame(frame, source, numeric, task_list, positive_values)
+    labelled = ~np.isnan(labels).all(axis=1)
+    dropped = int((~labelled).sum())
+    frame = frame.loc[labelled].reset_index(drop=True)
+    if len(frame) == 0:
+        raise MmoeError(f"{source}: no row has a value in any task column ({', '.join(map(repr, task_names))}); "
+                        f"expected labelled rows")
+    train_index, validation_index, test_index = split_indices(
+        len(frame), None if validation is not None else validation_fraction, test_fraction, split_seed, source)
+    parts = {"train": (frame.iloc[train_index], source), "validation": (frame.iloc[validation_index], source),
+             "test": (frame.iloc[test_index], source)}
+    if validation is not None:
+        extra_source = f"{source} (validation)"
+        extra = _integral_binary_labels(_checked_frame(validation, extra_source), task_list)
+        missing = [column for column in feature_list + task_names if column not in extra.columns]
+        if missing:
+            raise MmoeError(f"{extra_source}: missing column(s) {', '.join(map(repr, missing))}; expected the same "
+                            f"feature and task columns as the training rows")
+        _validate_frame(extra, extra_source, numeric, task_list, positive_values)
+        parts["validation"] = (extra, extra_source)
+    encoder = TableEncoder(numeric, categorical, task_list, positive_values)
+    encoder.fit(parts["train"][0], source)
+    splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
+    info = {"dataset": "dataframe",
+            "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
+            "rows": {name: len(split) for name, split in splits.items()}, "dropped_unlabelled_rows": dropped,
+            "split_seed": split_seed}
+    return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
+                         validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+
+
+def _checked_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A copy with text column names; MmoeError for no rows or a repeated column name."""
+    if len(frame) == 0:
+        raise MmoeError(f"{source}: no rows; expected at least one row")
+    names = [str(name) for name in frame.columns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise MmoeError(f"{source}: duplicate column name(s) {', '.join(map(repr, repeated))}; expected every column "
+                        f"name once")
+    frame = frame.copy()
+    frame.columns = names
+    return frame
+
+
+def _frame(X: Any) -> tuple[pd.DataFrame, str]:
+    if isinstance(X, pd.DataFrame):
+        return X, "DataFrame"
+    if isinstance(X, (str, Path)):
+        return read_table(X), str(X)
+    raise MmoeError(f"cannot read rows from a {type(X).__name__}; expected a DataFrame or a CSV/Parquet path")
+
+
+def _names(columns: Sequence[str] | str | None) -> list[str]:
+    if columns is None:
+        return []
+    if isinstance(columns, str):
+        return [c.strip() for c in columns.split(",") if c.strip()]
+    return list(columns)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise MmoeError(f"{path}: not valid JSON ({error})") from None
+
+
+def _print_epoch(entry: dict[str, Any]) -> None:
+    scores = "  ".join(f"val {task} " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()
+                                                  if name != "rows" and value is not None)
+                       for task, metrics in entry["validation"].items())
+    _log(f"epoch {entry['epoch']:>3}  loss {entry['train_loss']:.4f}  {scores}{'  *' if entry['improved'] else ''}")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+__all__ = ["MultiTaskEstimator", "NotFitted", "frame_data", "train_run"]
