@@ -253,7 +253,7 @@ def test_missing_values_and_unseen_categories_are_not_errors(tmp_path: Path, tra
     path = tmp_path / "holes.csv"
     frame.to_csv(path, index=False)
     # A short row (a cell left off the end) reads as missing values too, as docs/tables.md says.
-    path.write_text(path.read_text() + "0.5,red,1\n")
+    path.write_text(path.read_text() + "0.5,red,1,\n")
     out = tmp_path / "run"
     assert main(["train", "--data", str(path), "--tasks", "clicked:binary,spent:regression", "--out", str(out),
                  *TRAIN_FLAGS]) == 0

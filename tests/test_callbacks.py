@@ -203,3 +203,37 @@ def test_the_progress_bar_reads_entries_and_their_dicts() -> None:
         progress.update(entry.to_dict())
         progress.on_epoch_end(entry, replica=0)  # a population's replicas are not this bar's epochs
         assert progress.bar.n == 2
+
+
+def test_train_log_dir_and_mlflow_flags_log_the_runs_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`mmoe train --log-dir DIR --mlflow URI` logs what history.json holds, for one model and
+    (under replica_R/ tags) for --replicas."""
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install 'mmoe[mlflow]'")
+    import json
+
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mmoe.cli import main
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = (tmp_path / "store").as_uri()
+    common = ["--dataset", "synthetic", "--rows", "600", "--epochs", "2", "--threads", "1", "--quiet", "--mlflow", uri]
+    run = tmp_path / "run"
+    assert main(["train", *common, "--out", str(run), "--log-dir", str(tmp_path / "tb")]) == 0
+    history = json.loads((run / "history.json").read_text())
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    for tag, points in _expected_scalars(history).items():
+        assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars(tag)] == points, tag
+    client = MlflowClient(tracking_uri=uri)
+    (logged,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert logged.info.run_name == "run" and set(logged.data.metrics) == set(_expected_scalars(history))
+
+    assert main(["train", *common, "--out", str(tmp_path / "pair"), "--replicas", "2",
+                 "--log-dir", str(tmp_path / "tb2")]) == 0
+    tags = set(EventAccumulator(str(tmp_path / "tb2")).Reload().Tags()["scalars"])
+    assert {"replica_0/train/loss", "replica_1/train/loss"} <= tags
+    capsys.readouterr()

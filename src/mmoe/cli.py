@@ -216,7 +216,7 @@ def command_models(args: argparse.Namespace) -> int:
 
 def command_train(args: argparse.Namespace) -> int:
     from mmoe.estimator import MultiTaskEstimator, train_run
-    from mmoe.report.console import print_summary
+    from mmoe.report.console import TrainProgress, print_summary
     from mmoe.train import distributed
 
     # --config FILE fills in every flag not given explicitly; its data set is used as is, unless flags change it.
@@ -240,9 +240,9 @@ def command_train(args: argparse.Namespace) -> int:
         if not distributed.launched_by_torchrun():  # this process only starts the ranks and waits for them
             return distributed.launch(args.distributed, args.argv)
     reports = os.environ.get("RANK", "0") == "0"  # under torchrun every rank trains; rank 0 reports
-    with _Progress(args.epochs, args.replicas, enabled=reports and not args.quiet) as progress:
+    with TrainProgress(args.epochs, args.replicas, enabled=reports and not args.quiet) as progress:
         estimator = MultiTaskEstimator(model=args.model, **training_options(args), replicas=args.replicas, verbose=1,
-                                       callbacks=[progress.update], **hyperparameters)
+                                       callbacks=[progress, *_loggers(args)], **hyperparameters)
         train_run(estimator, spec, out, resume=args.resume, processes=args.distributed)
     if reports:
         print_summary(estimator.result_, estimator.tasks_, out)
@@ -251,40 +251,16 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """The progress bar of `mmoe train`, opened at the first epoch (so that an error in the data
-    leaves no empty bar above it): one line per epoch for one model, for --replicas how many
-    still train. A resumed run's bar starts at the epochs already done."""
+def _loggers(args: argparse.Namespace) -> list[Any]:
+    """--log-dir and --mlflow: the per-epoch metric loggers (`mmoe.train.callbacks`)."""
+    from mmoe.train.callbacks import MLflowLogger, TensorBoardLogger
 
-    def __init__(self, epochs: int, replicas: int, enabled: bool) -> None:
-        self.epochs, self.replicas, self.enabled = epochs, replicas, enabled
-        self.bar: Any = None
-
-    def update(self, *arguments: Any) -> None:
-        if self.replicas == 1:
-            from mmoe.report.console import EpochProgress
-
-            entry = arguments[0]
-            if self.bar is None:
-                self.bar = EpochProgress(self.epochs, enabled=self.enabled)
-                self.bar.bar.update(min(entry["epoch"] - 1, self.epochs))
-            self.bar.update(entry)
-            return
-        from tqdm.auto import tqdm
-
-        epoch, still_training = arguments
-        if self.bar is None:
-            self.bar = tqdm(total=self.epochs, desc=f"{self.replicas} replicas", unit="epoch",
-                            disable=not self.enabled, file=sys.stderr)
-        self.bar.set_postfix_str(f"{still_training} still training")
-        self.bar.update(1)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:  # an EpochProgress holds its tqdm bar; replicas have a bare one
-            (self.bar.bar if self.replicas == 1 else self.bar).close()
+    loggers: list[Any] = []
+    if args.log_dir is not None:
+        loggers.append(TensorBoardLogger(args.log_dir))
+    if args.mlflow is not None:
+        loggers.append(MLflowLogger(tracking_uri=args.mlflow or None, run_name=Path(args.out or "run").name))
+    return loggers
 
 
 def _print_replicas(replicas: dict[str, Any], count: int, seed: int, out: Path) -> None:
@@ -542,6 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="data-parallel training in N local processes (the same as `torchrun --standalone "
                             "--nproc-per-node N -m mmoe train ...`); --batch-size is the global batch")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    train.add_argument("--log-dir", type=Path, metavar="DIR",
+                       help="also write every epoch's losses and validation metrics to TensorBoard event files in "
+                            "DIR (pip install 'mmoe[tensorboard]')")
+    train.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
+                       help="also log every epoch's losses and validation metrics to MLflow: its local file store "
+                            "./mlruns, or TRACKING_URI when given (pip install 'mmoe[mlflow]')")
     train.set_defaults(handler=command_train)
 
     tune = commands.add_parser("tune", help="tune a model's hyperparameters; many workers can share one study",

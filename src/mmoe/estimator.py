@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from mmoe.runs import (
 )
 from mmoe.runs import fit as fit_model
 from mmoe.train import distributed, trainer
+from mmoe.train.callbacks import Callback, EpochFunction, PopulationEpochFunction
 from mmoe.train.trainer import (
     TrainConfig,
     TrainResult,
@@ -95,9 +96,9 @@ class MultiTaskEstimator(BaseEstimator):
         validation_fraction is ignored when `fit` is given validation rows.
     streaming: read a Parquet table (path or folder) in batches instead of loading it whole.
     verbose: 0 quiet; 1 the data and resume lines on stderr; 2 also one line per epoch.
-    callbacks: callables (or objects with an `on_epoch` method) called after every epoch with its
-        history entry; with replicas > 1, with (epoch, replicas still training). Under torchrun,
-        in the first process only.
+    callbacks: `mmoe.train.callbacks.Callback`s (TensorBoardLogger, MLflowLogger, your own), or
+        functions called after every epoch with its history entry (a dict); with replicas > 1,
+        with (epoch, replicas still training). Under torchrun, in the first process only.
     **hyperparameters: the model's own (num_experts, expert_units, tower_units, hidden_units, ...);
         unset ones take the model's default.
 
@@ -227,12 +228,12 @@ class MultiTaskEstimator(BaseEstimator):
         callbacks = self._epoch_callbacks(parallel.is_first)
         replica_summary = None
         if replicas > 1:
-            result, summary = fit_replicas(data, self.model, config, replicas, on_epoch=callbacks, **hyperparameters)
+            result, summary = fit_replicas(data, self.model, config, replicas, callbacks=callbacks, **hyperparameters)
             replica_summary = {"replicas": summary, "test_summary": summarize_replicas(summary)}
         else:
             if saved is not None and self.verbose and parallel.is_first:
                 _log(f"resuming from {checkpoint} after epoch {int(saved['epoch'])}")
-            result = fit_model(data, self.model, config, checkpoint_path=checkpoint, on_epoch=callbacks,
+            result = fit_model(data, self.model, config, checkpoint_path=checkpoint, callbacks=callbacks,
                                resume_from=checkpoint if resume else None, resume_state=saved, data_identity=dataset,
                                **hyperparameters)
         self._set_fitted(result, data, config, dataset, replica_summary)
@@ -269,22 +270,25 @@ class MultiTaskEstimator(BaseEstimator):
                            task_weights=None if self.task_weights is None else tuple(self.task_weights),
                            seed=self.seed, threads=self.threads)
 
-    def _epoch_callbacks(self, first_rank: bool) -> Callable[..., None] | None:
-        """The callbacks and the epoch lines (verbose 2) as one `on_epoch`; in the first process only
-        (under torchrun every process trains, one reports)."""
+    def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:
+        """The callbacks and the epoch lines (verbose 2) as the training loops' `Callback`s; in the
+        first process only (under torchrun every process trains, one reports). A plain function
+        is called with each epoch's history entry (a dict), or with (epoch, replicas still
+        training) when replicas > 1."""
         if not first_rank:
-            return None
-        targets = [getattr(callback, "on_epoch", callback) for callback in (self.callbacks or ())]
+            return []
+        listed: list[Callback] = []
+        for callback in self.callbacks or ():
+            if isinstance(callback, Callback):
+                listed.append(callback)
+            elif callable(callback):
+                listed.append(PopulationEpochFunction(callback) if self.replicas > 1 else EpochFunction(callback))
+            else:
+                raise MmoeError(f"option callbacks: {callback!r} is neither a mmoe.train.callbacks.Callback nor a "
+                                f"function")
         if self.verbose >= 2 and self.replicas == 1:
-            targets.append(_print_epoch)
-        if not targets:
-            return None
-
-        def on_epoch(*arguments: Any) -> None:
-            for target in targets:
-                target(*arguments)
-
-        return on_epoch
+            listed.append(EpochFunction(_print_epoch))
+        return listed
 
     # -- data ---------------------------------------------------------------------------------------
     def _task_list(self) -> list[Task]:

@@ -55,6 +55,38 @@ class EpochProgress(Callback):
         self.bar.close()
 
 
+class TrainProgress(Callback):
+    """The progress bar of `mmoe train`, opened at the first epoch (so that an error in the data
+    leaves no empty bar above it): one line per epoch for one model, for --replicas how many
+    still train. A resumed run's bar starts at the epochs already done."""
+
+    def __init__(self, epochs: int, replicas: int, enabled: bool) -> None:
+        self.epochs, self.replicas, self.enabled = epochs, replicas, enabled
+        self.bar: Any = None
+
+    def on_epoch_end(self, entry: HistoryEntry, replica: int | None = None) -> None:
+        if replica is not None:  # population training: the bar counts epochs, not replicas
+            return
+        if self.bar is None:
+            self.bar = EpochProgress(self.epochs, enabled=self.enabled)
+            self.bar.bar.update(min(entry.epoch - 1, self.epochs))
+        self.bar.update(entry)
+
+    def on_population_epoch_end(self, epoch: int, still_training: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.epochs, desc=f"{self.replicas} replicas", unit="epoch",
+                            disable=not self.enabled, file=sys.stderr)
+        self.bar.set_postfix_str(f"{still_training} still training")
+        self.bar.update(1)
+
+    def __enter__(self) -> TrainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:  # an EpochProgress holds its tqdm bar; replicas have a bare one
+            (self.bar.bar if self.replicas == 1 else self.bar).close()
+
+
 def _short(metrics: dict[str, Any]) -> str:
     metric = "auc" if "auc" in metrics else "mse"
     value = metrics[metric]
