@@ -32,8 +32,14 @@ TRAIN_FLAGS = ("--epochs", "1", "--threads", "1", "--quiet")
 def good_frame(rows: int = 60, seed: int = 0) -> pd.DataFrame:
     """A small valid table: a numeric and a text feature, a binary and a regression label."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"x": rng.normal(size=rows), "colour": rng.choice(["red", "blue"], rows),
-                         "clicked": rng.integers(0, 2, rows), "spent": rng.normal(10, 2, rows)})
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=rows),
+            "colour": rng.choice(["red", "blue"], rows),
+            "clicked": rng.integers(0, 2, rows),
+            "spent": rng.normal(10, 2, rows),
+        }
+    )
 
 
 def good_csv(directory: Path, name: str = "good.csv") -> Path:
@@ -57,10 +63,44 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("runs")
     data = good_csv(base)
     runs = {"omoe": base / "omoe", "mmoe": base / "mmoe"}
-    assert main(["train", "--data", str(data), "--tasks", "clicked:binary", "--model", "omoe",
-                 "--out", str(runs["omoe"]), *TRAIN_FLAGS]) == 0
-    assert main(["train", "--data", str(data), "--tasks", "clicked:binary,spent:regression", "--features", "x",
-                 "--model", "mmoe", "--num-experts", "2", "--out", str(runs["mmoe"]), *TRAIN_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--tasks",
+                "clicked:binary",
+                "--model",
+                "omoe",
+                "--out",
+                str(runs["omoe"]),
+                *TRAIN_FLAGS,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--tasks",
+                "clicked:binary,spent:regression",
+                "--features",
+                "x",
+                "--model",
+                "mmoe",
+                "--num-experts",
+                "2",
+                "--out",
+                str(runs["mmoe"]),
+                *TRAIN_FLAGS,
+            ]
+        )
+        == 0
+    )
     torch.set_num_threads(threads)
     return runs
 
@@ -81,8 +121,11 @@ def train_case(make_table: Callable[[Path], Path], tasks: str, *flags: str) -> C
     def setup(tmp: Path, runs: dict[str, Path]) -> tuple[list[str], list[Path]]:
         out = tmp / "out"
         # The case's flags last: they override TRAIN_FLAGS (argparse keeps the last value).
-        return (["train", "--data", str(make_table(tmp)), "--tasks", tasks, "--out", str(out), *TRAIN_FLAGS,
-                 *flags], [out / "metrics.json", out / "model.pt"])
+        return (
+            ["train", "--data", str(make_table(tmp)), "--tasks", tasks, "--out", str(out), *TRAIN_FLAGS, *flags],
+            [out / "metrics.json", out / "model.pt"],
+        )
+
     return setup
 
 
@@ -102,6 +145,7 @@ def predict_case(damage: Callable[[Path, dict[str, Path]], None], table: Callabl
         damage(run, runs)
         out = tmp / "predictions.csv"
         return ["predict", str(run), "--data", str(table(tmp)), "--out", str(out)], [out]
+
     return setup
 
 
@@ -110,8 +154,21 @@ def resume_case(content: bytes) -> Callable:
         out = tmp / "out"
         out.mkdir()
         (out / "checkpoint.pt").write_bytes(content)
-        return (["train", "--data", str(good_csv(tmp)), "--tasks", "clicked:binary", "--out", str(out), "--resume",
-                 *TRAIN_FLAGS], [out / "metrics.json", out / "model.pt"])
+        return (
+            [
+                "train",
+                "--data",
+                str(good_csv(tmp)),
+                "--tasks",
+                "clicked:binary",
+                "--out",
+                str(out),
+                "--resume",
+                *TRAIN_FLAGS,
+            ],
+            [out / "metrics.json", out / "model.pt"],
+        )
+
     return setup
 
 
@@ -124,68 +181,147 @@ def foreign_model(run: Path, runs: dict[str, Path]) -> None:
 
 
 CATALOGUE = [
-    Case("ragged row", train_case(lambda t: with_line(t, "ragged.csv", "1.0,red,1,3.0,9\n"), "clicked:binary"),
-         ("ragged.csv", "line 62", "5 fields", "header has 4"), table_api("ragged.csv", "clicked:binary")),
-    Case("truncated file inside a quote",
-         train_case(lambda t: with_line(t, "cut.csv", '1.0,"red,1'), "clicked:binary"),
-         ("cut.csv", "line 62", "quoted value"), table_api("cut.csv", "clicked:binary")),
-    Case("wrong delimiter",
-         train_case(lambda t: (t / "semi.csv", good_frame().to_csv(t / "semi.csv", sep=";", index=False))[0],
-                    "clicked:binary"),
-         ("semi.csv", "'clicked' not found", "';'-separated"), table_api("semi.csv", "clicked:binary")),
-    Case("non-UTF-8 bytes", train_case(lambda t: with_line(t, "latin.csv", b"1.0,r\xe9d,1,3.0\n"), "clicked:binary"),
-         ("latin.csv", "0xe9", "line 62", "UTF-8"), table_api("latin.csv", "clicked:binary")),
-    Case("header only", train_case(lambda t: (t / "head.csv", (t / "head.csv").write_text("x,clicked\n"))[0],
-                                   "clicked:binary"),
-         ("head.csv", "no data rows"), table_api("head.csv", "clicked:binary")),
-    Case("duplicate column names",
-         train_case(lambda t: (t / "dup.csv", (t / "dup.csv").write_text("x,x,clicked\n1,2,0\n3,4,1\n"))[0],
-                    "clicked:binary"),
-         ("dup.csv", "duplicate column", "'x'"), table_api("dup.csv", "clicked:binary")),
-    Case("+inf in a feature", train_case(lambda t: with_line(t, "inf.csv", "inf,red,1,3.0\n"), "clicked:binary"),
-         ("inf.csv", "column 'x'", "row 61", "inf is infinite", "finite"), table_api("inf.csv", "clicked:binary")),
-    Case("-inf in a label",
-         train_case(lambda t: with_line(t, "ninf.csv", "1.0,red,1,-inf\n"), "clicked:binary,spent:regression"),
-         ("ninf.csv", "column 'spent'", "row 61", "-inf is infinite"),
-         table_api("ninf.csv", "clicked:binary,spent:regression")),
-    Case("regression label that is text",
-         train_case(lambda t: with_line(t, "text.csv", "1.0,red,1,lots\n"), "clicked:binary,spent:regression"),
-         ("text.csv", "column 'spent'", "row 61", "'lots' is not a number"),
-         table_api("text.csv", "clicked:binary,spent:regression")),
-    Case("binary label with a third value",
-         train_case(lambda t: with_line(t, "three.csv", "1.0,red,2,3.0\n"), "clicked:binary"),
-         ("three.csv", "clicked", "2"), table_api("three.csv", "clicked:binary")),
-    Case("task column also a feature", train_case(good_csv, "clicked:binary", "--features", "x,clicked"),
-         ("good.csv", "'clicked' also listed as feature"),
-         table_api("good.csv", "clicked:binary", features=["x", "clicked"])),
-    Case("corrupted model.pt", predict_case(corrupt_model), ("model.pt", "not a readable mmoe model file"),
-         lambda tmp: Run.load(tmp / "run")),
-    Case("model.pt of another run", predict_case(foreign_model),
-         ("model.pt", "does not belong to this run", "'mmoe' vs 'omoe'"), lambda tmp: Run.load(tmp / "run")),
-    Case("inf at predict time", predict_case(lambda run, runs: None,
-                                             lambda t: with_line(t, "new.csv", "inf,red,1,3.0\n")),
-         ("new.csv", "column 'x'", "infinite")),
-    Case("corrupted checkpoint", resume_case(b"not a checkpoint at all"),
-         ("checkpoint.pt", "not a readable checkpoint"), lambda tmp: load_checkpoint(tmp / "out" / "checkpoint.pt")),
+    Case(
+        "ragged row",
+        train_case(lambda t: with_line(t, "ragged.csv", "1.0,red,1,3.0,9\n"), "clicked:binary"),
+        ("ragged.csv", "line 62", "5 fields", "header has 4"),
+        table_api("ragged.csv", "clicked:binary"),
+    ),
+    Case(
+        "truncated file inside a quote",
+        train_case(lambda t: with_line(t, "cut.csv", '1.0,"red,1'), "clicked:binary"),
+        ("cut.csv", "line 62", "quoted value"),
+        table_api("cut.csv", "clicked:binary"),
+    ),
+    Case(
+        "wrong delimiter",
+        train_case(
+            lambda t: (t / "semi.csv", good_frame().to_csv(t / "semi.csv", sep=";", index=False))[0], "clicked:binary"
+        ),
+        ("semi.csv", "'clicked' not found", "';'-separated"),
+        table_api("semi.csv", "clicked:binary"),
+    ),
+    Case(
+        "non-UTF-8 bytes",
+        train_case(lambda t: with_line(t, "latin.csv", b"1.0,r\xe9d,1,3.0\n"), "clicked:binary"),
+        ("latin.csv", "0xe9", "line 62", "UTF-8"),
+        table_api("latin.csv", "clicked:binary"),
+    ),
+    Case(
+        "header only",
+        train_case(lambda t: (t / "head.csv", (t / "head.csv").write_text("x,clicked\n"))[0], "clicked:binary"),
+        ("head.csv", "no data rows"),
+        table_api("head.csv", "clicked:binary"),
+    ),
+    Case(
+        "duplicate column names",
+        train_case(
+            lambda t: (t / "dup.csv", (t / "dup.csv").write_text("x,x,clicked\n1,2,0\n3,4,1\n"))[0], "clicked:binary"
+        ),
+        ("dup.csv", "duplicate column", "'x'"),
+        table_api("dup.csv", "clicked:binary"),
+    ),
+    Case(
+        "+inf in a feature",
+        train_case(lambda t: with_line(t, "inf.csv", "inf,red,1,3.0\n"), "clicked:binary"),
+        ("inf.csv", "column 'x'", "row 61", "inf is infinite", "finite"),
+        table_api("inf.csv", "clicked:binary"),
+    ),
+    Case(
+        "-inf in a label",
+        train_case(lambda t: with_line(t, "ninf.csv", "1.0,red,1,-inf\n"), "clicked:binary,spent:regression"),
+        ("ninf.csv", "column 'spent'", "row 61", "-inf is infinite"),
+        table_api("ninf.csv", "clicked:binary,spent:regression"),
+    ),
+    Case(
+        "regression label that is text",
+        train_case(lambda t: with_line(t, "text.csv", "1.0,red,1,lots\n"), "clicked:binary,spent:regression"),
+        ("text.csv", "column 'spent'", "row 61", "'lots' is not a number"),
+        table_api("text.csv", "clicked:binary,spent:regression"),
+    ),
+    Case(
+        "binary label with a third value",
+        train_case(lambda t: with_line(t, "three.csv", "1.0,red,2,3.0\n"), "clicked:binary"),
+        ("three.csv", "clicked", "2"),
+        table_api("three.csv", "clicked:binary"),
+    ),
+    Case(
+        "task column also a feature",
+        train_case(good_csv, "clicked:binary", "--features", "x,clicked"),
+        ("good.csv", "'clicked' also listed as feature"),
+        table_api("good.csv", "clicked:binary", features=["x", "clicked"]),
+    ),
+    Case(
+        "corrupted model.pt",
+        predict_case(corrupt_model),
+        ("model.pt", "not a readable mmoe model file"),
+        lambda tmp: Run.load(tmp / "run"),
+    ),
+    Case(
+        "model.pt of another run",
+        predict_case(foreign_model),
+        ("model.pt", "does not belong to this run", "'mmoe' vs 'omoe'"),
+        lambda tmp: Run.load(tmp / "run"),
+    ),
+    Case(
+        "inf at predict time",
+        predict_case(lambda run, runs: None, lambda t: with_line(t, "new.csv", "inf,red,1,3.0\n")),
+        ("new.csv", "column 'x'", "infinite"),
+    ),
+    Case(
+        "corrupted checkpoint",
+        resume_case(b"not a checkpoint at all"),
+        ("checkpoint.pt", "not a readable checkpoint"),
+        lambda tmp: load_checkpoint(tmp / "out" / "checkpoint.pt"),
+    ),
     Case("empty checkpoint", resume_case(b""), ("checkpoint.pt", "not a readable checkpoint")),
-    Case("--epochs 0", train_case(good_csv, "clicked:binary", "--epochs", "0"), ("epochs", "at least 1", "0"),
-         lambda tmp: TrainConfig(epochs=0)),
-    Case("--num-experts -3", train_case(good_csv, "clicked:binary", "--num-experts", "-3"),
-         ("--num-experts", "positive integer", "-3")),
-    Case("--lr -1", train_case(good_csv, "clicked:binary", "--lr", "-1"), ("--learning-rate", "positive", "-1"),
-         lambda tmp: TrainConfig(learning_rate=-1), ("learning_rate", "positive", "-1")),
-    Case("--batch-size 0", train_case(good_csv, "clicked:binary", "--batch-size", "0"),
-         ("--batch-size", "positive integer", "0"), lambda tmp: TrainConfig(batch_size=0),
-         ("batch_size", "positive integer", "0")),
-    Case("--weight-decay inf", train_case(good_csv, "clicked:binary", "--weight-decay", "inf"),
-         ("--weight-decay", "finite", "inf"), lambda tmp: TrainConfig(weight_decay=math.inf),
-         ("weight_decay", "finite", "inf")),
-    Case("--l2-alpha nan", train_case(good_csv, "clicked:binary", "--model", "l2-constrained", "--l2-alpha", "nan"),
-         ("--l2-alpha", "positive number", "nan")),
-    Case("absurd --expert-units", train_case(good_csv, "clicked:binary", "--expert-units", "100000000"),
-         ("model mmoe", "parameters", "expected at most")),
-    Case("--validation-fraction 2", train_case(good_csv, "clicked:binary", "--validation-fraction", "2"),
-         ("--validation-fraction", "between 0 and 1")),
+    Case(
+        "--epochs 0",
+        train_case(good_csv, "clicked:binary", "--epochs", "0"),
+        ("epochs", "at least 1", "0"),
+        lambda tmp: TrainConfig(epochs=0),
+    ),
+    Case(
+        "--num-experts -3",
+        train_case(good_csv, "clicked:binary", "--num-experts", "-3"),
+        ("--num-experts", "positive integer", "-3"),
+    ),
+    Case(
+        "--lr -1",
+        train_case(good_csv, "clicked:binary", "--lr", "-1"),
+        ("--learning-rate", "positive", "-1"),
+        lambda tmp: TrainConfig(learning_rate=-1),
+        ("learning_rate", "positive", "-1"),
+    ),
+    Case(
+        "--batch-size 0",
+        train_case(good_csv, "clicked:binary", "--batch-size", "0"),
+        ("--batch-size", "positive integer", "0"),
+        lambda tmp: TrainConfig(batch_size=0),
+        ("batch_size", "positive integer", "0"),
+    ),
+    Case(
+        "--weight-decay inf",
+        train_case(good_csv, "clicked:binary", "--weight-decay", "inf"),
+        ("--weight-decay", "finite", "inf"),
+        lambda tmp: TrainConfig(weight_decay=math.inf),
+        ("weight_decay", "finite", "inf"),
+    ),
+    Case(
+        "--l2-alpha nan",
+        train_case(good_csv, "clicked:binary", "--model", "l2-constrained", "--l2-alpha", "nan"),
+        ("--l2-alpha", "positive number", "nan"),
+    ),
+    Case(
+        "absurd --expert-units",
+        train_case(good_csv, "clicked:binary", "--expert-units", "100000000"),
+        ("model mmoe", "parameters", "expected at most"),
+    ),
+    Case(
+        "--validation-fraction 2",
+        train_case(good_csv, "clicked:binary", "--validation-fraction", "2"),
+        ("--validation-fraction", "between 0 and 1"),
+    ),
 ]
 
 
@@ -193,8 +329,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("case", CATALOGUE, ids=[case.name for case in CATALOGUE])
-def test_cli_gives_one_line_and_no_output(case: Case, tmp_path: Path, trained_runs: dict[str, Path],
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_cli_gives_one_line_and_no_output(
+    case: Case, tmp_path: Path, trained_runs: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
     argv, outputs = case.setup(tmp_path, trained_runs)
     code = main(argv)
     err = capsys.readouterr().err
@@ -209,8 +346,9 @@ def test_cli_gives_one_line_and_no_output(case: Case, tmp_path: Path, trained_ru
         assert not output.exists(), output
 
 
-@pytest.mark.parametrize("case", [c for c in CATALOGUE if c.api is not None],
-                         ids=[c.name for c in CATALOGUE if c.api is not None])
+@pytest.mark.parametrize(
+    "case", [c for c in CATALOGUE if c.api is not None], ids=[c.name for c in CATALOGUE if c.api is not None]
+)
 def test_python_api_raises_one_line_mmoe_error(case: Case, tmp_path: Path, trained_runs: dict[str, Path]) -> None:
     case.setup(tmp_path, trained_runs)
     with pytest.raises(MmoeError) as error:
@@ -225,8 +363,11 @@ def test_python_api_model_options() -> None:
     from mmoe.data.synthetic import SyntheticConfig, load_synthetic
 
     spec = load_synthetic(SyntheticConfig(correlation=0.5, rows=100, dim=5)).input_spec
-    for options, fragment in (({"num_experts": -3}, "num_experts"), ({"expert_units": (10**8,)}, "parameters"),
-                              ({"num_experts": float("nan")}, "num_experts")):
+    for options, fragment in (
+        ({"num_experts": -3}, "num_experts"),
+        ({"expert_units": (10**8,)}, "parameters"),
+        ({"num_experts": float("nan")}, "num_experts"),
+    ):
         with pytest.raises(MmoeError, match=fragment):
             build_model("mmoe", spec, 2, **options)
     with pytest.raises(MmoeError, match="l2_alpha"):
@@ -234,8 +375,9 @@ def test_python_api_model_options() -> None:
 
 
 @pytest.mark.parametrize("name", ["ragged row", "model.pt of another run", "--epochs 0"])
-def test_debug_shows_the_traceback(name: str, tmp_path: Path, trained_runs: dict[str, Path],
-                                   capsys: pytest.CaptureFixture) -> None:
+def test_debug_shows_the_traceback(
+    name: str, tmp_path: Path, trained_runs: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
     case = next(c for c in CATALOGUE if c.name == name)
     argv, _ = case.setup(tmp_path, trained_runs)
     assert main(["--debug", *argv]) == 2
@@ -244,8 +386,9 @@ def test_debug_shows_the_traceback(name: str, tmp_path: Path, trained_runs: dict
     assert err.strip().splitlines()[-1].startswith("mmoe: error: ")
 
 
-def test_missing_values_and_unseen_categories_are_not_errors(tmp_path: Path, trained_runs: dict[str, Path],
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_missing_values_and_unseen_categories_are_not_errors(
+    tmp_path: Path, trained_runs: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
     frame = good_frame().astype({"spent": object, "colour": object})
     frame.loc[3, "x"] = np.nan  # written as an empty cell
     frame.loc[4, "colour"] = None
@@ -255,13 +398,28 @@ def test_missing_values_and_unseen_categories_are_not_errors(tmp_path: Path, tra
     # A short row (a cell left off the end) reads as missing values too, as docs/tables.md says.
     path.write_text(path.read_text() + "0.5,red,1,\n")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(path), "--tasks", "clicked:binary,spent:regression", "--out", str(out),
-                 *TRAIN_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(path),
+                "--tasks",
+                "clicked:binary,spent:regression",
+                "--out",
+                str(out),
+                *TRAIN_FLAGS,
+            ]
+        )
+        == 0
+    )
     new = good_frame(5, seed=1).drop(columns=["clicked"])  # that run's features: x, colour, spent
     new.loc[0, "colour"] = "ultraviolet"  # never seen in training: shares the reserved slot
     new.to_csv(tmp_path / "new.csv", index=False)
     predictions = tmp_path / "predictions.csv"
-    assert main(["predict", str(trained_runs["omoe"]), "--data", str(tmp_path / "new.csv"),
-                 "--out", str(predictions)]) == 0
+    assert (
+        main(["predict", str(trained_runs["omoe"]), "--data", str(tmp_path / "new.csv"), "--out", str(predictions)])
+        == 0
+    )
     capsys.readouterr()
     assert len(pd.read_csv(predictions)) == 5

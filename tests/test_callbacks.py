@@ -232,8 +232,10 @@ def test_train_log_dir_and_mlflow_flags_log_the_runs_history(
     (logged,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert logged.info.run_name == "run" and set(logged.data.metrics) == set(_expected_scalars(history))
 
-    assert main(["train", *common, "--out", str(tmp_path / "pair"), "--replicas", "2",
-                 "--log-dir", str(tmp_path / "tb2")]) == 0
+    assert (
+        main(["train", *common, "--out", str(tmp_path / "pair"), "--replicas", "2", "--log-dir", str(tmp_path / "tb2")])
+        == 0
+    )
     tags = set(EventAccumulator(str(tmp_path / "tb2")).Reload().Tags()["scalars"])
     assert {"replica_0/train/loss", "replica_1/train/loss"} <= tags
     capsys.readouterr()

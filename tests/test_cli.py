@@ -30,8 +30,9 @@ def recommendation_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     signal = (age - 40) / 10 + (device == "tv") * 1.5
     clicked = np.where(signal + rng.normal(0, 0.5, rows) > 0.3, "yes", "no")
     watch_time = np.where(rng.random(rows) < 0.7, 30 + 12 * signal + rng.normal(0, 1, rows), np.nan)
-    return pd.DataFrame({"user": np.arange(rows), "age": age, "device": device, "clicked": clicked,
-                         "watch_time": watch_time})
+    return pd.DataFrame(
+        {"user": np.arange(rows), "age": age, "device": device, "clicked": clicked, "watch_time": watch_time}
+    )
 
 
 def test_models_lists_the_seven_models(capsys) -> None:
@@ -50,10 +51,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def readme_block(heading: str) -> str:
     """The first fenced code block after the README's `heading` line."""
     text = README.read_text()
-    after = text[text.index(heading + "\n"):]
+    after = text[text.index(heading + "\n") :]
     start = after.index("```")
-    body = after[after.index("\n", start) + 1:]
-    return body[:body.index("```")]
+    body = after[after.index("\n", start) + 1 :]
+    return body[: body.index("```")]
 
 
 def quick_start_commands() -> dict[int, str]:
@@ -89,8 +90,12 @@ def test_readme_quick_start_main_job_runs(capsys) -> None:
     lines = out.strip().splitlines()
     assert lines[0].split()[:4] == ["task", "correlation", "model", "test"] and "test R² y1" in lines[0]
     table = [line.split() for line in lines[1:5]]
-    assert [(row[2], row[3]) for row in table] == [("0.5", "shared-bottom"), ("0.5", "mmoe"),
-                                                   ("0.9", "shared-bottom"), ("0.9", "mmoe")]
+    assert [(row[2], row[3]) for row in table] == [
+        ("0.5", "shared-bottom"),
+        ("0.5", "mmoe"),
+        ("0.9", "shared-bottom"),
+        ("0.9", "mmoe"),
+    ]
     for row in table:
         r2_first, r2_second, mse = (float(value) for value in row[4:7])
         assert -1 < r2_first <= 1 and -1 < r2_second <= 1 and mse > 0
@@ -120,9 +125,27 @@ def test_train_evaluate_predict_on_your_own_table(tmp_path: Path, capsys) -> Non
     fresh.loc[0, "device"] = "watch"  # a category never seen in training
     fresh.to_parquet(new_rows)
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "--data", table, "--tasks", "clicked:binary,watch_time:regression",
-                             "--features", "age,device", "--positive", "clicked=yes", "--epochs", "5",
-                             "--batch-size", "32", "--lr", "0.01", "--out", run, "--quiet")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        table,
+        "--tasks",
+        "clicked:binary,watch_time:regression",
+        "--features",
+        "age,device",
+        "--positive",
+        "clicked=yes",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+        "--out",
+        run,
+        "--quiet",
+    )
     assert code == 0, err
     for name in ("model.pt", "encoder.json", "config.json", "metrics.json", "history.json", "checkpoint.pt"):
         assert (run / name).is_file(), name
@@ -149,8 +172,23 @@ def test_train_evaluate_predict_on_your_own_table(tmp_path: Path, capsys) -> Non
 def test_train_on_synthetic_data_is_deterministic(tmp_path: Path, capsys) -> None:
     runs = []
     for name in ("first", "second"):
-        code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--correlation", "0.5", "--rows", "1000",
-                               "--model", "omoe", "--epochs", "3", "--out", tmp_path / name, "--quiet")
+        code, _, err = run_cli(
+            capsys,
+            "train",
+            "--dataset",
+            "synthetic",
+            "--correlation",
+            "0.5",
+            "--rows",
+            "1000",
+            "--model",
+            "omoe",
+            "--epochs",
+            "3",
+            "--out",
+            tmp_path / name,
+            "--quiet",
+        )
         assert code == 0, err
         runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
     assert runs[0] == runs[1]
@@ -196,8 +234,20 @@ def test_error_text_in_a_numeric_column(tmp_path: Path, capsys) -> None:
     frame = recommendation_table(60).astype({"age": object})
     frame.loc[7, "age"] = "forty"
     frame.to_csv(path, index=False)
-    _bad(capsys, tmp_path, "train", "--data", path, "--tasks", "clicked:binary", "--positive", "clicked=yes",
-         "--numeric", "age", expect=("age", "forty"))
+    _bad(
+        capsys,
+        tmp_path,
+        "train",
+        "--data",
+        path,
+        "--tasks",
+        "clicked:binary",
+        "--positive",
+        "clicked=yes",
+        "--numeric",
+        "age",
+        expect=("age", "forty"),
+    )
 
 
 def test_error_empty_table(tmp_path: Path, capsys) -> None:
@@ -207,13 +257,35 @@ def test_error_empty_table(tmp_path: Path, capsys) -> None:
 
 
 def test_error_unknown_model(tmp_path: Path, capsys, table_file: Path) -> None:
-    _bad(capsys, tmp_path, "train", "--data", table_file, "--tasks", "clicked:binary", "--model", "gpt",
-         expect=("gpt", "mmoe"))
+    _bad(
+        capsys,
+        tmp_path,
+        "train",
+        "--data",
+        table_file,
+        "--tasks",
+        "clicked:binary",
+        "--model",
+        "gpt",
+        expect=("gpt", "mmoe"),
+    )
 
 
 def test_error_option_the_model_does_not_take(tmp_path: Path, capsys) -> None:
-    _bad(capsys, tmp_path, "train", "--dataset", "synthetic", "--rows", "300", "--model", "shared-bottom",
-         "--num-experts", "4", expect=("--num-experts", "shared-bottom"))
+    _bad(
+        capsys,
+        tmp_path,
+        "train",
+        "--dataset",
+        "synthetic",
+        "--rows",
+        "300",
+        "--model",
+        "shared-bottom",
+        "--num-experts",
+        "4",
+        expect=("--num-experts", "shared-bottom"),
+    )
 
 
 def test_error_census_file_with_a_wrong_checksum(tmp_path: Path, capsys) -> None:
@@ -224,27 +296,36 @@ def test_error_census_file_with_a_wrong_checksum(tmp_path: Path, capsys) -> None
     for name in ("census-income.data.gz", "census-income.test.gz"):
         with gzip.open(data_dir / name, "wt") as handle:
             handle.write("not the census\n")
-    _bad(capsys, tmp_path, "train", "--dataset", "census", "--data-dir", data_dir,
-         expect=("census-income", "sha256"))
+    _bad(capsys, tmp_path, "train", "--dataset", "census", "--data-dir", data_dir, expect=("census-income", "sha256"))
 
 
 def test_error_predict_leaves_no_output(tmp_path: Path, capsys) -> None:
     out = tmp_path / "predictions.csv"
-    _bad(capsys, tmp_path, "predict", tmp_path / "no-run", "--data", tmp_path / "x.csv", "--out", out,
-         expect=("no-run",))
+    _bad(
+        capsys, tmp_path, "predict", tmp_path / "no-run", "--data", tmp_path / "x.csv", "--out", out, expect=("no-run",)
+    )
     assert not out.exists()
 
 
-def test_model_flags_come_from_the_models_declarations_with_their_names_types_and_defaults(tmp_path: Path,
-                                                                                          capsys) -> None:
+def test_model_flags_come_from_the_models_declarations_with_their_names_types_and_defaults(
+    tmp_path: Path, capsys
+) -> None:
     """One flag per hyperparameter name (generated, not listed by hand): the seven flags of before
     keep their name, type and default (None: the model's own default), and --self-weight, which
     Cross-Stitch always took, is a flag now too."""
     train = _subcommands()["train"]
     group = next(g for g in train._action_groups if g.title.startswith("model"))
     flags = {action.option_strings[0]: action for action in group._group_actions if action.dest != "model"}
-    assert set(flags) == {"--num-experts", "--expert-units", "--tower-units", "--hidden-units", "--l2-alpha",
-                          "--ranks", "--stitch", "--self-weight"}
+    assert set(flags) == {
+        "--num-experts",
+        "--expert-units",
+        "--tower-units",
+        "--hidden-units",
+        "--l2-alpha",
+        "--ranks",
+        "--stitch",
+        "--self-weight",
+    }
     assert all(action.default is None and action.dest == flag[2:].replace("-", "_") for flag, action in flags.items())
     assert flags["--num-experts"].type is int and flags["--l2-alpha"].type is float
     assert flags["--self-weight"].type is float
@@ -253,18 +334,35 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
     assert list(flags["--stitch"].choices) == ["layer", "unit"]
     # The help names every model that takes the flag, with its default.
     help_text = " ".join(train.format_help().split())
-    help_text = help_text[help_text.index("model (options"):help_text.index(" training:")]
+    help_text = help_text[help_text.index("model (options") : help_text.index(" training:")]
     assert "number of experts (default 8: omoe, mmoe)" in help_text
     assert "(default 128: shared-bottom)" in help_text and "(default 16,16,2: tensor-factorization)" in help_text
     assert "(default: None)" not in help_text
     # A flag reaches the model under its parameter name; unset ones keep the model's default.
-    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--rows", "300", "--model", "cross-stitch",
-                           "--self-weight", "1.0", "--hidden-units", "6", "--epochs", "1", "--threads", "1", "--quiet",
-                           "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "synthetic",
+        "--rows",
+        "300",
+        "--model",
+        "cross-stitch",
+        "--self-weight",
+        "1.0",
+        "--hidden-units",
+        "6",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["hyperparameters"] == {"hidden_units": [6], "tower_units": [8], "stitch": "layer",
-                                         "self_weight": 1.0}
+    assert config["hyperparameters"] == {"hidden_units": [6], "tower_units": [8], "stitch": "layer", "self_weight": 1.0}
 
 
 # -- library parameter names become flags -------------------------------------------------------------
@@ -273,12 +371,18 @@ def test_library_errors_name_flags_on_the_command_line(tmp_path: Path, capsys) -
 
     flags = command_flags(build_parser(), "train")
     assert flags["batch_size"] == "--batch-size" and flags["learning_rate"] == "--learning-rate"
-    assert flag_message("training option batch_size must be a positive integer, got 0", flags) == \
-        "--batch-size must be a positive integer, got 0"
-    assert flag_message("replicas=2 trains seeds side by side; it cannot be combined with streaming=True", flags) == \
-        "--replicas 2 trains seeds side by side; it cannot be combined with --streaming"
-    assert flag_message("model mmoe: num_experts must be a positive integer, got -3", flags) == \
-        "model mmoe: --num-experts must be a positive integer, got -3"
+    assert (
+        flag_message("training option batch_size must be a positive integer, got 0", flags)
+        == "--batch-size must be a positive integer, got 0"
+    )
+    assert (
+        flag_message("replicas=2 trains seeds side by side; it cannot be combined with streaming=True", flags)
+        == "--replicas 2 trains seeds side by side; it cannot be combined with --streaming"
+    )
+    assert (
+        flag_message("model mmoe: num_experts must be a positive integer, got -3", flags)
+        == "model mmoe: --num-experts must be a positive integer, got -3"
+    )
     # Column names in quotes, paths, and names that are no option of the command stay as written.
     kept = "t.csv: column 'num_experts', row 3 in runs/batch_size/x.csv; eval_batch_size=5"
     assert flag_message(kept, flags) == kept
@@ -287,6 +391,7 @@ def test_library_errors_name_flags_on_the_command_line(tmp_path: Path, capsys) -
         from mmoe import MultiTaskEstimator
 
         MultiTaskEstimator(batch_size=0).fit({"kind": "synthetic", "config": {"rows": 300}, "split_seed": 0})
-    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--rows", "300", "--batch-size", "0",
-                           "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys, "train", "--dataset", "synthetic", "--rows", "300", "--batch-size", "0", "--out", tmp_path / "run"
+    )
     assert code == 2 and err.strip() == "mmoe: error: --batch-size must be a positive integer, got 0"

@@ -28,8 +28,10 @@ def test_mmoe_fits_a_p05_pair_better_than_shared_bottom_of_equal_size() -> None:
     against a Shared-Bottom with the same number of parameters (125 units: within 1.1%); eight
     fresh data sets and initialisations, the same for both models. Smooth sines (scale 1,
     alpha_scale 1) keep both models trainable in 30 epochs."""
-    datasets = [load_synthetic(SyntheticConfig(correlation=0.5, scale=1.0, alpha_scale=1.0, rows=10_000, seed=seed))
-                for seed in range(8)]
+    datasets = [
+        load_synthetic(SyntheticConfig(correlation=0.5, scale=1.0, alpha_scale=1.0, rows=10_000, seed=seed))
+        for seed in range(8)
+    ]
     spec = datasets[0].input_spec
     mmoe_size = build_model("mmoe", spec, 2).num_parameters()
     shared_size = build_model("shared-bottom", spec, 2, hidden_units=(125,)).num_parameters()
@@ -40,8 +42,9 @@ def test_mmoe_fits_a_p05_pair_better_than_shared_bottom_of_equal_size() -> None:
         warnings.simplefilter("ignore")
         for model, options in [("mmoe", {}), ("shared-bottom", {"hidden_units": (125,)})]:
             population = train_population(model, datasets, config, seeds=list(range(8)), **options)
-            train_mse[model] = np.array([np.mean([r.metrics["train"][task]["mse"] for task in ("y1", "y2")])
-                                         for r in population.replicas])
+            train_mse[model] = np.array(
+                [np.mean([r.metrics["train"][task]["mse"] for task in ("y1", "y2")]) for r in population.replicas]
+            )
     assert train_mse["mmoe"].mean() < train_mse["shared-bottom"].mean()
     assert (train_mse["mmoe"] < train_mse["shared-bottom"]).sum() >= 5
 

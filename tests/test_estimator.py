@@ -29,14 +29,22 @@ def adult_like(rows: int = 800, seed: int = 0) -> pd.DataFrame:
     age = rng.integers(17, 90, rows).astype(float)
     workclass = rng.choice(np.array(["Private", "Self-emp", "Federal-gov", "?"], dtype=object), rows)
     education = rng.choice(np.array(["HS-grad", "Bachelors", "Masters", "Doctorate"], dtype=object), rows)
-    education[rng.random(rows) < 0.1] = None                                  # empty cells
+    education[rng.random(rows) < 0.1] = None  # empty cells
     hours = rng.normal(40, 12, rows)
     hours[rng.random(rows) < 0.1] = np.nan
     signal = (age - 40) / 15 + (education == "Masters") + (education == "Doctorate") * 1.5 + (hours - 40) / 20
     income = (signal + rng.normal(0, 0.7, rows) > 0.5).astype(int)
     never_married = ((35 - age) / 10 + rng.normal(0, 0.8, rows) > 0).astype(int)
-    frame = pd.DataFrame({"age": age, "workclass": workclass, "education": education, "hours_per_week": hours,
-                          "income": income, "never_married": never_married})
+    frame = pd.DataFrame(
+        {
+            "age": age,
+            "workclass": workclass,
+            "education": education,
+            "hours_per_week": hours,
+            "income": income,
+            "never_married": never_married,
+        }
+    )
     frame.index = pd.RangeIndex(1000, 1000 + rows)  # not 0..n-1, so that an index mix-up shows
     return frame
 
@@ -60,9 +68,9 @@ def fitted(frames: tuple[pd.DataFrame, pd.DataFrame]) -> MultiTaskEstimator:
 def readme_python_section() -> str:
     """The first Python block under the README's "### From Python": the issue's snippet."""
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    after = text[text.index("### From Python\n"):]
+    after = text[text.index("### From Python\n") :]
     start = after.index("```python\n") + len("```python\n")
-    return after[start:after.index("```", start)]
+    return after[start : after.index("```", start)]
 
 
 def test_the_readme_python_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,8 +111,10 @@ def test_fitted_attributes_and_history(fitted: MultiTaskEstimator) -> None:
     assert len(fitted.history_) == 3 and 1 <= fitted.best_epoch_ <= 3
     assert set(fitted.metrics_) == {"train", "validation", "test"}
     assert fitted.config_["dataset"]["kind"] == "dataframe" and fitted.config_["dataset"]["rows"] == 640
-    assert "workclass" in fitted.encoder_.categorical and "?" in fitted.encoder_.vocabularies[
-        fitted.encoder_.categorical.index("workclass")]
+    assert (
+        "workclass" in fitted.encoder_.categorical
+        and "?" in fitted.encoder_.vocabularies[fitted.encoder_.categorical.index("workclass")]
+    )
 
 
 def test_same_seed_same_model(frames, fitted: MultiTaskEstimator) -> None:
@@ -209,8 +219,7 @@ def test_streamed_table_scores_and_predicts_as_in_memory(tmp_path: Path, frames)
         assert streamed[task] == pytest.approx(in_memory[task], rel=1e-6)
     run = est.save(tmp_path / "run")
     assert main(["predict", str(run), "--data", str(test_file), "--streaming", "--out", str(tmp_path / "p.csv")]) == 0
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv").to_numpy(), est.predict(test_file).to_numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv").to_numpy(), est.predict(test_file).to_numpy(), rtol=1e-6)
     with pytest.raises(MmoeError, match="streaming=True reads a Parquet table from disk"):
         MultiTaskEstimator(tasks=TASKS, streaming=True).fit(train_df)
 
@@ -221,16 +230,41 @@ def test_a_mmoe_train_directory_loads(tmp_path: Path, frames, capsys) -> None:
     train_df.to_csv(csv, index=False)
     test_df.to_csv(new_rows, index=False)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(csv), "--tasks", "income:binary,never_married:binary", "--num-experts", "4",
-                 "--expert-units", "8", "--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--threads", "1",
-                 "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(csv),
+                "--tasks",
+                "income:binary,never_married:binary",
+                "--num-experts",
+                "4",
+                "--expert-units",
+                "8",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "64",
+                "--lr",
+                "0.01",
+                "--threads",
+                "1",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["predict", str(run), "--data", str(new_rows), "--out", str(tmp_path / "cli.csv")]) == 0
     capsys.readouterr()
     loaded = MultiTaskEstimator.load(run)
     assert loaded.get_params()["num_experts"] == 4 and loaded.get_params()["epochs"] == 3
     assert loaded.metrics_ == json.loads((run / "metrics.json").read_text())
-    np.testing.assert_allclose(loaded.predict(new_rows).to_numpy(), pd.read_csv(tmp_path / "cli.csv").to_numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(new_rows).to_numpy(), pd.read_csv(tmp_path / "cli.csv").to_numpy(), rtol=1e-6
+    )
     # The same options in Python train the same model (the CLI is a layer over the estimator).
     same = MultiTaskEstimator(model="mmoe", tasks=TASKS, seed=0, threads=1, **SMALL).fit(csv)
     pd.testing.assert_frame_equal(same.predict(test_df), loaded.predict(test_df))
@@ -241,8 +275,9 @@ def test_a_mmoe_train_directory_loads(tmp_path: Path, frames, capsys) -> None:
     assert not hasattr(clone(loaded), "model_")
 
 
-def test_an_estimator_directory_is_read_by_evaluate_predict_and_export(tmp_path: Path, frames,
-                                                                      fitted: MultiTaskEstimator, capsys) -> None:
+def test_an_estimator_directory_is_read_by_evaluate_predict_and_export(
+    tmp_path: Path, frames, fitted: MultiTaskEstimator, capsys
+) -> None:
     train_df, test_df = frames
     labelled = tmp_path / "labelled.csv"
     test_df.to_csv(labelled, index=False)
@@ -256,12 +291,14 @@ def test_an_estimator_directory_is_read_by_evaluate_predict_and_export(tmp_path:
     assert main(["evaluate", str(run)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("mmoe: error: ") and "fitted on rows given in memory" in error and "--data" in error
-    assert main(["predict", str(run), "--data", str(labelled), "--out", str(tmp_path / "p.parquet"),
-                 "--keep", "age"]) == 0
+    assert (
+        main(["predict", str(run), "--data", str(labelled), "--out", str(tmp_path / "p.parquet"), "--keep", "age"]) == 0
+    )
     predicted = pd.read_parquet(tmp_path / "p.parquet")
     assert list(predicted.columns) == ["age", "income", "never_married"]
-    np.testing.assert_allclose(predicted[["income", "never_married"]].to_numpy(), fitted.predict(test_df).to_numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        predicted[["income", "never_married"]].to_numpy(), fitted.predict(test_df).to_numpy(), rtol=1e-6
+    )
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "model.pt")]) == 0
 
     # A run of a built-in data set keeps its description, and `mmoe evaluate` finds the same split.
@@ -303,8 +340,11 @@ def test_a_run_directory_of_an_older_format_is_refused_with_how_to_convert(tmp_p
     config = json.loads((run / "config.json").read_text())
     del config["tasks"], config["input_spec"]
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MmoeError, match=r"no tasks, input_spec; .* older mmoe; convert it by training it again: "
-                                        r"`mmoe train --config .*config.json --out NEW_RUN`"):
+    with pytest.raises(
+        MmoeError,
+        match=r"no tasks, input_spec; .* older mmoe; convert it by training it again: "
+        r"`mmoe train --config .*config.json --out NEW_RUN`",
+    ):
         MultiTaskEstimator.load(run)
 
 
@@ -327,6 +367,17 @@ def test_a_run_of_the_current_release_loads(tmp_path: Path, capsys) -> None:
     loaded = MultiTaskEstimator.load(data / "run-0.1.0")
     assert loaded.get_params()["num_experts"] == 2 and loaded.config_["versions"]["mmoe"] == "0.1.0"
     np.testing.assert_allclose(loaded.predict(data / "run-0.1.0-rows.csv").to_numpy(), release.to_numpy(), rtol=1e-6)
-    assert main(["predict", str(data / "run-0.1.0"), "--data", str(data / "run-0.1.0-rows.csv"),
-                 "--out", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(data / "run-0.1.0"),
+                "--data",
+                str(data / "run-0.1.0-rows.csv"),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), release)

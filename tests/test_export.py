@@ -38,8 +38,10 @@ def _not_importable(*packages: str) -> list[str]:
 
 
 MISSING_ONNX = _not_importable("onnx", "onnxscript", "onnxruntime")
-needs_onnx = pytest.mark.skipif(bool(MISSING_ONNX), reason=f"ONNX export tests need {', '.join(MISSING_ONNX)}, "
-                                                           f"not importable here (pip install 'mmoe[export]')")
+needs_onnx = pytest.mark.skipif(
+    bool(MISSING_ONNX),
+    reason=f"ONNX export tests need {', '.join(MISSING_ONNX)}, not importable here (pip install 'mmoe[export]')",
+)
 FORMAT_PARAMS = [pytest.param(format, marks=needs_onnx) if format == "onnx" else format for format in FORMATS]
 # torch 2.13 deprecates torch.jit (the TorchScript format) but still runs it.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -56,11 +58,17 @@ def table(rows: int, seed: int) -> pd.DataFrame:
     age = rng.normal(40, 10, rows)
     device = rng.choice(["phone", "tablet", "tv"], rows)
     signal = (age - 40) / 10 + (device == "tv") * 1.5
-    frame = pd.DataFrame({
-        "user": np.arange(rows), "age": age, "income": rng.lognormal(10, 1, rows), "device": device,
-        "city": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
-        "clicked": (signal + rng.normal(0, 0.5, rows) > 0.3).astype(int),
-        "watch_time": np.where(rng.random(rows) < 0.8, 30 + 12 * signal + rng.normal(0, 1, rows), np.nan)})
+    frame = pd.DataFrame(
+        {
+            "user": np.arange(rows),
+            "age": age,
+            "income": rng.lognormal(10, 1, rows),
+            "device": device,
+            "city": rng.choice(np.array(["north", "south", "east", None], dtype=object), rows),
+            "clicked": (signal + rng.normal(0, 0.5, rows) > 0.3).astype(int),
+            "watch_time": np.where(rng.random(rows) < 0.8, 30 + 12 * signal + rng.normal(0, 1, rows), np.nan),
+        }
+    )
     frame.loc[::13, "age"] = np.nan
     return frame
 
@@ -95,9 +103,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     train_path, rows_path = root / "train.csv", root / "rows.csv"
     table(300, seed=0).to_csv(train_path, index=False)
     rows = table(40, seed=1).drop(columns=["clicked", "watch_time"])
-    rows.loc[0, "device"] = "watch"   # never seen in training: the reserved slot
-    rows.loc[1, "city"] = None        # missing: a category of its own
-    rows.loc[2, "income"] = np.nan    # missing: the training mean
+    rows.loc[0, "device"] = "watch"  # never seen in training: the reserved slot
+    rows.loc[1, "city"] = None  # missing: a category of its own
+    rows.loc[2, "income"] = np.nan  # missing: the training mean
     rows.to_csv(rows_path, index=False)
     paths = {"train": train_path, "rows": rows_path}
     for model in MODELS:
@@ -122,8 +130,9 @@ def exported_predictions(file: Path, format: str, inputs: dict[str, np.ndarray])
     return module(*(torch.from_numpy(array) for array in inputs.values())).numpy()
 
 
-def check_export_matches_predict(capsys: pytest.CaptureFixture, workspace: dict[str, Path], run: str, format: str,
-                                 tmp_path: Path) -> dict:
+def check_export_matches_predict(
+    capsys: pytest.CaptureFixture, workspace: dict[str, Path], run: str, format: str, tmp_path: Path
+) -> dict:
     file = tmp_path / "served" / f"model.{'onnx' if format == 'onnx' else 'pt'}"
     code, _, err = run_cli(capsys, "export", workspace[run], "--format", format, "--out", file)
     assert code == 0, err
@@ -150,13 +159,15 @@ def check_export_matches_predict(capsys: pytest.CaptureFixture, workspace: dict[
 
 @pytest.mark.parametrize("format", FORMAT_PARAMS)
 @pytest.mark.parametrize("model", list(MODELS))
-def test_every_model_exports_and_predicts_as_mmoe_predict(model: str, format: str, workspace: dict[str, Path],
-                                                          tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_every_model_exports_and_predicts_as_mmoe_predict(
+    model: str, format: str, workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     signature = check_export_matches_predict(capsys, workspace, model, format, tmp_path)
     assert signature["model"] == model and signature["format"] == format
     assert [(i["name"], i["dtype"], i["shape"], i["columns"]) for i in signature["inputs"]] == [
         ("numeric", "float64", ["batch", 2], ["age", "income"]),
-        ("categorical", "int64", ["batch", 2], ["device", "city"])]
+        ("categorical", "int64", ["batch", 2], ["device", "city"]),
+    ]
     vocabularies = signature["inputs"][1]["vocabularies"]
     assert vocabularies["device"] == ["phone", "tablet", "tv"] and "<missing>" in vocabularies["city"]
     assert signature["outputs"][0]["kinds"] == ["binary", "regression"]
@@ -164,14 +175,16 @@ def test_every_model_exports_and_predicts_as_mmoe_predict(model: str, format: st
 
 @pytest.mark.parametrize("format", FORMAT_PARAMS)
 @pytest.mark.parametrize("run", ["numeric-only", "categorical-only"])
-def test_a_model_with_one_kind_of_column_takes_one_input(run: str, format: str, workspace: dict[str, Path],
-                                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_model_with_one_kind_of_column_takes_one_input(
+    run: str, format: str, workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     signature = check_export_matches_predict(capsys, workspace, run, format, tmp_path)
     assert [i["name"] for i in signature["inputs"]] == ["numeric" if run == "numeric-only" else "categorical"]
 
 
-def test_encode_inputs_codes_unseen_and_missing_values(workspace: dict[str, Path], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_encode_inputs_codes_unseen_and_missing_values(
+    workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     file = tmp_path / "model.pt"
     assert run_cli(capsys, "export", workspace["mmoe"], "--format", "torchscript", "--out", file)[0] == 0
     signature = load_signature(signature_path(file))
@@ -192,16 +205,28 @@ def test_encode_inputs_codes_unseen_and_missing_values(workspace: dict[str, Path
         torch.testing.assert_close(module(numeric, torch.full((2, 2), wrong)), unseen)
 
 
-
 def test_encode_inputs_agrees_with_the_encoders_transform() -> None:
     """encode_inputs gives what the run's encoder gives before standardising and offsets (the
     exported model does those itself): a missing value, an unseen category and a missing category."""
-    train = pd.DataFrame({"age": [20.0, 30.0, np.nan, 50.0], "income": [1.0, 2.0, 3.0, 5.0],
-                          "device": ["phone", "tv", "phone", None], "city": ["north", "south", "east", "south"],
-                          "clicked": [0, 1, 1, 0]})
+    train = pd.DataFrame(
+        {
+            "age": [20.0, 30.0, np.nan, 50.0],
+            "income": [1.0, 2.0, 3.0, 5.0],
+            "device": ["phone", "tv", "phone", None],
+            "city": ["north", "south", "east", "south"],
+            "clicked": [0, 1, 1, 0],
+        }
+    )
     encoder = TableEncoder(["age", "income"], ["device", "city"], [Task("clicked", "binary")]).fit(train)
-    rows = pd.DataFrame({"age": [25.0, np.nan, 60.0], "income": [2.0, 4.0, np.nan],
-                         "device": ["watch", None, "tv"], "city": [None, "east", "north"], "extra": [1, 2, 3]})
+    rows = pd.DataFrame(
+        {
+            "age": [25.0, np.nan, 60.0],
+            "income": [2.0, 4.0, np.nan],
+            "device": ["watch", None, "tv"],
+            "city": [None, "east", "north"],
+            "extra": [1, 2, 3],
+        }
+    )
     signature = {"encoder": encoder.to_dict(), "inputs": [{"name": NUMERIC_INPUT}, {"name": CATEGORICAL_INPUT}]}
     inputs = encode_inputs(rows, signature)
     numeric, categorical = encoder.transform_features(rows)
@@ -222,9 +247,11 @@ def test_encode_inputs_agrees_with_the_encoders_transform() -> None:
         encoder.transform_features(bad, source="rows.csv")
     assert str(error.value) == str(same.value)
 
+
 @needs_onnx
-def test_onnx_graph_uses_gather_and_sum_not_a_loop(workspace: dict[str, Path], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_onnx_graph_uses_gather_and_sum_not_a_loop(
+    workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """torch's exporter turns embedding_bag into a Loop over rows; the export swaps in gather-and-sum."""
     import onnx
 
@@ -244,13 +271,15 @@ def _one_line_error(capsys: pytest.CaptureFixture, *args: object) -> str:
     return lines[0]
 
 
-def test_bad_export_input_is_one_line(workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_export_input_is_one_line(
+    workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "model.onnx"
     assert "not a run directory" in _one_line_error(capsys, "export", tmp_path, "--out", out)
     assert "'tflite'" in _one_line_error(capsys, "export", workspace["mmoe"], "--format", "tflite", "--out", out)
-    assert "overwrite" in _one_line_error(capsys, "export", workspace["mmoe"], "--format", "torchscript",
-                                          "--out", workspace["mmoe"] / "model.pt")
+    assert "overwrite" in _one_line_error(
+        capsys, "export", workspace["mmoe"], "--format", "torchscript", "--out", workspace["mmoe"] / "model.pt"
+    )
     assert "is a directory" in _one_line_error(capsys, "export", workspace["mmoe"], "--out", tmp_path)
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed: import raises ImportError
     assert "pip install 'mmoe[export]'" in _one_line_error(capsys, "export", workspace["mmoe"], "--out", out)

@@ -12,17 +12,20 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mmoe.errors import MmoeError
 
+
 def _units(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 16 or 64,32, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers like 16 or 64,32, got {text!r}"
+        ) from None
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -32,7 +35,7 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,0.5, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,0.5, got {text!r}") from None
 
 
 def _pairs(values: Sequence[str] | None, option: str) -> dict[str, str]:
@@ -54,14 +57,26 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("data (one of --dataset or --data)")
     source.add_argument("--dataset", choices=["census", "synthetic"], help="a built-in data set")
     source.add_argument("--data", type=Path, help="your own table: a CSV or Parquet file, or a folder of Parquet files")
-    source.add_argument("--streaming", action="store_true",
-                        help="read the --data Parquet table in batches instead of loading it whole (tables larger "
-                             "than memory; the split is drawn row by row, see docs/tables.md)")
+    source.add_argument(
+        "--streaming",
+        action="store_true",
+        help="read the --data Parquet table in batches instead of loading it whole (tables larger "
+        "than memory; the split is drawn row by row, see docs/tables.md)",
+    )
     census = parser.add_argument_group("census")
-    census.add_argument("--group", type=int, choices=[1, 2], default=1,
-                        help="task group: 1 = income + marital status, 2 = education + marital status")
-    census.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with the census files (default: $MMOE_DATA_DIR, then the user cache)")
+    census.add_argument(
+        "--group",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="task group: 1 = income + marital status, 2 = education + marital status",
+    )
+    census.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the census files (default: $MMOE_DATA_DIR, then the user cache)",
+    )
     synthetic = parser.add_argument_group("synthetic (the paper's generator, Section 3.2)")
     add_synthetic_options(synthetic, seed_flag="--data-seed")
     table = parser.add_argument_group("your own table (--data)")
@@ -69,8 +84,12 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     table.add_argument("--features", help="comma-separated feature columns (default: every other column)")
     table.add_argument("--categorical", help="comma-separated columns to treat as categorical")
     table.add_argument("--numeric", help="comma-separated columns to treat as numeric")
-    table.add_argument("--positive", action="append", metavar="TASK=VALUE",
-                       help="the positive value of a binary task whose values are not 0/1 or true/false")
+    table.add_argument(
+        "--positive",
+        action="append",
+        metavar="TASK=VALUE",
+        help="the positive value of a binary task whose values are not 0/1 or true/false",
+    )
     table.add_argument("--validation-data", type=Path, help="a table to use as the validation split")
     table.add_argument("--test-data", type=Path, help="a table to use as the test split")
     table.add_argument("--validation-fraction", type=float, default=0.1, help="share of rows for validation")
@@ -82,24 +101,45 @@ def add_synthetic_options(group: Any, seed_flag: str) -> None:
     from mmoe.data.synthetic import SyntheticConfig
 
     defaults = SyntheticConfig(correlation=0.5)
-    group.add_argument("--correlation", type=float, default=defaults.correlation,
-                       help="p: cosine similarity of the two tasks' weight vectors, in [-1, 1]")
+    group.add_argument(
+        "--correlation",
+        type=float,
+        default=defaults.correlation,
+        help="p: cosine similarity of the two tasks' weight vectors, in [-1, 1]",
+    )
     group.add_argument("--dim", type=int, default=defaults.dim, help="input dimension d")
     group.add_argument("--scale", type=float, default=defaults.scale, help="c: norm of the weight vectors")
     group.add_argument("--sines", type=int, default=defaults.sines, help="m: number of sine terms")
-    group.add_argument("--alpha-scale", type=float, default=defaults.alpha_scale,
-                       help="scale of the sine frequencies alpha_i ~ N(0, 1) * alpha-scale")
+    group.add_argument(
+        "--alpha-scale",
+        type=float,
+        default=defaults.alpha_scale,
+        help="scale of the sine frequencies alpha_i ~ N(0, 1) * alpha-scale",
+    )
     group.add_argument("--noise", type=float, default=defaults.noise, help="standard deviation of the label noise")
     group.add_argument("--rows", type=int, default=defaults.rows, help="number of rows")
-    group.add_argument(seed_flag, dest="data_seed", type=int, default=defaults.seed,
-                       help="seed of the generator (weights, sines, rows)")
+    group.add_argument(
+        seed_flag,
+        dest="data_seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the generator (weights, sines, rows)",
+    )
 
 
 def synthetic_config(args: argparse.Namespace) -> Any:
     from mmoe.data.synthetic import SyntheticConfig
 
-    return SyntheticConfig(correlation=args.correlation, dim=args.dim, scale=args.scale, sines=args.sines,
-                           alpha_scale=args.alpha_scale, noise=args.noise, rows=args.rows, seed=args.data_seed)
+    return SyntheticConfig(
+        correlation=args.correlation,
+        dim=args.dim,
+        scale=args.scale,
+        sines=args.sines,
+        alpha_scale=args.alpha_scale,
+        noise=args.noise,
+        rows=args.rows,
+        seed=args.data_seed,
+    )
 
 
 def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,26 +149,38 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
     if (args.dataset is None) == (args.data is None):
         raise MmoeError("choose the data: --dataset census, --dataset synthetic, or --data FILE")
     if getattr(args, "streaming", False) and args.data is None:
-        raise MmoeError(f"--streaming reads a Parquet table given with --data; --dataset {args.dataset} is loaded "
-                        f"in memory, so leave --streaming out")
+        raise MmoeError(
+            f"--streaming reads a Parquet table given with --data; --dataset {args.dataset} is loaded "
+            f"in memory, so leave --streaming out"
+        )
     if args.dataset == "census":
-        return {"kind": "census", "group": args.group,
-                "data_dir": str(args.data_dir) if args.data_dir else None, "split_seed": args.split_seed}
+        return {
+            "kind": "census",
+            "group": args.group,
+            "data_dir": str(args.data_dir) if args.data_dir else None,
+            "split_seed": args.split_seed,
+        }
     if args.dataset == "synthetic":
         return {"kind": "synthetic", "config": asdict(synthetic_config(args)), "split_seed": args.split_seed}
     if not args.tasks:
         raise MmoeError("--data needs --tasks, e.g. --tasks clicked:binary,watch_time:regression")
-    column_types = {c: "categorical" for c in _columns(args.categorical)}
-    column_types.update({c: "numeric" for c in _columns(args.numeric)})
-    return {"kind": "table", "path": str(args.data), "tasks": args.tasks,
-            "features": _columns(args.features) or None, "column_types": column_types or None,
-            "positive": _pairs(args.positive, "--positive") or None,
-            "validation_fraction": args.validation_fraction, "test_fraction": args.test_fraction,
-            "split_seed": args.split_seed,
-            "validation_path": str(args.validation_data) if args.validation_data else None,
-            "test_path": str(args.test_data) if args.test_data else None,
-            # Only when set, so that the specs (and checkpoints) of in-memory runs stay as they were.
-            **({"streaming": True} if getattr(args, "streaming", False) else {})}
+    column_types = dict.fromkeys(_columns(args.categorical), "categorical")
+    column_types.update(dict.fromkeys(_columns(args.numeric), "numeric"))
+    return {
+        "kind": "table",
+        "path": str(args.data),
+        "tasks": args.tasks,
+        "features": _columns(args.features) or None,
+        "column_types": column_types or None,
+        "positive": _pairs(args.positive, "--positive") or None,
+        "validation_fraction": args.validation_fraction,
+        "test_fraction": args.test_fraction,
+        "split_seed": args.split_seed,
+        "validation_path": str(args.validation_data) if args.validation_data else None,
+        "test_path": str(args.test_data) if args.test_data else None,
+        # Only when set, so that the specs (and checkpoints) of in-memory runs stay as they were.
+        **({"streaming": True} if getattr(args, "streaming", False) else {}),
+    }
 
 
 def _columns(text: str | None) -> list[str]:
@@ -142,15 +194,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     from mmoe.models import MODELS, hyperparameter_options
     from mmoe.models.options import CHOICE, FLOAT, INT, UNITS
 
-    group = parser.add_argument_group("model (options a model does not take are an error; "
-                                      "unset options take the model's default, see `mmoe models`)")
+    group = parser.add_argument_group(
+        "model (options a model does not take are an error; unset options take the model's default, see `mmoe models`)"
+    )
     group.add_argument("--model", default="mmoe", help=f"the model: {', '.join(MODELS)}")
-    parse = {INT: int, FLOAT: float, UNITS: _units, CHOICE: str}
+    parse: dict[object, Callable[[str], Any]] = {INT: int, FLOAT: float, UNITS: _units, CHOICE: str}
     for option in hyperparameter_options().values():
         # The text names each model's default; the empty field "%(default).0s" keeps the help
         # formatter from adding "(default: None)".
-        group.add_argument(option.flag, dest=option.name, type=parse[option.kind], choices=option.choices or None,
-                           help=option.help().replace("%", "%%") + "%(default).0s")
+        group.add_argument(
+            option.flag,
+            dest=option.name,
+            type=parse[option.kind],
+            choices=option.choices or None,
+            help=option.help().replace("%", "%%") + "%(default).0s",
+        )
 
 
 def model_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,8 +218,12 @@ def model_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in hyperparameter_options() if getattr(args, name, None) is not None}
 
 
-def add_training_options(parser: argparse.ArgumentParser, title: str = "training", learning_rate: bool = True,
-                         helps: dict[str, str] | None = None) -> None:
+def add_training_options(
+    parser: argparse.ArgumentParser,
+    title: str = "training",
+    learning_rate: bool = True,
+    helps: dict[str, str] | None = None,
+) -> None:
     """The training flags of `mmoe train`. `mmoe tune` shares them under its own title, without
     --learning-rate (it is tuned), and with help texts of its own for some flags (`helps`, by flag)."""
     from mmoe.train.trainer import TrainConfig
@@ -170,18 +232,26 @@ def add_training_options(parser: argparse.ArgumentParser, title: str = "training
     helps = helps or {}
     group = parser.add_argument_group(title)
     if learning_rate:
-        group.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate,
-                           help="Adam learning rate")
+        group.add_argument(
+            "--learning-rate", "--lr", type=float, default=defaults.learning_rate, help="Adam learning rate"
+        )
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per mini-batch")
-    group.add_argument("--epochs", type=int, default=defaults.epochs,
-                       help=helps.get("--epochs", "maximum number of epochs"))
+    group.add_argument(
+        "--epochs", type=int, default=defaults.epochs, help=helps.get("--epochs", "maximum number of epochs")
+    )
     group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay")
-    group.add_argument("--patience", type=int, default=defaults.patience,
-                       help=helps.get("--patience", "stop after this many epochs without a better main-task "
-                                                    "validation metric (0: never)"))
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help=helps.get(
+            "--patience", "stop after this many epochs without a better main-task validation metric (0: never)"
+        ),
+    )
     group.add_argument("--task-weights", type=_floats, help="loss weight per task, e.g. 1,0.5 (default: all 1)")
-    group.add_argument("--seed", type=int, default=defaults.seed,
-                       help=helps.get("--seed", "seed of initialisation and shuffling"))
+    group.add_argument(
+        "--seed", type=int, default=defaults.seed, help=helps.get("--seed", "seed of initialisation and shuffling")
+    )
     group.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
 
 
@@ -190,9 +260,16 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
     (`mmoe tune`), the default."""
     from mmoe.train.trainer import TrainConfig
 
-    return {"learning_rate": getattr(args, "learning_rate", TrainConfig.learning_rate),
-            "batch_size": args.batch_size, "epochs": args.epochs, "weight_decay": args.weight_decay,
-            "patience": args.patience, "task_weights": args.task_weights, "seed": args.seed, "threads": args.threads}
+    return {
+        "learning_rate": getattr(args, "learning_rate", TrainConfig.learning_rate),
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "weight_decay": args.weight_decay,
+        "patience": args.patience,
+        "task_weights": args.task_weights,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
 
 
 def training_config(args: argparse.Namespace) -> Any:
@@ -204,7 +281,8 @@ def training_config(args: argparse.Namespace) -> Any:
 
 # -- commands -------------------------------------------------------------------------------------
 def command_models(args: argparse.Namespace) -> int:
-    from mmoe.models import MODELS, model_hyperparameters as defaults_of, model_summary
+    from mmoe.models import MODELS, model_summary
+    from mmoe.models import model_hyperparameters as defaults_of
 
     width = max(len(name) for name in MODELS)
     for name in MODELS:
@@ -235,14 +313,22 @@ def command_train(args: argparse.Namespace) -> int:
     training_config(args)  # bad training options fail before any process starts
     if args.distributed is not None or distributed.launched_by_torchrun():
         if args.replicas != 1:
-            raise MmoeError(f"--replicas {args.replicas} trains seeds side by side in one process; it cannot be "
-                            f"combined with distributed training (torchrun or --distributed)")
+            raise MmoeError(
+                f"--replicas {args.replicas} trains seeds side by side in one process; it cannot be "
+                f"combined with distributed training (torchrun or --distributed)"
+            )
         if not distributed.launched_by_torchrun():  # this process only starts the ranks and waits for them
             return distributed.launch(args.distributed, args.argv)
     reports = os.environ.get("RANK", "0") == "0"  # under torchrun every rank trains; rank 0 reports
     with TrainProgress(args.epochs, args.replicas, enabled=reports and not args.quiet) as progress:
-        estimator = MultiTaskEstimator(model=args.model, **training_options(args), replicas=args.replicas, verbose=1,
-                                       callbacks=[progress, *_loggers(args)], **hyperparameters)
+        estimator = MultiTaskEstimator(
+            model=args.model,
+            **training_options(args),
+            replicas=args.replicas,
+            verbose=1,
+            callbacks=[progress, *_loggers(args)],
+            **hyperparameters,
+        )
         train_run(estimator, spec, out, resume=args.resume, processes=args.distributed)
     if reports:
         print_summary(estimator.result_, estimator.tasks_, out)
@@ -267,11 +353,18 @@ def _print_replicas(replicas: dict[str, Any], count: int, seed: int, out: Path) 
     """--replicas N: the spread of the test metrics over the N seeds, and which one the run kept."""
     print(f"{count} replicas (seeds {seed}..{seed + count - 1}), test metrics:")
     for task, metrics in replicas["test_summary"].items():
-        print(f"  {task}: " + ", ".join(f"{name} {v['mean']:.4f} ± {v['std']:.4f} (min {v['min']:.4f}, "
-                                        f"max {v['max']:.4f})" for name, v in metrics.items()))
+        print(
+            f"  {task}: "
+            + ", ".join(
+                f"{name} {v['mean']:.4f} ± {v['std']:.4f} (min {v['min']:.4f}, max {v['max']:.4f})"
+                for name, v in metrics.items()
+            )
+        )
     kept = next(r["seed"] for r in replicas["replicas"] if r["kept"])
-    print(f"the run's model is the replica with the best main-task validation metric (seed {kept}); "
-          f"every replica's metrics: {out / 'replicas.json'}")
+    print(
+        f"the run's model is the replica with the best main-task validation metric (seed {kept}); "
+        f"every replica's metrics: {out / 'replicas.json'}"
+    )
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -307,8 +400,10 @@ def command_export(args: argparse.Namespace) -> int:
     signature = load_signature(signature_path(out))
     inputs = ", ".join(f"{i['name']} [batch, {i['shape'][1]}] {i['dtype']}" for i in signature["inputs"])
     outputs = signature["outputs"][0]
-    _log(f"wrote {out} ({args.format}, {signature['model']}; inputs {inputs}; output {outputs['name']} "
-         f"[batch, {len(outputs['columns'])}]: {', '.join(outputs['columns'])}) and {signature_path(out)}")
+    _log(
+        f"wrote {out} ({args.format}, {signature['model']}; inputs {inputs}; output {outputs['name']} "
+        f"[batch, {len(outputs['columns'])}]: {', '.join(outputs['columns'])}) and {signature_path(out)}"
+    )
     return 0
 
 
@@ -316,8 +411,10 @@ def command_demo(args: argparse.Namespace) -> int:
     from mmoe.demo import DemoOptions, demo_table, run_demo
 
     options = DemoOptions(rows=args.rows, epochs=args.epochs, seed=args.seed, threads=args.threads)
-    _log(f"training {' and '.join(options.models)} on {options.rows:,} synthetic rows (two regression tasks, y1 "
-         f"and y2) at task correlations {' and '.join(map(str, options.correlations))}; no download needed")
+    _log(
+        f"training {' and '.join(options.models)} on {options.rows:,} synthetic rows (two regression tasks, y1 "
+        f"and y2) at task correlations {' and '.join(map(str, options.correlations))}; no download needed"
+    )
     rows = run_demo(options)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -340,8 +437,10 @@ def command_synthetic(args: argparse.Namespace) -> int:
         atomic_write(out, lambda temp: frame.to_parquet(temp, index=False))
     else:
         atomic_write(out, lambda temp: frame.to_csv(temp, index=False))
-    _log(f"wrote {len(frame):,} rows × {config.dim} features + labels y1, y2 to {out} "
-         f"(label correlation {frame['y1'].corr(frame['y2']):.3f}, p = {config.correlation})")
+    _log(
+        f"wrote {len(frame):,} rows × {config.dim} features + labels y1, y2 to {out} "
+        f"(label correlation {frame['y1'].corr(frame['y2']):.3f}, p = {config.correlation})"
+    )
     return 0
 
 
@@ -352,7 +451,8 @@ CONFIG_HELP = (
     "explicitly on this command line always wins over the file, even when it repeats the flag's default; "
     "--model naming another model than the file's also drops the file's hyperparameters; --dataset or --data "
     "replaces the file's data set, while other data flags (--split-seed, --rows, --data-dir, ...) change only "
-    "that value of the file's data set. The defaults shown here apply only where neither sets a value")
+    "that value of the file's data set. The defaults shown here apply only where neither sets a value"
+)
 
 
 def apply_config_file(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -383,13 +483,20 @@ def apply_config_file(args: argparse.Namespace) -> dict[str, Any] | None:
     values = _dataset_flags(dataset, path)
     # Only data sets that flags describe completely can be changed flag by flag.
     if dataset_spec(argparse.Namespace(**{**vars(args), **values})) != dataset:
-        raise MmoeError(f"--config {path}: its data set cannot be changed by "
-                        f"{', '.join('--' + d.replace('_', '-') for d in sorted(changed))}; give the whole data set "
-                        f"on the command line (--dataset or --data with its options)")
+        raise MmoeError(
+            f"--config {path}: its data set cannot be changed by "
+            f"{', '.join('--' + d.replace('_', '-') for d in sorted(changed))}; give the whole data set "
+            f"on the command line (--dataset or --data with its options)"
+        )
     for name, value in values.items():
         if name not in explicit:
             setattr(args, name, value)
     return None
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The parser's COMMAND argument (argparse keeps no public handle on it)."""
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
 
 
 def _explicit_options(args: argparse.Namespace) -> set[str]:
@@ -397,7 +504,7 @@ def _explicit_options(args: argparse.Namespace) -> set[str]:
     fills in the defaults, so the namespace alone cannot tell `--epochs 20` from no --epochs. The
     same command line is parsed again with the command's defaults suppressed."""
     parser = build_parser()
-    commands = next(action for action in parser._actions if action.dest == "command")
+    commands = _subparsers(parser)
     command = commands.choices[args.command]
     for action in command._actions:
         action.default = argparse.SUPPRESS
@@ -415,59 +522,95 @@ def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
     """The data flags' values (as dests) that describe `spec`, the inverse of dataset_spec."""
     try:
         if spec["kind"] == "census":
-            return {"dataset": "census", "data": None, "group": spec["group"],
-                    "data_dir": Path(spec["data_dir"]) if spec.get("data_dir") else None,
-                    "split_seed": spec["split_seed"]}
+            return {
+                "dataset": "census",
+                "data": None,
+                "group": spec["group"],
+                "data_dir": Path(spec["data_dir"]) if spec.get("data_dir") else None,
+                "split_seed": spec["split_seed"],
+            }
         if spec["kind"] == "synthetic":
             config = dict(spec["config"])
             config["data_seed"] = config.pop("seed")
             return {"dataset": "synthetic", "data": None, **config, "split_seed": spec["split_seed"]}
         if spec["kind"] == "table":
             types = spec.get("column_types") or {}
-            return {"dataset": None, "data": Path(spec["path"]), "tasks": spec["tasks"],
-                    "features": ",".join(spec["features"]) if spec.get("features") else None,
-                    "categorical": ",".join(c for c, t in types.items() if t == "categorical") or None,
-                    "numeric": ",".join(c for c, t in types.items() if t == "numeric") or None,
-                    "positive": [f"{task}={value}" for task, value in (spec.get("positive") or {}).items()] or None,
-                    "validation_fraction": spec["validation_fraction"], "test_fraction": spec["test_fraction"],
-                    "split_seed": spec["split_seed"],
-                    "validation_data": Path(spec["validation_path"]) if spec.get("validation_path") else None,
-                    "test_data": Path(spec["test_path"]) if spec.get("test_path") else None}
+            return {
+                "dataset": None,
+                "data": Path(spec["path"]),
+                "tasks": spec["tasks"],
+                "features": ",".join(spec["features"]) if spec.get("features") else None,
+                "categorical": ",".join(c for c, t in types.items() if t == "categorical") or None,
+                "numeric": ",".join(c for c, t in types.items() if t == "numeric") or None,
+                "positive": [f"{task}={value}" for task, value in (spec.get("positive") or {}).items()] or None,
+                "validation_fraction": spec["validation_fraction"],
+                "test_fraction": spec["test_fraction"],
+                "split_seed": spec["split_seed"],
+                "validation_data": Path(spec["validation_path"]) if spec.get("validation_path") else None,
+                "test_data": Path(spec["test_path"]) if spec.get("test_path") else None,
+            }
     except (KeyError, TypeError, AttributeError):
         pass
-    raise MmoeError(f"--config {path}: its data set ({spec.get('kind')}) cannot be changed flag by flag; give the "
-                    f"whole data set on the command line (--dataset or --data with its options)")
+    raise MmoeError(
+        f"--config {path}: its data set ({spec.get('kind')}) cannot be changed flag by flag; give the "
+        f"whole data set on the command line (--dataset or --data with its options)"
+    )
 
 
 def add_tune_options(parser: argparse.ArgumentParser) -> None:
     search = parser.add_argument_group("tuning")
     search.add_argument("--model", default="mmoe", help="the model to tune (see `mmoe models`)")
-    search.add_argument("--trials", type=int, default=100,
-                        help="finished (complete or pruned) trials the study should have in all, counted over every "
-                             "worker; a rerun with the same --storage and --study goes on until it has them")
-    search.add_argument("--storage", metavar="URL",
-                        help="Optuna RDB storage the workers share: sqlite:///tune.db (one machine) or "
-                             "postgresql://user:password@host/database (many); without it, the SQLite file "
-                             "OUT/study.db, so that a rerun continues an interrupted tuning")
+    search.add_argument(
+        "--trials",
+        type=int,
+        default=100,
+        help="finished (complete or pruned) trials the study should have in all, counted over every "
+        "worker; a rerun with the same --storage and --study goes on until it has them",
+    )
+    search.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna RDB storage the workers share: sqlite:///tune.db (one machine) or "
+        "postgresql://user:password@host/database (many); without it, the SQLite file "
+        "OUT/study.db, so that a rerun continues an interrupted tuning",
+    )
     search.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: MODEL-DATASET)")
     # Not argparse choices: a bad value is then the usual one-line error, not a usage message.
     search.add_argument("--sampler", default="gp", help="gp (Gaussian process, the paper's choice) or tpe")
-    search.add_argument("--sampler-seed", type=int,
-                        help="seed of the sampler (default: fresh in every worker, so that workers sharing a study "
-                             "do not draw the same first trials)")
-    search.add_argument("--no-prune", action="store_true",
-                        help="train every trial to its end; otherwise a trial whose validation metric at an epoch is "
-                             "below the median of earlier trials at that epoch stops there (after 5 trials)")
-    search.add_argument("--max-units", type=int, default=2048,
-                        help="most hidden units per layer; MoE: experts × units per expert (the paper's cap: 2048)")
-    add_training_options(parser, title="training of every trial (the learning rate is tuned)", learning_rate=False,
-                         helps={"--epochs": "most epochs per trial; the best epoch becomes the tuned number of epochs",
-                                "--patience": "stop a trial after this many epochs without a better main-task "
-                                              "validation metric",
-                                "--seed": "seed of initialisation and shuffling; trial n uses seed + n"})
-    parser.add_argument("--out", type=Path,
-                        help="folder for best.json, the best configuration (and study.db without --storage) "
-                             "(default: runs/tune-MODEL-DATASET)")
+    search.add_argument(
+        "--sampler-seed",
+        type=int,
+        help="seed of the sampler (default: fresh in every worker, so that workers sharing a study "
+        "do not draw the same first trials)",
+    )
+    search.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="train every trial to its end; otherwise a trial whose validation metric at an epoch is "
+        "below the median of earlier trials at that epoch stops there (after 5 trials)",
+    )
+    search.add_argument(
+        "--max-units",
+        type=int,
+        default=2048,
+        help="most hidden units per layer; MoE: experts × units per expert (the paper's cap: 2048)",
+    )
+    add_training_options(
+        parser,
+        title="training of every trial (the learning rate is tuned)",
+        learning_rate=False,
+        helps={
+            "--epochs": "most epochs per trial; the best epoch becomes the tuned number of epochs",
+            "--patience": "stop a trial after this many epochs without a better main-task validation metric",
+            "--seed": "seed of initialisation and shuffling; trial n uses seed + n",
+        },
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for best.json, the best configuration (and study.db without --storage) "
+        "(default: runs/tune-MODEL-DATASET)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no line per trial")
 
 
@@ -477,9 +620,22 @@ def command_tune(args: argparse.Namespace) -> int:
     check_options(args.model, args.trials, args.sampler, args.max_units)  # before the data options
     spec = dataset_spec(args)
     out = Path(args.out or f"runs/tune-{args.model}-{spec['kind']}")
-    run_tune(TuneOptions(model=args.model, trials=args.trials, dataset=spec, training=training_config(args), out=out,
-                         storage=args.storage, study=args.study, sampler=args.sampler, sampler_seed=args.sampler_seed,
-                         prune=not args.no_prune, max_units=args.max_units, quiet=args.quiet))
+    run_tune(
+        TuneOptions(
+            model=args.model,
+            trials=args.trials,
+            dataset=spec,
+            training=training_config(args),
+            out=out,
+            storage=args.storage,
+            study=args.study,
+            sampler=args.sampler,
+            sampler_seed=args.sampler_seed,
+            prune=not args.no_prune,
+            max_units=args.max_units,
+            quiet=args.quiet,
+        )
+    )
     return 0
 
 
@@ -489,9 +645,12 @@ def _log(message: str) -> None:
 
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmoe", formatter_class=_formatter,
-                                     description="Multi-task learning with Multi-gate Mixture-of-Experts "
-                                                 "(Ma et al., KDD 2018) and the models it is compared with.")
+    parser = argparse.ArgumentParser(
+        prog="mmoe",
+        formatter_class=_formatter,
+        description="Multi-task learning with Multi-gate Mixture-of-Experts "
+        "(Ma et al., KDD 2018) and the models it is compared with.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     from mmoe import __version__
 
@@ -502,49 +661,78 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--verbose", "-v", action="store_true", help="also show each model's defaults")
     models.set_defaults(handler=command_models)
 
-    train = commands.add_parser("train", help="train a model and save the run", formatter_class=_formatter,
-                                description="Train one model. Writes the weights, the fitted encoders, the "
-                                            "config and metrics.json into --out.")
+    train = commands.add_parser(
+        "train",
+        help="train a model and save the run",
+        formatter_class=_formatter,
+        description="Train one model. Writes the weights, the fitted encoders, the config and metrics.json into --out.",
+    )
     add_dataset_options(train)
     add_model_options(train)
     add_training_options(train)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET)")
     train.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
-    train.add_argument("--replicas", type=int, default=1,
-                       help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from --out's checkpoint.pt (the last complete epoch) with the same options")
-    train.add_argument("--distributed", type=int, metavar="N",
-                       help="data-parallel training in N local processes (the same as `torchrun --standalone "
-                            "--nproc-per-node N -m mmoe train ...`); --batch-size is the global batch")
+    train.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --out's checkpoint.pt (the last complete epoch) with the same options",
+    )
+    train.add_argument(
+        "--distributed",
+        type=int,
+        metavar="N",
+        help="data-parallel training in N local processes (the same as `torchrun --standalone "
+        "--nproc-per-node N -m mmoe train ...`); --batch-size is the global batch",
+    )
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    train.add_argument("--log-dir", type=Path, metavar="DIR",
-                       help="also write every epoch's losses and validation metrics to TensorBoard event files in "
-                            "DIR (pip install 'mmoe[tensorboard]')")
-    train.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
-                       help="also log every epoch's losses and validation metrics to MLflow: its local file store "
-                            "./mlruns, or TRACKING_URI when given (pip install 'mmoe[mlflow]')")
+    train.add_argument(
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write every epoch's losses and validation metrics to TensorBoard event files in "
+        "DIR (pip install 'mmoe[tensorboard]')",
+    )
+    train.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        metavar="TRACKING_URI",
+        help="also log every epoch's losses and validation metrics to MLflow: its local file store "
+        "./mlruns, or TRACKING_URI when given (pip install 'mmoe[mlflow]')",
+    )
     train.set_defaults(handler=command_train)
 
-    tune = commands.add_parser("tune", help="tune a model's hyperparameters; many workers can share one study",
-                               formatter_class=_formatter,
-                               description="Tune with Optuna (Gaussian process by default, as the paper) on the main "
-                                           "task's validation metric (AUC; MSE for a regression main task), pruning "
-                                           "hopeless trials. Workers started with the same --storage and --study, on "
-                                           "one machine or many, share the work and finish exactly --trials trials "
-                                           "together. Writes OUT/best.json, which `mmoe train --config` trains.")
+    tune = commands.add_parser(
+        "tune",
+        help="tune a model's hyperparameters; many workers can share one study",
+        formatter_class=_formatter,
+        description="Tune with Optuna (Gaussian process by default, as the paper) on the main "
+        "task's validation metric (AUC; MSE for a regression main task), pruning "
+        "hopeless trials. Workers started with the same --storage and --study, on "
+        "one machine or many, share the work and finish exactly --trials trials "
+        "together. Writes OUT/best.json, which `mmoe train --config` trains.",
+    )
     add_dataset_options(tune)
     add_tune_options(tune)
     tune.set_defaults(handler=command_tune)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a saved run", formatter_class=_formatter)
     evaluate.add_argument("run", type=Path, help="run directory")
-    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"],
-                          help="which split of the run's data")
+    evaluate.add_argument(
+        "--split", default="test", choices=["train", "validation", "test"], help="which split of the run's data"
+    )
     evaluate.add_argument("--data", type=Path, help="a labelled table to evaluate on instead")
-    evaluate.add_argument("--streaming", action="store_true",
-                          help="read the --data Parquet table in batches (a run trained with --streaming always "
-                               "reads its own table so)")
+    evaluate.add_argument(
+        "--streaming",
+        action="store_true",
+        help="read the --data Parquet table in batches (a run trained with --streaming always reads its own table so)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=command_evaluate)
 
@@ -553,16 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", type=Path, required=True, help="CSV or Parquet table of rows to predict")
     predict.add_argument("--out", type=Path, required=True, help="where to write predictions (.csv or .parquet)")
     predict.add_argument("--keep", help="comma-separated input columns to copy into the output (e.g. an id)")
-    predict.add_argument("--streaming", action="store_true",
-                         help="read the Parquet table and write the predictions in batches (tables larger than memory)")
+    predict.add_argument(
+        "--streaming",
+        action="store_true",
+        help="read the Parquet table and write the predictions in batches (tables larger than memory)",
+    )
     predict.set_defaults(handler=command_predict)
 
-    export = commands.add_parser("export", help="write a run's model as ONNX or TorchScript for serving",
-                                 formatter_class=_formatter,
-                                 description="Write the run's model with its numeric standardisation and output "
-                                             "transforms folded in (outputs as `mmoe predict` prints them), and "
-                                             "OUT.signature.json beside it: the inputs, the category codes, the "
-                                             "encoder. ONNX needs `pip install 'mmoe[export]'`.")
+    export = commands.add_parser(
+        "export",
+        help="write a run's model as ONNX or TorchScript for serving",
+        formatter_class=_formatter,
+        description="Write the run's model with its numeric standardisation and output "
+        "transforms folded in (outputs as `mmoe predict` prints them), and "
+        "OUT.signature.json beside it: the inputs, the category codes, the "
+        "encoder. ONNX needs `pip install 'mmoe[export]'`.",
+    )
     export.add_argument("run", type=Path, help="run directory")
     # Not argparse choices: a bad value is then the usual one-line error, not a usage message.
     export.add_argument("--format", default="onnx", help="onnx or torchscript")
@@ -572,11 +766,14 @@ def build_parser() -> argparse.ArgumentParser:
     from mmoe.demo import DemoOptions
 
     demo_defaults = DemoOptions()
-    demo = commands.add_parser("demo", help="MMoE beside Shared-Bottom on synthetic tasks, in about a minute",
-                               formatter_class=_formatter,
-                               description="Trains MMoE and Shared-Bottom (default sizes) on the paper's synthetic "
-                                           "data with smooth sines (c = 1, alpha ~ N(0, 1)) at a low and a high task "
-                                           "correlation, and prints their test metrics side by side.")
+    demo = commands.add_parser(
+        "demo",
+        help="MMoE beside Shared-Bottom on synthetic tasks, in about a minute",
+        formatter_class=_formatter,
+        description="Trains MMoE and Shared-Bottom (default sizes) on the paper's synthetic "
+        "data with smooth sines (c = 1, alpha ~ N(0, 1)) at a low and a high task "
+        "correlation, and prints their test metrics side by side.",
+    )
     demo.add_argument("--rows", type=int, default=demo_defaults.rows, help="generated rows per correlation")
     demo.add_argument("--epochs", type=int, default=demo_defaults.epochs, help="most epochs per model")
     demo.add_argument("--seed", type=int, default=demo_defaults.seed, help="seed of the data and of every model")
@@ -584,16 +781,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(handler=command_demo)
 
-    synthetic = commands.add_parser("synthetic", help="write the paper's synthetic data to a table",
-                                    formatter_class=_formatter)
+    synthetic = commands.add_parser(
+        "synthetic", help="write the paper's synthetic data to a table", formatter_class=_formatter
+    )
     add_synthetic_options(synthetic, seed_flag="--seed")
     synthetic.add_argument("--out", type=Path, required=True, help="output file (.csv or .parquet)")
     synthetic.set_defaults(handler=command_synthetic)
 
-    from mmoe.report.reproduce import add_arguments as add_reproduce_arguments, command_reproduce
+    from mmoe.report.reproduce import add_arguments as add_reproduce_arguments
+    from mmoe.report.reproduce import command_reproduce
 
-    reproduce = commands.add_parser("reproduce", help="run the paper's studies and write a report",
-                                    formatter_class=_formatter)
+    reproduce = commands.add_parser(
+        "reproduce", help="run the paper's studies and write a report", formatter_class=_formatter
+    )
     add_reproduce_arguments(reproduce)
     reproduce.set_defaults(handler=command_reproduce)
     return parser
@@ -619,7 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
     """{parameter name: flag} of one command: each option's dest and its first long flag
     (batch_size: --batch-size, learning_rate: --learning-rate, data_seed: --data-seed)."""
-    commands = next(action for action in parser._actions if action.dest == "command")
+    commands = _subparsers(parser)
     flags: dict[str, str] = {}
     for action in commands.choices[command]._actions:
         long = [option for option in action.option_strings if option.startswith("--")]
@@ -637,6 +837,7 @@ def flag_message(message: str, flags: dict[str, str]) -> str:
     num_experts); on the command line they are flags ("--batch-size", "--replicas 3",
     "--streaming"). Names inside quotes (a column 'num_experts') or paths are left alone, and so
     is a name that is not one of the command's options."""
+
     def option(match: re.Match[str]) -> str:
         return flags.get(match.group(1), match.group(0))
 

@@ -44,16 +44,30 @@ def run_demo(options: DemoOptions = DemoOptions()) -> list[dict[str, Any]]:
 
     rows = []
     for correlation in options.correlations:
-        data = load_synthetic(replace(LEARNABLE_GENERATOR, correlation=correlation, rows=options.rows,
-                                      seed=options.seed))
+        data = load_synthetic(
+            replace(LEARNABLE_GENERATOR, correlation=correlation, rows=options.rows, seed=options.seed)
+        )
         for model in options.models:
-            estimator = MultiTaskEstimator(model=model, epochs=options.epochs, batch_size=options.batch_size,
-                                           learning_rate=options.learning_rate, patience=options.patience,
-                                           seed=options.seed, threads=options.threads).fit(data)
+            estimator = MultiTaskEstimator(
+                model=model,
+                epochs=options.epochs,
+                batch_size=options.batch_size,
+                learning_rate=options.learning_rate,
+                patience=options.patience,
+                seed=options.seed,
+                threads=options.threads,
+            ).fit(data)
             test = estimator.metrics_["test"]
-            rows.append({"correlation": correlation, "model": model,
-                         "parameters": estimator.model_.num_parameters(), "epochs": len(estimator.history_),
-                         "test": test, "mean_mse": sum(m["mse"] for m in test.values()) / len(test)})
+            rows.append(
+                {
+                    "correlation": correlation,
+                    "model": model,
+                    "parameters": estimator.model_.num_parameters(),
+                    "epochs": len(estimator.history_),
+                    "test": test,
+                    "mean_mse": sum(m["mse"] for m in test.values()) / len(test),
+                }
+            )
     return rows
 
 
@@ -61,11 +75,20 @@ def demo_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a plain text table, models side by side per correlation."""
     tasks = list(rows[0]["test"])
     header = ["task correlation", "model", *[f"test R² {task}" for task in tasks], "test MSE (mean)", "parameters"]
-    lines = [[f"p = {row['correlation']}", row["model"], *[f"{row['test'][task]['r2']:.3f}" for task in tasks],
-              f"{row['mean_mse']:.4f}", f"{row['parameters']:,}"] for row in rows]
+    lines = [
+        [
+            f"p = {row['correlation']}",
+            row["model"],
+            *[f"{row['test'][task]['r2']:.3f}" for task in tasks],
+            f"{row['mean_mse']:.4f}",
+            f"{row['parameters']:,}",
+        ]
+        for row in rows
+    ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
-                     for line in [header, *lines])
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *lines]
+    )
 
 
 __all__ = ["CORRELATIONS", "LEARNABLE_GENERATOR", "MODELS", "DemoOptions", "demo_table", "run_demo"]

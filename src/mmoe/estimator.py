@@ -108,16 +108,32 @@ class MultiTaskEstimator(BaseEstimator):
     rows given in memory), config_ (the run's config.json), replicas_ (None for one replica).
     """
 
-    def __init__(self, model: str = "mmoe", tasks: Mapping[str, str] | str | Sequence[Task] | None = None, *,
-                 features: Sequence[str] | None = None, numeric: Sequence[str] | None = None,
-                 categorical: Sequence[str] | None = None, positive: Mapping[str, str] | None = None,
-                 epochs: int = _DEFAULTS.epochs, batch_size: int = _DEFAULTS.batch_size,
-                 learning_rate: float = _DEFAULTS.learning_rate, weight_decay: float = _DEFAULTS.weight_decay,
-                 patience: int = _DEFAULTS.patience, task_weights: Sequence[float] | None = None,
-                 seed: int = _DEFAULTS.seed, threads: int | None = None, replicas: int = 1,
-                 validation_fraction: float = 0.1, test_fraction: float | None = 0.1, split_seed: int = 0,
-                 streaming: bool = False, verbose: int = 0, callbacks: Sequence[Any] | None = None,
-                 **hyperparameters: Any) -> None:
+    def __init__(
+        self,
+        model: str = "mmoe",
+        tasks: Mapping[str, str] | str | Sequence[Task] | None = None,
+        *,
+        features: Sequence[str] | None = None,
+        numeric: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        positive: Mapping[str, str] | None = None,
+        epochs: int = _DEFAULTS.epochs,
+        batch_size: int = _DEFAULTS.batch_size,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        weight_decay: float = _DEFAULTS.weight_decay,
+        patience: int = _DEFAULTS.patience,
+        task_weights: Sequence[float] | None = None,
+        seed: int = _DEFAULTS.seed,
+        threads: int | None = None,
+        replicas: int = 1,
+        validation_fraction: float = 0.1,
+        test_fraction: float | None = 0.1,
+        split_seed: int = 0,
+        streaming: bool = False,
+        verbose: int = 0,
+        callbacks: Sequence[Any] | None = None,
+        **hyperparameters: Any,
+    ) -> None:
         self.model = model
         self.tasks = tasks
         self.features = features
@@ -174,8 +190,9 @@ class MultiTaskEstimator(BaseEstimator):
         return hasattr(self, "model_")
 
     # -- fitting ------------------------------------------------------------------------------------
-    def fit(self, X: Any, validation: Any = None, *, checkpoint: str | Path | None = None,
-            resume: bool = False) -> MultiTaskEstimator:
+    def fit(
+        self, X: Any, validation: Any = None, *, checkpoint: str | Path | None = None, resume: bool = False
+    ) -> MultiTaskEstimator:
         """Fits the encoder on the training rows and trains the model; returns the estimator.
 
         X: a DataFrame, a CSV/Parquet file or a folder of Parquet files (read in batches with
@@ -194,36 +211,47 @@ class MultiTaskEstimator(BaseEstimator):
         parallel = distributed.current()
         if replicas != 1:
             if dataset is not None and dataset.get("streaming"):
-                raise MmoeError(f"replicas={replicas} trains seeds side by side on a table in memory; it cannot be "
-                                f"combined with streaming=True")
+                raise MmoeError(
+                    f"replicas={replicas} trains seeds side by side on a table in memory; it cannot be "
+                    f"combined with streaming=True"
+                )
             if parallel.grouped:
-                raise MmoeError(f"replicas={replicas} trains seeds side by side in one process; it cannot be "
-                                f"combined with distributed training")
+                raise MmoeError(
+                    f"replicas={replicas} trains seeds side by side in one process; it cannot be "
+                    f"combined with distributed training"
+                )
             if resume:
-                raise MmoeError(f"resume=True continues one model's training; it cannot be combined with "
-                                f"replicas={replicas}")
+                raise MmoeError(
+                    f"resume=True continues one model's training; it cannot be combined with replicas={replicas}"
+                )
         saved = None
         if resume:
             if checkpoint is None:
-                raise MmoeError("resume=True continues from a checkpoint; expected fit(..., checkpoint=PATH, "
-                                "resume=True)")
+                raise MmoeError(
+                    "resume=True continues from a checkpoint; expected fit(..., checkpoint=PATH, resume=True)"
+                )
             # A missing, damaged or foreign checkpoint fails before the data is read; training checks
             # the rest (tasks, inputs, rows) on this very state, without reading the file again.
             saved = parallel.from_first(trainer.load_checkpoint, checkpoint)  # only rank 0 reads it
-            wanted = options_identity(self.model, {**model_hyperparameters(self.model), **hyperparameters}, config,
-                                      dataset)
+            wanted = options_identity(
+                self.model, {**model_hyperparameters(self.model), **hyperparameters}, config, dataset
+            )
             check_checkpoint_identity(checkpoint, saved["identity"], wanted)
         started = time.perf_counter()
         data = self._load(X, dataset, validation)
         self._check_tasks(data)
         if self.verbose and parallel.is_first:  # every rank reads the data; one reports it
             kind = dataset["kind"] if dataset else "data"
-            _log(f"data: {kind} — {len(data.train):,} train / {len(data.validation):,} validation / "
-                 f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
-                 f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]")
+            _log(
+                f"data: {kind} — {len(data.train):,} train / {len(data.validation):,} validation / "
+                f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
+                f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]"
+            )
             if parallel.grouped:
-                _log(f"distributed: {parallel.describe()}; each step trains on a global batch of {config.batch_size} "
-                     f"rows, about {config.batch_size // parallel.world_size} per process")
+                _log(
+                    f"distributed: {parallel.describe()}; each step trains on a global batch of {config.batch_size} "
+                    f"rows, about {config.batch_size // parallel.world_size} per process"
+                )
         build_model(self.model, data.input_spec, len(data.tasks), **hyperparameters)  # checked before training
         callbacks = self._epoch_callbacks(parallel.is_first)
         replica_summary = None
@@ -233,14 +261,28 @@ class MultiTaskEstimator(BaseEstimator):
         else:
             if saved is not None and self.verbose and parallel.is_first:
                 _log(f"resuming from {checkpoint} after epoch {int(saved['epoch'])}")
-            result = fit_model(data, self.model, config, checkpoint_path=checkpoint, callbacks=callbacks,
-                               resume_from=checkpoint if resume else None, resume_state=saved, data_identity=dataset,
-                               **hyperparameters)
+            result = fit_model(
+                data,
+                self.model,
+                config,
+                checkpoint_path=checkpoint,
+                callbacks=callbacks,
+                resume_from=checkpoint if resume else None,
+                resume_state=saved,
+                data_identity=dataset,
+                **hyperparameters,
+            )
         self._set_fitted(result, data, config, dataset, replica_summary)
         return self
 
-    def _set_fitted(self, result: TrainResult, data: MultiTaskData, config: TrainConfig,
-                    dataset: dict[str, Any] | None, replicas: dict[str, Any] | None) -> None:
+    def _set_fitted(
+        self,
+        result: TrainResult,
+        data: MultiTaskData,
+        config: TrainConfig,
+        dataset: dict[str, Any] | None,
+        replicas: dict[str, Any] | None,
+    ) -> None:
         self.model_ = result.model
         self.encoder_ = data.encoder
         self.tasks_ = list(data.tasks)
@@ -259,16 +301,24 @@ class MultiTaskEstimator(BaseEstimator):
         accepted = model_hyperparameters(self.model)  # MmoeError for an unknown model
         unexpected = [name for name in self._hyperparameter_names if name not in accepted]
         if unexpected:
-            raise MmoeError(f"model {self.model} does not take {', '.join(unexpected)}; it takes "
-                            f"{', '.join(accepted)} (see `mmoe models --verbose`)")
+            raise MmoeError(
+                f"model {self.model} does not take {', '.join(unexpected)}; it takes "
+                f"{', '.join(accepted)} (see `mmoe models --verbose`)"
+            )
         return self.hyperparameters
 
     def _train_config(self) -> TrainConfig:
         # Errors name the option as this class does (TrainConfig's fields are its parameters).
-        return TrainConfig(learning_rate=self.learning_rate, batch_size=self.batch_size, epochs=self.epochs,
-                           weight_decay=self.weight_decay, patience=self.patience,
-                           task_weights=None if self.task_weights is None else tuple(self.task_weights),
-                           seed=self.seed, threads=self.threads)
+        return TrainConfig(
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            task_weights=None if self.task_weights is None else tuple(self.task_weights),
+            seed=self.seed,
+            threads=self.threads,
+        )
 
     def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:
         """The callbacks and the epoch lines (verbose 2) as the training loops' `Callback`s; in the
@@ -284,8 +334,9 @@ class MultiTaskEstimator(BaseEstimator):
             elif callable(callback):
                 listed.append(PopulationEpochFunction(callback) if self.replicas > 1 else EpochFunction(callback))
             else:
-                raise MmoeError(f"option callbacks: {callback!r} is neither a mmoe.train.callbacks.Callback nor a "
-                                f"function")
+                raise MmoeError(
+                    f"option callbacks: {callback!r} is neither a mmoe.train.callbacks.Callback nor a function"
+                )
         if self.verbose >= 2 and self.replicas == 1:
             listed.append(EpochFunction(_print_epoch))
         return listed
@@ -293,8 +344,10 @@ class MultiTaskEstimator(BaseEstimator):
     # -- data ---------------------------------------------------------------------------------------
     def _task_list(self) -> list[Task]:
         if self.tasks is None:
-            raise MmoeError("option tasks is needed to fit on a table; expected e.g. tasks={'clicked': 'binary', "
-                            "'watch_time': 'regression'}")
+            raise MmoeError(
+                "option tasks is needed to fit on a table; expected e.g. tasks={'clicked': 'binary', "
+                "'watch_time': 'regression'}"
+            )
         if isinstance(self.tasks, Mapping):
             return resolve_tasks([Task(str(name), str(kind)) for name, kind in self.tasks.items()], "option tasks")
         return resolve_tasks(self.tasks, "option tasks")
@@ -307,11 +360,15 @@ class MultiTaskEstimator(BaseEstimator):
     def _table_options(self) -> dict[str, Any]:
         """The table options of a data set description, as `mmoe train --data` writes them."""
         tasks = self._task_list()
-        return {"tasks": ",".join(f"{task.name}:{task.kind}" for task in tasks),
-                "features": [str(c) for c in _names(self.features)] or None, "column_types": self._column_types(),
-                "positive": {str(k): str(v) for k, v in (self.positive or {}).items()} or None,
-                "validation_fraction": self.validation_fraction, "test_fraction": self.test_fraction,
-                "split_seed": self.split_seed}
+        return {
+            "tasks": ",".join(f"{task.name}:{task.kind}" for task in tasks),
+            "features": [str(c) for c in _names(self.features)] or None,
+            "column_types": self._column_types(),
+            "positive": {str(k): str(v) for k, v in (self.positive or {}).items()} or None,
+            "validation_fraction": self.validation_fraction,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+        }
 
     def _describe(self, X: Any, validation: Any) -> dict[str, Any] | None:
         """The JSON description of the data (saved in config.json, so that `mmoe evaluate RUN`
@@ -325,56 +382,87 @@ class MultiTaskEstimator(BaseEstimator):
                 raise MmoeError("option validation goes with a table; a data set description brings its own split")
             spec = dict(X)
             if spec.get("kind") not in DATASET_KINDS:
-                raise MmoeError(f"data set description {spec.get('kind')!r}: expected a kind among "
-                                f"{', '.join(DATASET_KINDS)} (see mmoe.data.load_dataset)")
+                raise MmoeError(
+                    f"data set description {spec.get('kind')!r}: expected a kind among "
+                    f"{', '.join(DATASET_KINDS)} (see mmoe.data.load_dataset)"
+                )
             if self.streaming and spec["kind"] != "table":
-                raise MmoeError(f"streaming=True reads a Parquet table; the {spec['kind']} data set is loaded in memory, "
-                                f"so leave streaming out")
+                raise MmoeError(
+                    f"streaming=True reads a Parquet table; the {spec['kind']} data set is loaded in memory, "
+                    f"so leave streaming out"
+                )
             if self.streaming:
                 spec["streaming"] = True
             return spec
         if isinstance(X, (str, Path)):
             if validation is not None and not isinstance(validation, (str, Path)):
-                raise MmoeError("option validation must be a table path when the training table is a path; expected "
-                                "fit('train.csv', validation='validation.csv')")
-            return {"kind": "table", "path": str(X), **self._table_options(),
-                    "validation_path": str(validation) if validation is not None else None, "test_path": None,
-                    # Only when set, so that the descriptions (and checkpoints) of in-memory runs stay as they were.
-                    **({"streaming": True} if self.streaming else {})}
+                raise MmoeError(
+                    "option validation must be a table path when the training table is a path; expected "
+                    "fit('train.csv', validation='validation.csv')"
+                )
+            return {
+                "kind": "table",
+                "path": str(X),
+                **self._table_options(),
+                "validation_path": str(validation) if validation is not None else None,
+                "test_path": None,
+                # Only when set, so that the descriptions (and checkpoints) of in-memory runs stay as they were.
+                **({"streaming": True} if self.streaming else {}),
+            }
         if isinstance(X, pd.DataFrame):
             if self.streaming:
-                raise MmoeError("streaming=True reads a Parquet table from disk in batches; a DataFrame is in memory "
-                                "already, so leave streaming out")
+                raise MmoeError(
+                    "streaming=True reads a Parquet table from disk in batches; a DataFrame is in memory "
+                    "already, so leave streaming out"
+                )
             if validation is not None and not isinstance(validation, pd.DataFrame):
                 raise MmoeError("option validation must be a DataFrame when the training rows are one")
-            return {"kind": "dataframe", "rows": len(X), **self._table_options(),
-                    "validation_rows": len(validation) if validation is not None else None}
-        raise MmoeError(f"cannot fit on a {type(X).__name__}; expected a DataFrame, a CSV/Parquet path or folder, a "
-                        f"data set description (dict) or a MultiTaskData")
+            return {
+                "kind": "dataframe",
+                "rows": len(X),
+                **self._table_options(),
+                "validation_rows": len(validation) if validation is not None else None,
+            }
+        raise MmoeError(
+            f"cannot fit on a {type(X).__name__}; expected a DataFrame, a CSV/Parquet path or folder, a "
+            f"data set description (dict) or a MultiTaskData"
+        )
 
     def _load(self, X: Any, dataset: dict[str, Any] | None, validation: Any) -> MultiTaskData:
         if dataset is None:
             return X
         if dataset["kind"] != "dataframe":
             return load_dataset(dataset)
-        return frame_data(X, self._task_list(), features=dataset["features"], column_types=dataset["column_types"],
-                          positive=dataset["positive"], validation_fraction=self.validation_fraction,
-                          test_fraction=self.test_fraction, split_seed=self.split_seed, validation=validation)
+        return frame_data(
+            X,
+            self._task_list(),
+            features=dataset["features"],
+            column_types=dataset["column_types"],
+            positive=dataset["positive"],
+            validation_fraction=self.validation_fraction,
+            test_fraction=self.test_fraction,
+            split_seed=self.split_seed,
+            validation=validation,
+        )
 
     def _check_tasks(self, data: MultiTaskData) -> None:
         if self.tasks is None:
             return
         wanted = [task.name for task in self._task_list()]
         if wanted != data.task_names:
-            raise MmoeError(f"option tasks names {', '.join(wanted)}, but the data set's tasks are "
-                            f"{', '.join(data.task_names)}; expected the same tasks in the same order (or tasks=None)")
+            raise MmoeError(
+                f"option tasks names {', '.join(wanted)}, but the data set's tasks are "
+                f"{', '.join(data.task_names)}; expected the same tasks in the same order (or tasks=None)"
+            )
 
     # -- using the fitted model ---------------------------------------------------------------------
     def _fitted(self) -> Run:
         """The fitted state as a `Run`, which predicting, evaluating and exporting read."""
         if not self.__sklearn_is_fitted__():
-            raise NotFitted(f"this {type(self).__name__} is not fitted yet; call fit(...) (or "
-                            f"MultiTaskEstimator.load(RUN)) before using it")
+            raise NotFitted(
+                f"this {type(self).__name__} is not fitted yet; call fit(...) (or "
+                f"MultiTaskEstimator.load(RUN)) before using it"
+            )
         return Run(self.directory_ or Path(type(self).__name__), self.config_, self.model_, self.encoder_)
 
     def predict(self, X: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -409,12 +497,18 @@ class MultiTaskEstimator(BaseEstimator):
         split = features_split(run, frame, source)
         was_training = network.training
         network.eval()
-        weights = torch.cat([gates_of(split.numeric[start:start + 65_536], split.categorical[start:start + 65_536])
-                             for start in range(0, max(len(split), 1), 65_536)]).numpy()  # [rows, tasks, experts]
+        weights = torch.cat(
+            [
+                gates_of(split.numeric[start : start + 65_536], split.categorical[start : start + 65_536])
+                for start in range(0, max(len(split), 1), 65_536)
+            ]
+        ).numpy()  # [rows, tasks, experts]
         network.train(was_training)
         experts = [f"expert_{e}" for e in range(weights.shape[2])]
-        return {task.name: pd.DataFrame(weights[:, k, :], index=frame.index, columns=experts)
-                for k, task in enumerate(run.tasks)}
+        return {
+            task.name: pd.DataFrame(weights[:, k, :], index=frame.index, columns=experts)
+            for k, task in enumerate(run.tasks)
+        }
 
     # -- saving and loading -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -432,35 +526,53 @@ class MultiTaskEstimator(BaseEstimator):
         config = run.config
         dataset = config.get("dataset")
         training = config.get("training", {})
-        options: dict[str, Any] = {name: training[name] for name in
-                                   ("epochs", "batch_size", "learning_rate", "weight_decay", "patience", "seed",
-                                    "threads") if name in training}
+        options: dict[str, Any] = {
+            name: training[name]
+            for name in ("epochs", "batch_size", "learning_rate", "weight_decay", "patience", "seed", "threads")
+            if name in training
+        }
         if training.get("task_weights") is not None:
             options["task_weights"] = tuple(training["task_weights"])
         if isinstance(dataset, dict) and dataset.get("kind") in ("table", "dataframe"):
             types = dataset.get("column_types") or {}
-            options.update(features=dataset.get("features"), positive=dataset.get("positive"),
-                           numeric=[c for c, t in types.items() if t == "numeric"] or None,
-                           categorical=[c for c, t in types.items() if t == "categorical"] or None,
-                           validation_fraction=dataset.get("validation_fraction", 0.1),
-                           test_fraction=dataset.get("test_fraction", 0.1), split_seed=dataset.get("split_seed", 0),
-                           streaming=bool(dataset.get("streaming", False)))
-        hyperparameters: dict[str, Any] = {name: tuple(value) if isinstance(value, list) else value
-                           for name, value in config["hyperparameters"].items()}
-        estimator = cls(model=config["model"], tasks={task.name: task.kind for task in run.tasks}, **options,
-                        **hyperparameters)
+            options.update(
+                features=dataset.get("features"),
+                positive=dataset.get("positive"),
+                numeric=[c for c, t in types.items() if t == "numeric"] or None,
+                categorical=[c for c, t in types.items() if t == "categorical"] or None,
+                validation_fraction=dataset.get("validation_fraction", 0.1),
+                test_fraction=dataset.get("test_fraction", 0.1),
+                split_seed=dataset.get("split_seed", 0),
+                streaming=bool(dataset.get("streaming", False)),
+            )
+        hyperparameters: dict[str, Any] = {
+            name: tuple(value) if isinstance(value, list) else value
+            for name, value in config["hyperparameters"].items()
+        }
+        estimator = cls(
+            model=config["model"], tasks={task.name: task.kind for task in run.tasks}, **options, **hyperparameters
+        )
         history = _read_json(run.directory / "history.json", [])
         metrics = _read_json(run.directory / "metrics.json", {})
         replicas = _read_json(run.directory / "replicas.json", None)
         best_epoch = int(config.get("best_epoch") or 0)
         epochs = int(training.get("epochs", len(history)))
-        result = TrainResult(run.model, history, best_epoch, math.nan, float(config.get("train_seconds") or 0.0),
-                             float(config.get("samples_per_second") or 0.0), metrics,
-                             stopped_early=len(history) < epochs)
+        result = TrainResult(
+            run.model,
+            history,
+            best_epoch,
+            math.nan,
+            float(config.get("train_seconds") or 0.0),
+            float(config.get("samples_per_second") or 0.0),
+            metrics,
+            stopped_early=len(history) < epochs,
+        )
         estimator.model_, estimator.encoder_, estimator.tasks_ = run.model, run.encoder, run.tasks
         estimator.input_spec_, estimator.history_, estimator.metrics_ = run.model.input_spec, history, metrics
         estimator.best_epoch_, estimator.result_, estimator.replicas_ = best_epoch, result, replicas
-        estimator.training_ = TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__})
+        estimator.training_ = TrainConfig(
+            **{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}
+        )
         estimator.dataset_, estimator.config_, estimator.directory_ = dataset, config, run.directory
         return estimator
 
@@ -471,14 +583,17 @@ class MultiTaskEstimator(BaseEstimator):
         path = Path(path)
         if format is None:
             if path.suffix.lower() not in EXPORT_SUFFIXES:
-                raise MmoeError(f"{path}: cannot tell the export format from the suffix {path.suffix or '(none)'!r}; "
-                                f"expected .onnx, .pt or .ts, or format= one of {', '.join(FORMATS)}")
+                raise MmoeError(
+                    f"{path}: cannot tell the export format from the suffix {path.suffix or '(none)'!r}; "
+                    f"expected .onnx, .pt or .ts, or format= one of {', '.join(FORMATS)}"
+                )
             format = EXPORT_SUFFIXES[path.suffix.lower()]
         return export_model(run, path, format)
 
 
-def train_run(estimator: MultiTaskEstimator, data: Any, out: str | Path, *, resume: bool = False,
-              processes: int | None = None) -> MultiTaskEstimator:
+def train_run(
+    estimator: MultiTaskEstimator, data: Any, out: str | Path, *, resume: bool = False, processes: int | None = None
+) -> MultiTaskEstimator:
     """What `mmoe train` does, in every process: joins the torchrun process group when torchrun
     started this process (`processes`: the --distributed value, checked against it), fits
     `estimator` on `data` with the checkpoint in out/checkpoint.pt (resume: continue from it), and
@@ -490,10 +605,18 @@ def train_run(estimator: MultiTaskEstimator, data: Any, out: str | Path, *, resu
     return estimator
 
 
-def frame_data(frame: pd.DataFrame, tasks: Sequence[Task] | str, features: Sequence[str] | None = None,
-               column_types: Mapping[str, str] | None = None, positive: Mapping[str, str] | None = None,
-               validation_fraction: float = 0.1, test_fraction: float | None = 0.1, split_seed: int = 0,
-               validation: pd.DataFrame | None = None, source: str = "DataFrame") -> MultiTaskData:
+def frame_data(
+    frame: pd.DataFrame,
+    tasks: Sequence[Task] | str,
+    features: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    positive: Mapping[str, str] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float | None = 0.1,
+    split_seed: int = 0,
+    validation: pd.DataFrame | None = None,
+    source: str = "DataFrame",
+) -> MultiTaskData:
     """A DataFrame as a `MultiTaskData`, by the rules of `mmoe.data.tabular.load_table` (the same
     checks, label coding, dropped unlabelled rows, seeded split and encoder fitted on the training
     rows): `load_table` for rows already in memory."""
@@ -508,30 +631,48 @@ def frame_data(frame: pd.DataFrame, tasks: Sequence[Task] | str, features: Seque
     dropped = int((~labelled).sum())
     frame = frame.loc[labelled].reset_index(drop=True)
     if len(frame) == 0:
-        raise MmoeError(f"{source}: no row has a value in any task column ({', '.join(map(repr, task_names))}); "
-                        f"expected labelled rows")
+        raise MmoeError(
+            f"{source}: no row has a value in any task column ({', '.join(map(repr, task_names))}); "
+            f"expected labelled rows"
+        )
     train_index, validation_index, test_index = split_indices(
-        len(frame), None if validation is not None else validation_fraction, test_fraction, split_seed, source)
-    parts = {"train": (frame.iloc[train_index], source), "validation": (frame.iloc[validation_index], source),
-             "test": (frame.iloc[test_index], source)}
+        len(frame), None if validation is not None else validation_fraction, test_fraction, split_seed, source
+    )
+    parts = {
+        "train": (frame.iloc[train_index], source),
+        "validation": (frame.iloc[validation_index], source),
+        "test": (frame.iloc[test_index], source),
+    }
     if validation is not None:
         extra_source = f"{source} (validation)"
         extra = _integral_binary_labels(_checked_frame(validation, extra_source), task_list)
         missing = [column for column in feature_list + task_names if column not in extra.columns]
         if missing:
-            raise MmoeError(f"{extra_source}: missing column(s) {', '.join(map(repr, missing))}; expected the same "
-                            f"feature and task columns as the training rows")
+            raise MmoeError(
+                f"{extra_source}: missing column(s) {', '.join(map(repr, missing))}; expected the same "
+                f"feature and task columns as the training rows"
+            )
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
         parts["validation"] = (extra, extra_source)
     encoder = TableEncoder(numeric, categorical, task_list, positive_values)
     encoder.fit(parts["train"][0], source)
     splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
-    info = {"dataset": "dataframe",
-            "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-            "rows": {name: len(split) for name, split in splits.items()}, "dropped_unlabelled_rows": dropped,
-            "split_seed": split_seed}
-    return MultiTaskData(tasks=list(encoder.tasks), input_spec=encoder.input_spec, train=splits["train"],
-                         validation=splits["validation"], test=splits["test"], encoder=encoder, info=info)
+    info = {
+        "dataset": "dataframe",
+        "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
+        "rows": {name: len(split) for name, split in splits.items()},
+        "dropped_unlabelled_rows": dropped,
+        "split_seed": split_seed,
+    }
+    return MultiTaskData(
+        tasks=list(encoder.tasks),
+        input_spec=encoder.input_spec,
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        encoder=encoder,
+        info=info,
+    )
 
 
 def _checked_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -541,8 +682,9 @@ def _checked_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     names = [str(name) for name in frame.columns]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise MmoeError(f"{source}: duplicate column name(s) {', '.join(map(repr, repeated))}; expected every column "
-                        f"name once")
+        raise MmoeError(
+            f"{source}: duplicate column name(s) {', '.join(map(repr, repeated))}; expected every column name once"
+        )
     frame = frame.copy()
     frame.columns = names
     return frame
@@ -574,9 +716,11 @@ def _read_json(path: Path, default: Any) -> Any:
 
 
 def _print_epoch(entry: dict[str, Any]) -> None:
-    scores = "  ".join(f"val {task} " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()
-                                                  if name != "rows" and value is not None)
-                       for task, metrics in entry["validation"].items())
+    scores = "  ".join(
+        f"val {task} "
+        + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "rows" and value is not None)
+        for task, metrics in entry["validation"].items()
+    )
     _log(f"epoch {entry['epoch']:>3}  loss {entry['train_loss']:.4f}  {scores}{'  *' if entry['improved'] else ''}")
 
 

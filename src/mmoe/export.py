@@ -106,6 +106,14 @@ class ServingModel(nn.Module):
     Either input is None when the model has no column of that kind.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    offsets: torch.Tensor
+    cardinalities: torch.Tensor
+    binary: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, model: MultiTaskModel, means: list[float], stds: list[float], tasks: list[Task]) -> None:
         super().__init__()
         spec = model.input_spec
@@ -121,7 +129,9 @@ class ServingModel(nn.Module):
         self.register_buffer("shift", torch.tensor([task.label_mean for task in tasks], dtype=torch.float32))
 
     def forward(self, numeric: torch.Tensor | None, categorical: torch.Tensor | None) -> torch.Tensor:
-        batch = (numeric if numeric is not None else categorical).shape[0]
+        given = numeric if numeric is not None else categorical
+        assert given is not None, "a model reads numeric or categorical columns"
+        batch = given.shape[0]
         if numeric is None:  # never read by the model (it has no numeric column); keeps its call uniform
             numeric = torch.zeros(batch, 0)
         else:
@@ -174,19 +184,20 @@ def serving_model(run: Run, gather_sum: bool = False) -> nn.Module:
             for name, child in list(parent.named_children()):
                 if isinstance(child, SparseLinear):
                     setattr(parent, name, GatherSumLinear(child))
-    serving: nn.Module = ServingModel(model, encoder.means, encoder.stds, run.tasks)
+    serving = ServingModel(model, encoder.means, encoder.stds, run.tasks)
     if not serving.has_categorical:
-        serving = NumericOnly(serving)
-    elif not serving.has_numeric:
-        serving = CategoricalOnly(serving)
+        return NumericOnly(serving).eval()
+    if not serving.has_numeric:
+        return CategoricalOnly(serving).eval()
     return serving.eval()
 
 
 def input_names(run: Run) -> list[str]:
     """The exported file's inputs, in order: "numeric" and/or "categorical" (only those the model has)."""
     spec = run.model.input_spec
-    return [name for name, count in ((NUMERIC_INPUT, spec.num_numeric), (CATEGORICAL_INPUT, spec.num_categorical))
-            if count]
+    return [
+        name for name, count in ((NUMERIC_INPUT, spec.num_numeric), (CATEGORICAL_INPUT, spec.num_categorical)) if count
+    ]
 
 
 def _encoder_of(run: Run) -> TableEncoder:
@@ -267,8 +278,10 @@ def _require_onnx_exporter() -> None:
     itself accepts torch 2.2), and onnx + onnxscript."""
     major, minor = (int(part) for part in torch.__version__.split(".")[:2])
     if (major, minor) < (2, 6):
-        raise MmoeError(f"ONNX export needs torch 2.6 or later (this is torch {torch.__version__}); "
-                        f"--format torchscript works with this torch")
+        raise MmoeError(
+            f"ONNX export needs torch 2.6 or later (this is torch {torch.__version__}); "
+            f"--format torchscript works with this torch"
+        )
     missing = []
     for package in ("onnx", "onnxscript"):
         try:
@@ -276,8 +289,10 @@ def _require_onnx_exporter() -> None:
         except ImportError:
             missing.append(package)
     if missing:
-        raise MmoeError(f"ONNX export needs the package(s) {', '.join(missing)}, which are not installed; "
-                        f"{INSTALL_HINT} (or --format torchscript, which needs only torch)")
+        raise MmoeError(
+            f"ONNX export needs the package(s) {', '.join(missing)}, which are not installed; "
+            f"{INSTALL_HINT} (or --format torchscript, which needs only torch)"
+        )
 
 
 @contextmanager
@@ -303,11 +318,20 @@ def _export_onnx(run: Run, out: Path, verify: bool) -> int:
     batch = torch.export.Dim("batch")
     with _quiet_exporter(), torch.no_grad():
         try:
-            program = torch.onnx.export(serving, example, input_names=names, output_names=[OUTPUT],
-                                        dynamic_shapes=tuple({0: batch} for _ in names), dynamo=True,
-                                        external_data=False, verbose=False)
+            program = torch.onnx.export(
+                serving,
+                example,
+                input_names=names,
+                output_names=[OUTPUT],
+                dynamic_shapes=tuple({0: batch} for _ in names),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
         except Exception as error:  # the exporter's own errors are long; this is a bug, not bad input
             raise RuntimeError(f"ONNX export of model {run.model.name} failed: {error}") from error
+    if program is None:  # torch returns None only when asked to write the file itself
+        raise RuntimeError(f"ONNX export of model {run.model.name} returned no program")
     opset = int(program.model.opset_imports.get("", 0))
 
     def write(temp: Path) -> None:
@@ -356,8 +380,10 @@ def _check_close(run: Run, got: np.ndarray, inputs: tuple[torch.Tensor, ...], wh
     expected = _predicted(run, inputs)
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
         difference = np.abs(got - expected).max() if got.shape == expected.shape else f"shape {got.shape}"
-        raise RuntimeError(f"{what} export of model {run.model.name} does not reproduce the model "
-                           f"(max difference {difference} on {len(expected)} check rows)")
+        raise RuntimeError(
+            f"{what} export of model {run.model.name} does not reproduce the model "
+            f"(max difference {difference} on {len(expected)} check rows)"
+        )
 
 
 def _predicted(run: Run, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
@@ -370,7 +396,9 @@ def _predicted(run: Run, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
     codes = parts[CATEGORICAL_INPUT].numpy() if CATEGORICAL_INPUT in parts else np.zeros((rows, 0), dtype=np.int64)
     codes = np.where((codes >= 0) & (codes < np.asarray(spec.cardinalities, dtype=np.int64)), codes, UNSEEN_CODE)
     numeric, categorical = _encoder_of(run).model_inputs(raw, codes)
-    split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical), torch.full((rows, len(run.tasks)), math.nan))
+    split = Split(
+        torch.from_numpy(numeric), torch.from_numpy(categorical), torch.full((rows, len(run.tasks)), math.nan)
+    )
     return predictions_of(run.model, run.tasks, split)
 
 
@@ -380,24 +408,35 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
     inputs and read the outputs without the run directory."""
     encoder = _encoder_of(run)
     spec = run.model.input_spec
-    inputs = []
+    inputs: list[dict[str, Any]] = []
     if spec.num_numeric:
-        inputs.append({
-            "name": NUMERIC_INPUT, "dtype": "float64", "shape": ["batch", spec.num_numeric],
-            "columns": list(spec.numeric),
-            "meaning": "the numeric columns in the table's own units (standardised inside the model); "
-                       "NaN for a missing value (the model uses the training mean)"})
+        inputs.append(
+            {
+                "name": NUMERIC_INPUT,
+                "dtype": "float64",
+                "shape": ["batch", spec.num_numeric],
+                "columns": list(spec.numeric),
+                "meaning": "the numeric columns in the table's own units (standardised inside the model); "
+                "NaN for a missing value (the model uses the training mean)",
+            }
+        )
     if spec.num_categorical:
-        inputs.append({
-            "name": CATEGORICAL_INPUT, "dtype": "int64", "shape": ["batch", spec.num_categorical],
-            "columns": list(spec.categorical),
-            "meaning": f"per column, 1 + the value's position in vocabularies[column]; {UNSEEN_CODE} for a value "
-                       f"not in it (unseen in training); a missing value is the category missing_category; a code "
-                       f"out of range counts as unseen",
-            "unseen_code": UNSEEN_CODE,
-            "missing_category": MISSING_CATEGORY,
-            "vocabularies": {column: list(vocabulary)
-                             for column, vocabulary in zip(spec.categorical, encoder.vocabularies)}})
+        inputs.append(
+            {
+                "name": CATEGORICAL_INPUT,
+                "dtype": "int64",
+                "shape": ["batch", spec.num_categorical],
+                "columns": list(spec.categorical),
+                "meaning": f"per column, 1 + the value's position in vocabularies[column]; {UNSEEN_CODE} for a value "
+                f"not in it (unseen in training); a missing value is the category missing_category; a code "
+                f"out of range counts as unseen",
+                "unseen_code": UNSEEN_CODE,
+                "missing_category": MISSING_CATEGORY,
+                "vocabularies": {
+                    column: list(vocabulary) for column, vocabulary in zip(spec.categorical, encoder.vocabularies)
+                },
+            }
+        )
     tasks = run.tasks
     return {
         "signature_version": SIGNATURE_VERSION,
@@ -408,11 +447,17 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
         "hyperparameters": run.model.hyperparameters,
         "run": str(run.directory),
         "inputs": inputs,
-        "outputs": [{
-            "name": OUTPUT, "dtype": "float32", "shape": ["batch", len(tasks)],
-            "columns": [task.name for task in tasks], "kinds": [task.kind for task in tasks],
-            "meaning": "per task, as `mmoe predict` prints it: the positive class's probability (binary) "
-                       "or the value in the label's own units (regression)"}],
+        "outputs": [
+            {
+                "name": OUTPUT,
+                "dtype": "float32",
+                "shape": ["batch", len(tasks)],
+                "columns": [task.name for task in tasks],
+                "kinds": [task.kind for task in tasks],
+                "meaning": "per task, as `mmoe predict` prints it: the positive class's probability (binary) "
+                "or the value in the label's own units (regression)",
+            }
+        ],
         "encoder": encoder.to_dict(),
         "versions": {"mmoe": __version__, "torch": torch.__version__},
     }
@@ -426,8 +471,9 @@ def load_signature(path: str | Path) -> dict[str, Any]:
     try:
         signature = json.loads(path.read_text())
     except FileNotFoundError:
-        raise MmoeError(f"{path}: no such file; expected the signature JSON `mmoe export` writes beside its file") \
-            from None
+        raise MmoeError(
+            f"{path}: no such file; expected the signature JSON `mmoe export` writes beside its file"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MmoeError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(signature, dict) or "inputs" not in signature or "encoder" not in signature:
@@ -435,8 +481,9 @@ def load_signature(path: str | Path) -> dict[str, Any]:
     return signature
 
 
-def encode_inputs(frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path,
-                  source: str = "data") -> dict[str, np.ndarray]:
+def encode_inputs(
+    frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path, source: str = "data"
+) -> dict[str, np.ndarray]:
     """The exported file's inputs for `frame`'s rows, by input name, in the signature's order:
     "numeric" float64 [N, num_numeric] in the table's units (NaN where missing) and/or
     "categorical" int64 [N, num_categorical] per-column codes (0 = unseen in training).
@@ -450,9 +497,11 @@ def encode_inputs(frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path
     wanted = encoder.numeric + encoder.categorical
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
-        raise MmoeError(f"{source}: missing column(s) {', '.join(map(repr, missing[:5]))}"
-                        f"{', ...' if len(missing) > 5 else ''}; the exported model reads {len(wanted)} columns, "
-                        f"named in its signature's inputs")
+        raise MmoeError(
+            f"{source}: missing column(s) {', '.join(map(repr, missing[:5]))}"
+            f"{', ...' if len(missing) > 5 else ''}; the exported model reads {len(wanted)} columns, "
+            f"named in its signature's inputs"
+        )
     arrays: dict[str, np.ndarray] = {}
     for entry in signature["inputs"]:
         # The encoder's own conversion, before the standardising and offsets the model does itself,
@@ -467,5 +516,14 @@ def encode_inputs(frame: pd.DataFrame, signature: Mapping[str, Any] | str | Path
     return arrays
 
 
-__all__ = ["FORMATS", "build_signature", "encode_inputs", "export_model", "export_run", "input_names", "load_signature",
-           "serving_model", "signature_path"]
+__all__ = [
+    "FORMATS",
+    "build_signature",
+    "encode_inputs",
+    "export_model",
+    "export_run",
+    "input_names",
+    "load_signature",
+    "serving_model",
+    "signature_path",
+]

@@ -39,8 +39,9 @@ BATCH_ROWS = 65_536
 
 
 # -- the one predict path ---------------------------------------------------------------------------
-def predictions_of(model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource,
-                   batch_size: int = BATCH_ROWS) -> np.ndarray:
+def predictions_of(
+    model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource, batch_size: int = BATCH_ROWS
+) -> np.ndarray:
     """[N, K] float32: per task, the positive class's probability (binary) or the value in the
     label's own units (regression), for encoded rows in memory or read batch by batch."""
     return to_predictions(tasks, predict_outputs(model, rows, batch_size)).numpy()
@@ -60,7 +61,9 @@ def predict_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_siz
     return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(tasks)}, index=frame.index)
 
 
-def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> dict[str, dict]:
+def evaluate_frame(
+    run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS
+) -> dict[str, dict]:
     """{task: metrics} on a labelled table (each task on the rows that have its label)."""
     split = run.require_encoder(source).transform(frame, source)
     return evaluate_source(run.model, run.tasks, split, batch_size)
@@ -69,8 +72,9 @@ def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_si
 # -- tables read batch by batch ---------------------------------------------------------------------
 def _table_rows(run: Run, path: str | Path, labels: bool) -> tuple[ParquetTable, BatchEncoder]:
     """A table to evaluate or predict on, with the run's saved encoder (labels: read the tasks too)."""
-    return encoded_table(path, run.require_encoder(path), labels,
-                         f"; expected the columns the run {run.directory} was trained on")
+    return encoded_table(
+        path, run.require_encoder(path), labels, f"; expected the columns the run {run.directory} was trained on"
+    )
 
 
 class _TableBatches:
@@ -89,8 +93,9 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) ->
     """Metrics of a run trained with streaming on one split of its own table, read in one pass
     with the saved encoder (the split rule picks the same rows as in training)."""
     spec = run.config["dataset"]
-    rows = run_split_rows(spec, run.require_encoder(spec["path"]), split,
-                          f" that the run {run.directory} was trained on")
+    rows = run_split_rows(
+        spec, run.require_encoder(spec["path"]), split, f" that the run {run.directory} was trained on"
+    )
     return evaluate_source(run.model, run.tasks, rows.sample(None), batch_size)
 
 
@@ -118,12 +123,16 @@ def _check_keep(keep: Sequence[str], columns: Sequence[str], tasks: list[Task], 
     keep = list(keep)
     missing = [c for c in keep if c not in columns]
     if missing:
-        raise MmoeError(f"{source}: option keep names column(s) {', '.join(map(repr, missing))} that are not in the "
-                        f"table; expected input columns to copy into the predictions")
+        raise MmoeError(
+            f"{source}: option keep names column(s) {', '.join(map(repr, missing))} that are not in the "
+            f"table; expected input columns to copy into the predictions"
+        )
     clash = [c for c in keep if c in {task.name for task in tasks}]
     if clash:
-        raise MmoeError(f"option keep names column(s) {', '.join(map(repr, clash))} that share a task's name; expected "
-                        f"other columns")
+        raise MmoeError(
+            f"option keep names column(s) {', '.join(map(repr, clash))} that share a task's name; expected "
+            f"other columns"
+        )
     return keep
 
 
@@ -135,8 +144,11 @@ def _frames_of_table(run: Run, path: str | Path, keep: Sequence[str], batch_size
     columns = list(dict.fromkeys(batch_encoder.columns + keep))
     for file, first, _, batch in table.read(columns, batch_size):
         numeric, categorical, _ = batch_encoder.encode(batch, str(table.files[file]), first, labels=False)
-        split = Split(torch.from_numpy(numeric), torch.from_numpy(categorical),
-                      torch.full((batch.num_rows, len(tasks)), float("nan")))
+        split = Split(
+            torch.from_numpy(numeric),
+            torch.from_numpy(categorical),
+            torch.full((batch.num_rows, len(tasks)), float("nan")),
+        )
         predictions = predictions_of(run.model, tasks, split, batch_size)
         frame = batch.select(keep).to_pandas() if keep else pd.DataFrame(index=range(batch.num_rows))
         for k, task in enumerate(tasks):
@@ -144,8 +156,14 @@ def _frames_of_table(run: Run, path: str | Path, keep: Sequence[str], batch_size
         yield frame
 
 
-def write_predictions(run: Run, data: str | Path, out: str | Path, keep: Sequence[str] = (), streaming: bool = False,
-                      batch_size: int = BATCH_ROWS) -> int:
+def write_predictions(
+    run: Run,
+    data: str | Path,
+    out: str | Path,
+    keep: Sequence[str] = (),
+    streaming: bool = False,
+    batch_size: int = BATCH_ROWS,
+) -> int:
     """What `mmoe predict` does: the run's predictions for the table `data` written to `out`
     (.parquet or .pq: Parquet, else CSV), the `keep` columns first, then one column per task,
     atomically (an error leaves no file). streaming: read `data` (Parquet) and write `out` batch
@@ -181,5 +199,13 @@ def write_predictions(run: Run, data: str | Path, out: str | Path, keep: Sequenc
     return written
 
 
-__all__ = ["evaluate", "evaluate_frame", "evaluate_run", "evaluate_table", "features_split", "predict_frame",
-           "predictions_of", "write_predictions"]
+__all__ = [
+    "evaluate",
+    "evaluate_frame",
+    "evaluate_run",
+    "evaluate_table",
+    "features_split",
+    "predict_frame",
+    "predictions_of",
+    "write_predictions",
+]

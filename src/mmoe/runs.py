@@ -36,15 +36,29 @@ from mmoe.train.trainer import TrainConfig, TrainResult, evaluate
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-RUN_FILES = ("model.pt", "encoder.json", "config.json", "metrics.json", "history.json", CHECKPOINT_FILE,
-             "replicas.json")
+RUN_FILES = (
+    "model.pt",
+    "encoder.json",
+    "config.json",
+    "metrics.json",
+    "history.json",
+    CHECKPOINT_FILE,
+    "replicas.json",
+)
 # What a run's config.json must hold to be loaded; a directory without one of them was written by
 # an mmoe older than the run format (or by something else), and is refused with how to convert it.
 CONFIG_KEYS = ("dataset", "model", "hyperparameters", "training", "tasks", "input_spec")
 
 
-def run_config(dataset: dict[str, Any] | None, model: MultiTaskModel, tasks: list[Task], input_spec: InputSpec,
-               training: TrainConfig, result: TrainResult, data_info: dict[str, Any]) -> dict[str, Any]:
+def run_config(
+    dataset: dict[str, Any] | None,
+    model: MultiTaskModel,
+    tasks: list[Task],
+    input_spec: InputSpec,
+    training: TrainConfig,
+    result: TrainResult,
+    data_info: dict[str, Any],
+) -> dict[str, Any]:
     """The content of a run's config.json: how to get the data again (`dataset`, the description
     `mmoe.data.load_dataset` takes; None when the rows were given in memory), the model, the
     training options, the fitted tasks and inputs, and the versions that wrote it."""
@@ -66,14 +80,25 @@ def run_config(dataset: dict[str, Any] | None, model: MultiTaskModel, tasks: lis
     }
 
 
-def write_run(directory: str | Path, config: dict[str, Any], model: MultiTaskModel, encoder: TableEncoder | None,
-              result: TrainResult, replicas: dict[str, Any] | None = None) -> Path:
+def write_run(
+    directory: str | Path,
+    config: dict[str, Any],
+    model: MultiTaskModel,
+    encoder: TableEncoder | None,
+    result: TrainResult,
+    replicas: dict[str, Any] | None = None,
+) -> Path:
     """Writes a run's files (see the module docstring) into `directory`: `config` (`run_config`)
     as config.json, the model, the encoder, the history and metrics of `result`, and
     replicas.json when `replicas` is given."""
     directory = Path(directory)
-    weights = {"model": model.name, "hyperparameters": model.hyperparameters, "num_tasks": model.num_tasks,
-               "input_spec": model.input_spec.to_dict(), "state_dict": model.state_dict()}
+    weights = {
+        "model": model.name,
+        "hyperparameters": model.hyperparameters,
+        "num_tasks": model.num_tasks,
+        "input_spec": model.input_spec.to_dict(),
+        "state_dict": model.state_dict(),
+    }
     atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
     if encoder is not None:
         encoder.save(directory / "encoder.json")
@@ -85,8 +110,9 @@ def write_run(directory: str | Path, config: dict[str, Any], model: MultiTaskMod
     return directory
 
 
-def save_run(directory: str | Path, dataset: dict[str, Any] | None, data: MultiTaskData, result: TrainResult,
-             config: TrainConfig) -> Path:
+def save_run(
+    directory: str | Path, dataset: dict[str, Any] | None, data: MultiTaskData, result: TrainResult, config: TrainConfig
+) -> Path:
     """Writes the run of `result`, trained on `data` (described by `dataset`), into `directory`."""
     written = run_config(dataset, result.model, data.tasks, data.input_spec, config, result, data.info)
     return write_run(directory, written, result.model, data.encoder, result)
@@ -97,16 +123,19 @@ def load_model(path: str | Path) -> MultiTaskModel:
     path = Path(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_model(saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"],
-                            **saved["hyperparameters"])
+        model = build_model(
+            saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"], **saved["hyperparameters"]
+        )
         model.load_state_dict(saved["state_dict"])
     except MmoeError:
         raise
     except FileNotFoundError:
         raise MmoeError(f"{path}: no such file; expected the model.pt of a run made by `mmoe train`") from None
     except Exception as error:  # torch.load / load_state_dict fail in many ways on a damaged file
-        raise MmoeError(f"{path}: not a readable mmoe model file ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+        raise MmoeError(
+            f"{path}: not a readable mmoe model file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'})"
+        ) from None
     model.eval()
     return model
 
@@ -116,15 +145,25 @@ def _check_model_matches_config(directory: Path, model: MultiTaskModel, config: 
     pass (or, worse, predict quietly when the shapes happen to agree)."""
     from mmoe.io import to_jsonable
 
-    written = {"model": model.name, "hyperparameters": to_jsonable(model.hyperparameters),
-               "tasks": model.num_tasks, "input_spec": model.input_spec.to_dict()}
-    expected = {"model": config.get("model"), "hyperparameters": to_jsonable(config.get("hyperparameters")),
-                "tasks": len(config.get("tasks") or []), "input_spec": config.get("input_spec")}
+    written = {
+        "model": model.name,
+        "hyperparameters": to_jsonable(model.hyperparameters),
+        "tasks": model.num_tasks,
+        "input_spec": model.input_spec.to_dict(),
+    }
+    expected = {
+        "model": config.get("model"),
+        "hyperparameters": to_jsonable(config.get("hyperparameters")),
+        "tasks": len(config.get("tasks") or []),
+        "input_spec": config.get("input_spec"),
+    }
     different = [key for key in written if to_jsonable(written[key]) != to_jsonable(expected[key])]
     if different:
         shown = "; ".join(f"{key} {_brief(written[key])} vs {_brief(expected[key])}" for key in different)
-        raise MmoeError(f"{directory / 'model.pt'}: the model does not belong to this run ({shown} in config.json); "
-                        f"expected the model.pt that `mmoe train` wrote next to this config.json")
+        raise MmoeError(
+            f"{directory / 'model.pt'}: the model does not belong to this run ({shown} in config.json); "
+            f"expected the model.pt that `mmoe train` wrote next to this config.json"
+        )
 
 
 def _brief(value: Any, limit: int = 80) -> str:
@@ -154,17 +193,21 @@ class Run:
         directory = Path(directory)
         config_path = directory / "config.json"
         if not config_path.is_file():
-            raise MmoeError(f"{directory}: not a run directory (no config.json); expected the --out of `mmoe train` "
-                            f"or a directory written by MultiTaskEstimator.save")
+            raise MmoeError(
+                f"{directory}: not a run directory (no config.json); expected the --out of `mmoe train` "
+                f"or a directory written by MultiTaskEstimator.save"
+            )
         try:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as error:
             raise MmoeError(f"{config_path}: not valid JSON ({error})") from None
         missing = [key for key in CONFIG_KEYS if not isinstance(config, dict) or key not in config]
         if missing:
-            raise MmoeError(f"{config_path}: no {', '.join(missing)}; this run was written by another program or an "
-                            f"older mmoe; convert it by training it again: `mmoe train --config {config_path} "
-                            f"--out NEW_RUN`")
+            raise MmoeError(
+                f"{config_path}: no {', '.join(missing)}; this run was written by another program or an "
+                f"older mmoe; convert it by training it again: `mmoe train --config {config_path} "
+                f"--out NEW_RUN`"
+            )
         encoder_path = directory / "encoder.json"
         encoder = TableEncoder.load(encoder_path) if encoder_path.is_file() else None
         model = load_model(directory / "model.pt")
@@ -175,9 +218,11 @@ class Run:
         """The run's own data set, loaded again from its description (the same split)."""
         spec = self.config["dataset"]
         if not isinstance(spec, dict) or spec.get("kind") not in DATASET_KINDS:
-            raise MmoeError(f"{self.directory}: the model was fitted on rows given in memory (a DataFrame), which "
-                            f"the run cannot load again; expected a labelled table to evaluate on (--data TABLE, "
-                            f"or MultiTaskEstimator.score(frame))")
+            raise MmoeError(
+                f"{self.directory}: the model was fitted on rows given in memory (a DataFrame), which "
+                f"the run cannot load again; expected a labelled table to evaluate on (--data TABLE, "
+                f"or MultiTaskEstimator.score(frame))"
+            )
         return load_dataset(spec)
 
     def evaluate(self, split: str = "test") -> dict[str, dict]:
@@ -190,10 +235,23 @@ class Run:
     def require_encoder(self, source: str | Path) -> TableEncoder:
         """The fitted encoder; MmoeError when the run has none to encode `source` with."""
         if self.encoder is None:
-            raise MmoeError(f"{self.directory}: the run has no encoder.json, so it cannot encode {source}; expected a "
-                            f"run trained on a table")
+            raise MmoeError(
+                f"{self.directory}: the run has no encoder.json, so it cannot encode {source}; expected a "
+                f"run trained on a table"
+            )
         return self.encoder
 
 
-__all__ = ["CHECKPOINT_FILE", "RUN_FILES", "Run", "evaluate_predictions", "fit", "fit_replicas", "load_model",
-           "run_config", "save_run", "summarize_replicas", "write_run"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "RUN_FILES",
+    "Run",
+    "evaluate_predictions",
+    "fit",
+    "fit_replicas",
+    "load_model",
+    "run_config",
+    "save_run",
+    "summarize_replicas",
+    "write_run",
+]

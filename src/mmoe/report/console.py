@@ -74,8 +74,13 @@ class TrainProgress(Callback):
 
     def on_population_epoch_end(self, epoch: int, still_training: int) -> None:
         if self.bar is None:
-            self.bar = tqdm(total=self.epochs, desc=f"{self.replicas} replicas", unit="epoch",
-                            disable=not self.enabled, file=sys.stderr)
+            self.bar = tqdm(
+                total=self.epochs,
+                desc=f"{self.replicas} replicas",
+                unit="epoch",
+                disable=not self.enabled,
+                file=sys.stderr,
+            )
         self.bar.set_postfix_str(f"{still_training} still training")
         self.bar.update(1)
 
