@@ -36,16 +36,7 @@ from sklearn.exceptions import NotFittedError
 
 from mmoe.data import DATASET_KINDS, load_dataset
 from mmoe.data.dataset import MultiTaskData, Task
-from mmoe.data.encoders import TableEncoder
-from mmoe.data.tabular import (
-    _integral_binary_labels,
-    _validate_frame,
-    infer_column_types,
-    read_table,
-    resolve_columns,
-    resolve_tasks,
-    split_indices,
-)
+from mmoe.data.tabular import read_table, resolve_tasks, table_data
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
 from mmoe.models import build_model, model_hyperparameters
@@ -617,61 +608,23 @@ def frame_data(
     validation: pd.DataFrame | None = None,
     source: str = "DataFrame",
 ) -> MultiTaskData:
-    """A DataFrame as a `MultiTaskData`, by the rules of `mmoe.data.tabular.load_table` (the same
-    checks, label coding, dropped unlabelled rows, seeded split and encoder fitted on the training
-    rows): `load_table` for rows already in memory."""
-    task_list = resolve_tasks(tasks, source)
-    task_names = [task.name for task in task_list]
-    frame = _checked_frame(frame, source)
-    frame = _integral_binary_labels(frame, task_list)
-    feature_list, positive_values = resolve_columns(list(frame.columns), source, task_list, features, positive)
-    numeric, categorical = infer_column_types(frame, feature_list, column_types)
-    labels = _validate_frame(frame, source, numeric, task_list, positive_values)
-    labelled = ~np.isnan(labels).all(axis=1)
-    dropped = int((~labelled).sum())
-    frame = frame.loc[labelled].reset_index(drop=True)
-    if len(frame) == 0:
-        raise MmoeError(
-            f"{source}: no row has a value in any task column ({', '.join(map(repr, task_names))}); "
-            f"expected labelled rows"
-        )
-    train_index, validation_index, test_index = split_indices(
-        len(frame), None if validation is not None else validation_fraction, test_fraction, split_seed, source
-    )
-    parts = {
-        "train": (frame.iloc[train_index], source),
-        "validation": (frame.iloc[validation_index], source),
-        "test": (frame.iloc[test_index], source),
-    }
-    if validation is not None:
-        extra_source = f"{source} (validation)"
-        extra = _integral_binary_labels(_checked_frame(validation, extra_source), task_list)
-        missing = [column for column in feature_list + task_names if column not in extra.columns]
-        if missing:
-            raise MmoeError(
-                f"{extra_source}: missing column(s) {', '.join(map(repr, missing))}; expected the same "
-                f"feature and task columns as the training rows"
-            )
-        _validate_frame(extra, extra_source, numeric, task_list, positive_values)
-        parts["validation"] = (extra, extra_source)
-    encoder = TableEncoder(numeric, categorical, task_list, positive_values)
-    encoder.fit(parts["train"][0], source)
-    splits = {name: encoder.transform(part, part_source) for name, (part, part_source) in parts.items()}
-    info = {
-        "dataset": "dataframe",
-        "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
-        "rows": {name: len(split) for name, split in splits.items()},
-        "dropped_unlabelled_rows": dropped,
-        "split_seed": split_seed,
-    }
-    return MultiTaskData(
-        tasks=list(encoder.tasks),
-        input_spec=encoder.input_spec,
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
-        encoder=encoder,
-        info=info,
+    """A DataFrame as a `MultiTaskData`: `mmoe.data.tabular.load_table` for rows already in memory
+    (the same checks, label coding, dropped unlabelled rows, seeded split and encoder fitted on the
+    training rows; `validation` replaces validation_fraction of `frame`)."""
+    return table_data(
+        _checked_frame(frame, source),
+        source,
+        tasks,
+        features,
+        column_types,
+        positive,
+        validation_fraction,
+        test_fraction,
+        split_seed,
+        validation=None
+        if validation is None
+        else (_checked_frame(validation, f"{source} (validation)"), f"{source} (validation)"),
+        kind="dataframe",
     )
 
 

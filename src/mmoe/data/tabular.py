@@ -520,17 +520,60 @@ def load_table(
     The encoder is fitted on the training rows only.
     """
     task_list = resolve_tasks(tasks, str(path))
-    task_names = [task.name for task in task_list]
-    source = str(path)
+    frame = read_table(path, delimiter)
+    extras = {
+        name: None if extra is None else (read_table(extra, delimiter), str(extra))
+        for name, extra in (("validation", validation_path), ("test", test_path))
+    }
+    data = table_data(
+        frame,
+        str(path),
+        task_list,
+        features,
+        column_types,
+        positive,
+        validation_fraction,
+        test_fraction,
+        split_seed,
+        validation=extras["validation"],
+        test=extras["test"],
+        header_hint=_delimiter_hint(frame, delimiter),
+    )
+    for name, extra in (("validation", validation_path), ("test", test_path)):
+        if extra is not None:
+            data.info[f"{name}_path"] = str(extra)
+    return data
 
-    frame = _integral_binary_labels(read_table(path, delimiter), task_list)
+
+def table_data(
+    frame: pd.DataFrame,
+    source: str,
+    tasks: Sequence[Task] | str,
+    features: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    positive: Mapping[str, str] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float | None = 0.1,
+    split_seed: int = 0,
+    validation: tuple[pd.DataFrame, str] | None = None,
+    test: tuple[pd.DataFrame, str] | None = None,
+    header_hint: str = "",
+    kind: str = "table",
+) -> MultiTaskData:
+    """Rows already read (`source` names them in messages) as a `MultiTaskData`, by `load_table`'s
+    rules: every value checked against the whole table, unlabelled rows dropped, the seeded split
+    (validation / test: (rows, their source) to use instead of a fraction of `frame`), the encoder
+    fitted on the training rows. test_fraction None: no test rows. kind: info["dataset"]."""
+    task_list = resolve_tasks(tasks, source)
+    task_names = [task.name for task in task_list]
+    frame = _integral_binary_labels(frame, task_list)
     feature_list, positive_values = resolve_columns(
-        list(frame.columns), source, task_list, features, positive, _delimiter_hint(frame, delimiter)
+        list(frame.columns), source, task_list, features, positive, header_hint
     )
     numeric, categorical = infer_column_types(frame, feature_list, column_types)
 
-    # Check every value against the whole file before splitting, so that an error names the row
-    # as it is in the file rather than its position inside a shuffled split.
+    # Check every value against the whole table before splitting, so that an error names the row
+    # as it is in the table rather than its position inside a shuffled split.
     labels = _validate_frame(frame, source, numeric, task_list, positive_values)
     labelled = ~np.isnan(labels).all(axis=1)
     dropped = int((~labelled).sum())
@@ -542,18 +585,18 @@ def load_table(
 
     train_index, validation_index, test_index = split_indices(
         len(frame),
-        None if validation_path is not None else validation_fraction,
-        None if test_path is not None else test_fraction,
+        None if validation is not None else validation_fraction,
+        None if test is not None else test_fraction,
         split_seed,
         source,
     )
     parts = {"train": (frame.iloc[train_index], source)}
-    for name, index, extra_path in (("validation", validation_index, validation_path), ("test", test_index, test_path)):
-        if extra_path is None:
+    for name, index, extra_rows in (("validation", validation_index, validation), ("test", test_index, test)):
+        if extra_rows is None:
             parts[name] = (frame.iloc[index], source)
             continue
-        extra = _integral_binary_labels(read_table(extra_path, delimiter), task_list)
-        extra_source = str(extra_path)
+        extra, extra_source = extra_rows
+        extra = _integral_binary_labels(extra, task_list)
         missing = [column for column in feature_list + task_names if column not in extra.columns]
         if missing:
             raise MmoeError(
@@ -563,18 +606,14 @@ def load_table(
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
         parts[name] = (extra, extra_source)
 
-    info = {
-        "dataset": "table",
-        "path": source,
+    info: dict[str, Any] = {
+        "dataset": kind,
+        **({"path": source} if kind == "table" else {}),
         "column_types": {column: ("numeric" if column in numeric else "categorical") for column in feature_list},
         "rows": None,  # the split sizes, filled in by fit_encode
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
     }
-    if validation_path is not None:
-        info["validation_path"] = str(validation_path)
-    if test_path is not None:
-        info["test_path"] = str(test_path)
     return fit_encode(TableEncoder(numeric, categorical, task_list, positive_values), parts, info)
 
 
