@@ -51,17 +51,32 @@ class InputSpec:
     numeric: names of the standardised numeric columns, in tensor order.
     categorical: names of the categorical columns, in tensor order.
     cardinalities: per categorical column, its number of slots including the reserved slot 0 for
-        values unseen in training. Column j's indices live in
-        [offsets[j], offsets[j] + cardinalities[j]) of one shared vocabulary.
+        values unseen in training.
+    embedding_dims: per categorical column, how it enters the model: 0 = one-hot into the first
+        layer (the paper's input x = [numeric; one-hot categories]), e > 0 = a learned embedding of
+        dimension e, concatenated with the numeric columns (the recommender input for columns with
+        many values). () = every column one-hot (specs written before embeddings existed).
+
+    The two kinds of columns index two vocabularies: column j's indices live in
+    [offsets[j], offsets[j] + cardinalities[j]) of the one-hot vocabulary (`vocabulary_size`
+    slots) when it is one-hot, of the embedding vocabulary (`embedding_vocabulary_size` rows)
+    when it is embedded.
     """
 
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     cardinalities: tuple[int, ...] = ()
+    embedding_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.categorical) != len(self.cardinalities):
             raise ValueError("InputSpec: one cardinality per categorical column")
+        if self.embedding_dims and len(self.embedding_dims) != len(self.categorical):
+            raise ValueError("InputSpec: one embedding dimension (0: one-hot) per categorical column, or none")
+        if any(dim < 0 for dim in self.embedding_dims):
+            raise ValueError(
+                f"InputSpec: embedding dimensions must be 0 (one-hot) or positive, got {self.embedding_dims}"
+            )
 
     @property
     def num_numeric(self) -> int:
@@ -72,32 +87,69 @@ class InputSpec:
         return len(self.categorical)
 
     @property
+    def column_embedding_dims(self) -> tuple[int, ...]:
+        """Per categorical column: 0 (one-hot) or its embedding dimension."""
+        return self.embedding_dims or (0,) * self.num_categorical
+
+    @property
+    def one_hot_columns(self) -> list[int]:
+        """Positions (in `categorical`) of the one-hot columns."""
+        return [j for j, dim in enumerate(self.column_embedding_dims) if dim == 0]
+
+    @property
+    def embedded_columns(self) -> list[int]:
+        """Positions (in `categorical`) of the embedded columns."""
+        return [j for j, dim in enumerate(self.column_embedding_dims) if dim > 0]
+
+    @property
     def vocabulary_size(self) -> int:
-        return sum(self.cardinalities)
+        """Slots of the one-hot vocabulary (the one-hot columns' cardinalities)."""
+        return sum(self.cardinalities[j] for j in self.one_hot_columns)
+
+    @property
+    def embedding_vocabulary_size(self) -> int:
+        """Rows of the embedding vocabulary (the embedded columns' cardinalities)."""
+        return sum(self.cardinalities[j] for j in self.embedded_columns)
+
+    @property
+    def embedding_width(self) -> int:
+        """Sum of the embedded columns' dimensions: their part of the dense input."""
+        return sum(self.column_embedding_dims)
 
     @property
     def offsets(self) -> list[int]:
-        starts, total = [], 0
-        for cardinality in self.cardinalities:
-            starts.append(total)
-            total += cardinality
+        """Per categorical column, where its indices start in its kind's vocabulary."""
+        starts, totals = [], {False: 0, True: 0}
+        for cardinality, dim in zip(self.cardinalities, self.column_embedding_dims):
+            starts.append(totals[dim > 0])
+            totals[dim > 0] += cardinality
         return starts
 
     @property
     def one_hot_dim(self) -> int:
-        """Width d of the dense input the paper's formulas use: numeric columns plus one-hot slots."""
-        return self.num_numeric + self.vocabulary_size
+        """Width d of the dense input the paper's formulas use: numeric columns plus one-hot slots
+        (plus the embeddings' dimensions where columns are embedded)."""
+        return self.num_numeric + self.vocabulary_size + self.embedding_width
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "numeric": list(self.numeric),
             "categorical": list(self.categorical),
             "cardinalities": list(self.cardinalities),
         }
+        if any(self.embedding_dims):  # absent when every column is one-hot, as written before embeddings
+            data["embedding_dims"] = list(self.embedding_dims)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
-        return cls(tuple(data["numeric"]), tuple(data["categorical"]), tuple(int(c) for c in data["cardinalities"]))
+        dims = tuple(int(d) for d in data.get("embedding_dims") or ())
+        return cls(
+            tuple(data["numeric"]),
+            tuple(data["categorical"]),
+            tuple(int(c) for c in data["cardinalities"]),
+            dims if any(dims) else (),
+        )
 
 
 __all__ = ["TASK_KINDS", "InputSpec", "Task"]
