@@ -90,6 +90,38 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         metavar="TASK=VALUE",
         help="the positive value of a binary task whose values are not 0/1 or true/false",
     )
+    vocabulary = parser.add_argument_group(
+        "categorical columns of your table (docs/tables.md: vocabularies, embeddings and hashing)"
+    )
+    vocabulary.add_argument(
+        "--embedding-dim",
+        type=int,
+        metavar="E",
+        help="dimension of the embeddings of embedded columns (default 16); a column with more than "
+        "100 slots is embedded, the others enter one-hot",
+    )
+    vocabulary.add_argument("--embed", metavar="COLS", help="comma-separated columns to embed whatever their size")
+    vocabulary.add_argument(
+        "--one-hot", metavar="COLS", help="comma-separated columns to enter one-hot whatever their size"
+    )
+    vocabulary.add_argument(
+        "--min-frequency",
+        type=int,
+        metavar="N",
+        help="values seen in fewer than N training rows share the slot of unseen values (default 1: keep all)",
+    )
+    vocabulary.add_argument(
+        "--max-categories",
+        type=int,
+        metavar="N",
+        help="keep at most the N most frequent values of a column; the rest share the slot of unseen values",
+    )
+    vocabulary.add_argument(
+        "--hash-buckets",
+        metavar="N|COL=N,...",
+        help="hash every categorical column (N) or the columns named (COL=N,...) into N buckets instead "
+        "of keeping a vocabulary (unbounded or unknown vocabularies, streams)",
+    )
     table.add_argument("--validation-data", type=Path, help="a table to use as the validation split")
     table.add_argument("--test-data", type=Path, help="a table to use as the test split")
     table.add_argument("--validation-fraction", type=float, default=0.1, help="share of rows for validation")
@@ -180,7 +212,46 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
         "test_path": str(args.test_data) if args.test_data else None,
         # Only when set, so that the specs (and checkpoints) of in-memory runs stay as they were.
         **({"streaming": True} if getattr(args, "streaming", False) else {}),
+        **_vocabulary_spec(args),
     }
+
+
+def _vocabulary_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The vocabulary options given (--embedding-dim ... --hash-buckets), checked, as the data set
+    description's keys; only those set, so that descriptions without them stay as they were."""
+    from mmoe.data.vocabulary import VocabularyOptions
+
+    return VocabularyOptions.of(
+        embedding_dim=getattr(args, "embedding_dim", None),
+        embed=_columns(getattr(args, "embed", None)) or None,
+        one_hot=_columns(getattr(args, "one_hot", None)) or None,
+        min_frequency=getattr(args, "min_frequency", None),
+        max_categories=getattr(args, "max_categories", None),
+        hash_buckets=_hash_buckets(getattr(args, "hash_buckets", None)),
+    ).spec()
+
+
+def _hash_buckets(text: str | None) -> int | dict[str, int] | None:
+    """--hash-buckets: N (every categorical column) or COL=N,COL=N (the columns named)."""
+    if text is None:
+        return None
+    expected = "expected N or COL=N,... with N a whole number of buckets, e.g. --hash-buckets user_id=1000000"
+    text = text.strip()
+    if "=" not in text:
+        try:
+            return int(text)
+        except ValueError:
+            raise MmoeError(f"--hash-buckets {text!r}: {expected}") from None
+    buckets = {}
+    for item in _columns(text):
+        column, sep, count = (part.strip() for part in item.rpartition("="))
+        try:
+            if not sep or not column:
+                raise ValueError(item)
+            buckets[column] = int(count)
+        except ValueError:
+            raise MmoeError(f"--hash-buckets {text!r}: {item!r} is not COL=N; {expected}") from None
+    return buckets
 
 
 def _columns(text: str | None) -> list[str]:
@@ -548,6 +619,7 @@ def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
                 "split_seed": spec["split_seed"],
                 "validation_data": Path(spec["validation_path"]) if spec.get("validation_path") else None,
                 "test_data": Path(spec["test_path"]) if spec.get("test_path") else None,
+                **_vocabulary_flags(spec),
             }
     except (KeyError, TypeError, AttributeError):
         pass
@@ -555,6 +627,21 @@ def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
         f"--config {path}: its data set ({spec.get('kind')}) cannot be changed flag by flag; give the "
         f"whole data set on the command line (--dataset or --data with its options)"
     )
+
+
+def _vocabulary_flags(spec: dict[str, Any]) -> dict[str, Any]:
+    """The vocabulary flags' values (as dests) of a table's description, the inverse of _vocabulary_spec."""
+    buckets = spec.get("hash_buckets")
+    return {
+        "embedding_dim": spec.get("embedding_dim"),
+        "embed": ",".join(spec["embed"]) if spec.get("embed") else None,
+        "one_hot": ",".join(spec["one_hot"]) if spec.get("one_hot") else None,
+        "min_frequency": spec.get("min_frequency"),
+        "max_categories": spec.get("max_categories"),
+        "hash_buckets": ",".join(f"{c}={n}" for c, n in buckets.items())
+        if isinstance(buckets, dict)
+        else (None if buckets is None else str(buckets)),
+    }
 
 
 def add_tune_options(parser: argparse.ArgumentParser) -> None:

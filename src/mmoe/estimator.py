@@ -37,6 +37,7 @@ from sklearn.exceptions import NotFittedError
 from mmoe.data import DATASET_KINDS, load_dataset
 from mmoe.data.dataset import MultiTaskData, Task
 from mmoe.data.tabular import read_table, resolve_tasks, table_data
+from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
 from mmoe.models import build_model, model_hyperparameters
@@ -78,6 +79,13 @@ class MultiTaskEstimator(BaseEstimator):
     features: the input columns (default: every column that is not a task). numeric / categorical:
         columns to read as numbers or as categories whatever their dtype. positive: {binary task:
         the value that means 1} for labels other than 0/1, true/false, yes/no.
+    embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets: how the
+        categorical columns' vocabularies are kept and how each enters the model (None: the
+        default; `mmoe.data.vocabulary`, docs/tables.md): a column with more than 100 slots is
+        embedded with embedding_dim (16) dimensions, others one-hot, unless listed in embed /
+        one_hot; values in fewer than min_frequency training rows, or beyond the max_categories
+        most frequent, share the slot of unseen values; hash_buckets N or {column: N} hashes
+        columns into N buckets instead of keeping a vocabulary.
     epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads: the
         training options (`mmoe.train.trainer.TrainConfig`; task_weights one per task).
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
@@ -108,6 +116,12 @@ class MultiTaskEstimator(BaseEstimator):
         numeric: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         positive: Mapping[str, str] | None = None,
+        embedding_dim: int | None = None,
+        embed: Sequence[str] | None = None,
+        one_hot: Sequence[str] | None = None,
+        min_frequency: int | None = None,
+        max_categories: int | None = None,
+        hash_buckets: int | Mapping[str, int] | None = None,
         epochs: int = _DEFAULTS.epochs,
         batch_size: int = _DEFAULTS.batch_size,
         learning_rate: float = _DEFAULTS.learning_rate,
@@ -131,6 +145,12 @@ class MultiTaskEstimator(BaseEstimator):
         self.numeric = numeric
         self.categorical = categorical
         self.positive = positive
+        self.embedding_dim = embedding_dim
+        self.embed = embed
+        self.one_hot = one_hot
+        self.min_frequency = min_frequency
+        self.max_categories = max_categories
+        self.hash_buckets = hash_buckets
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -359,7 +379,20 @@ class MultiTaskEstimator(BaseEstimator):
             "validation_fraction": self.validation_fraction,
             "test_fraction": self.test_fraction,
             "split_seed": self.split_seed,
+            **self._vocabulary_options(),
         }
+
+    def _vocabulary_options(self) -> dict[str, Any]:
+        """The vocabulary options set, checked, as a data set description's keys (none when unset,
+        so that descriptions written without them stay the same)."""
+        return VocabularyOptions.of(
+            self.embedding_dim,
+            _names(self.embed) or None,
+            _names(self.one_hot) or None,
+            self.min_frequency,
+            self.max_categories,
+            self.hash_buckets,
+        ).spec()
 
     def _describe(self, X: Any, validation: Any) -> dict[str, Any] | None:
         """The JSON description of the data (saved in config.json, so that `mmoe evaluate RUN`
@@ -434,6 +467,7 @@ class MultiTaskEstimator(BaseEstimator):
             test_fraction=self.test_fraction,
             split_seed=self.split_seed,
             validation=validation,
+            vocabulary=VocabularyOptions.from_spec(dataset),
         )
 
     def _check_tasks(self, data: MultiTaskData) -> None:
@@ -535,6 +569,7 @@ class MultiTaskEstimator(BaseEstimator):
                 test_fraction=dataset.get("test_fraction", 0.1),
                 split_seed=dataset.get("split_seed", 0),
                 streaming=bool(dataset.get("streaming", False)),
+                **{name: dataset[name] for name in OPTION_FLAGS if name in dataset},
             )
         hyperparameters: dict[str, Any] = {
             name: tuple(value) if isinstance(value, list) else value
@@ -607,10 +642,12 @@ def frame_data(
     split_seed: int = 0,
     validation: pd.DataFrame | None = None,
     source: str = "DataFrame",
+    vocabulary: VocabularyOptions | None = None,
 ) -> MultiTaskData:
     """A DataFrame as a `MultiTaskData`: `mmoe.data.tabular.load_table` for rows already in memory
     (the same checks, label coding, dropped unlabelled rows, seeded split and encoder fitted on the
-    training rows; `validation` replaces validation_fraction of `frame`)."""
+    training rows; `validation` replaces validation_fraction of `frame`; `vocabulary`: the
+    categorical columns' options, `mmoe.data.vocabulary.VocabularyOptions`)."""
     return table_data(
         _checked_frame(frame, source),
         source,
@@ -625,6 +662,7 @@ def frame_data(
         if validation is None
         else (_checked_frame(validation, f"{source} (validation)"), f"{source} (validation)"),
         kind="dataframe",
+        vocabulary=vocabulary,
     )
 
 

@@ -28,10 +28,12 @@ from mmoe.data.values import (
     MISSING_CATEGORY,
     category_texts,
     check_two_values,
+    hash_buckets,
     missing,
     present_label_texts,
     to_numeric_column,
 )
+from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 
 
@@ -39,7 +41,9 @@ class _CategoryColumn:
     """One categorical column: arrow values -> the text `TableEncoder` gives them -> slot.
 
     Each distinct value is turned into text once (with pandas, as the in-memory encoder does) and
-    remembered; later batches are looked up with pyarrow's `index_in`, in C++.
+    remembered with the number of training rows holding it; later batches are looked up with
+    pyarrow's `index_in`, in C++. Frozen, each known text has its slot: 1 + its position in the
+    fitted vocabulary, 0 when it is not in it, or its hash bucket (`values.hash_buckets`).
     """
 
     def __init__(self, kind: pa.DataType, dtype: Any) -> None:
@@ -47,15 +51,30 @@ class _CategoryColumn:
         self.dtype = dtype  # the pandas dtype the in-memory path sees (ParquetTable.category_dtype)
         self.known = pa.array([], type=kind)
         self.texts: list[str] = []
-        self.in_training = np.zeros(0, dtype=bool)
-        self.missing_in_training = False
-        self.codes = np.zeros(1, dtype=np.int64)  # per known value, then one entry for missing
+        self.in_training = np.zeros(0, dtype=np.int64)  # training rows per known value
+        self.missing_in_training = 0  # training rows with a missing value
+        self.codes = np.zeros(1, dtype=np.int64)  # slot per known value, then one entry for missing
         self.vocabulary: dict[str, int] | None = None
+        self.buckets = 0  # frozen to a hashed column: its number of buckets
+
+    def _slots(self, texts: Sequence[str]) -> np.ndarray:
+        """The frozen column's slot per text (module docstring of `mmoe.data.vocabulary`)."""
+        if self.buckets:
+            return hash_buckets(np.asarray(texts, dtype=object), self.buckets)
+        assert self.vocabulary is not None
+        return np.array([self.vocabulary.get(t, -1) + 1 for t in texts], dtype=np.int64)
 
     def _lookup(self, values: pa.Array) -> np.ndarray:
         """Index into `known` per value, -1 for a missing value or one not seen yet."""
         found = pc.index_in(values, value_set=self.known) if len(self.known) else pa.nulls(len(values), pa.int32())
         return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+    def _texts(self, values: pa.Array) -> np.ndarray:
+        """The values' texts as the in-memory encoder writes them (the table's pandas dtype)."""
+        series = values.to_pandas()
+        if self.dtype is not None and series.dtype != self.dtype:
+            series = series.astype(self.dtype)
+        return category_texts(series)
 
     def _learn(self, values: pa.Array, index: np.ndarray) -> np.ndarray:
         """Remembers the values not known yet (index -1, not missing) and looks them up again."""
@@ -65,38 +84,45 @@ class _CategoryColumn:
         new = new.filter(pa.array(~missing(new)))
         if not len(new):
             return index
-        series = new.to_pandas()
-        if self.dtype is not None and series.dtype != self.dtype:
-            series = series.astype(self.dtype)
-        texts = category_texts(series).tolist()
+        texts = self._texts(new).tolist()
         self.known = pa.concat_arrays([self.known, new.cast(self.kind)])
         self.texts += texts
-        self.in_training = np.concatenate([self.in_training, np.zeros(len(texts), dtype=bool)])
+        self.in_training = np.concatenate([self.in_training, np.zeros(len(texts), dtype=np.int64)])
         if self.vocabulary is not None:
             missing_slot = self.codes[-1:]
-            self.codes = np.concatenate([self.codes[:-1], [self.vocabulary.get(t, -1) for t in texts], missing_slot])
+            self.codes = np.concatenate([self.codes[:-1], self._slots(texts), missing_slot])
         return self._lookup(values)
 
     def observe(self, values: pa.Array) -> None:
         """Training rows: their values join the vocabulary."""
         index = self._learn(values, self._lookup(values))
-        self.in_training[index[index >= 0]] = True
-        if missing(values).any():
-            self.missing_in_training = True
+        known = index[index >= 0]
+        if known.size:
+            self.in_training += np.bincount(known, minlength=len(self.in_training))
+        self.missing_in_training += int(missing(values).sum())
 
-    def fitted_vocabulary(self) -> set[str]:
-        texts = {text for text, used in zip(self.texts, self.in_training) if used}
-        return texts | ({MISSING_CATEGORY} if self.missing_in_training else set())
+    def fitted_counts(self) -> dict[str, int]:
+        """{text: training rows holding it}, as `values.category_counts` gives for the training rows."""
+        counts: dict[str, int] = {}
+        for text, rows in zip(self.texts, self.in_training.tolist()):
+            if rows:
+                counts[text] = counts.get(text, 0) + rows
+        if self.missing_in_training:
+            counts[MISSING_CATEGORY] = counts.get(MISSING_CATEGORY, 0) + self.missing_in_training
+        return counts
 
-    def freeze(self, vocabulary: Sequence[str]) -> None:
-        """From now on `encode` gives each value its slot in `vocabulary` (-1: never seen in training)."""
+    def freeze(self, vocabulary: Sequence[str], buckets: int = 0) -> None:
+        """From now on `encode` gives each value its slot: 1 + its position in `vocabulary` (0 when
+        it is not in it), or its hash bucket when `buckets` > 0."""
         self.vocabulary = {text: k for k, text in enumerate(vocabulary)}
-        self.codes = np.array(
-            [self.vocabulary.get(t, -1) for t in self.texts] + [self.vocabulary.get(MISSING_CATEGORY, -1)],
-            dtype=np.int64,
-        )
+        self.buckets = buckets
+        self.codes = self._slots([*self.texts, MISSING_CATEGORY])
 
     def encode(self, values: pa.Array) -> np.ndarray:
+        if self.buckets:
+            # Hashed: every row's text hashed directly, so that an unbounded stream of new values
+            # is not remembered (memory stays bounded by the batch).
+            return hash_buckets(self._texts(values), self.buckets)
         index = self._learn(values, self._lookup(values))
         return self.codes[index]  # index -1 (missing) picks the last entry: the missing value's slot
 
@@ -130,8 +156,10 @@ class BatchEncoder:
         categorical: Sequence[str],
         tasks: Sequence[Task],
         positive: Mapping[str, str] | None = None,
+        vocabulary: VocabularyOptions | None = None,
     ) -> None:
         self.table = table
+        self.vocabulary = vocabulary or VocabularyOptions()
         self.numeric, self.categorical, self.tasks = list(numeric), list(categorical), list(tasks)
         self.positive = dict(positive or {})
         self.categories = [_CategoryColumn(table.types[c], table.category_dtype(c)) for c in self.categorical]
@@ -173,7 +201,8 @@ class BatchEncoder:
         for j, column in enumerate(self.numeric):
             self.numeric_moments[j] = self.numeric_moments[j].merge(Moments.of(numbers[column][train]))
         for column, category in zip(self.categorical, self.categories):
-            category.observe(self.table.column(batch, column).filter(mask))
+            if not self.vocabulary.buckets(column):  # a hashed column keeps no vocabulary: nothing to count
+                category.observe(self.table.column(batch, column).filter(mask))
         for task in self.tasks:
             if task.kind == "regression":
                 moments = Moments.of(numbers[task.name][train])
@@ -189,8 +218,8 @@ class BatchEncoder:
             if task.kind == "binary":
                 BinaryLabelCoder(task.name, self.positive.get(task.name)).fit_texts(self.all_labels[task.name], source)
         labels: dict[str, set[str] | Moments] = {**self.train_labels, **self.label_moments}
-        encoder = TableEncoder(self.numeric, self.categorical, self.tasks, self.positive)
-        encoder.fit_statistics(self.numeric_moments, [c.fitted_vocabulary() for c in self.categories], labels, source)
+        encoder = TableEncoder(self.numeric, self.categorical, self.tasks, self.positive, vocabulary=self.vocabulary)
+        encoder.fit_statistics(self.numeric_moments, [c.fitted_counts() for c in self.categories], labels, source)
         self.freeze(encoder)
         return encoder
 
@@ -199,8 +228,8 @@ class BatchEncoder:
         self.encoder = encoder
         wanted = {task.name for task in self.tasks}
         self.tasks = [task for task in encoder.tasks if task.name in wanted]
-        for category, vocabulary in zip(self.categories, encoder.vocabularies):
-            category.freeze(vocabulary)
+        for category, vocabulary, buckets in zip(self.categories, encoder.vocabularies, encoder.hash_sizes):
+            category.freeze(vocabulary, buckets)
         return self
 
     # -- encoding --------------------------------------------------------------------------------
@@ -220,7 +249,7 @@ class BatchEncoder:
             numeric[:, j] = to_numeric_column(self.table.column(batch, column), source, column, rows)
         codes = np.empty((n, len(self.categorical)), dtype=np.int64)
         for j, (column, category) in enumerate(zip(self.categorical, self.categories)):
-            codes[:, j] = category.encode(self.table.column(batch, column)) + 1  # -1 (unseen) -> slot 0
+            codes[:, j] = category.encode(self.table.column(batch, column))
         numeric, categorical = encoder.model_inputs(numeric, codes)
         coded = np.empty((n, len(self.tasks) if labels else 0), dtype=np.float32)
         for k, task in enumerate(self.tasks if labels else []):

@@ -34,10 +34,14 @@ from mmoe.data.values import (
     bad_label_error,
     binary_label_matches,
     binary_label_pair,
+    category_counts,
     category_texts,
+    hash_buckets,
+    kept_vocabulary,
     present_label_texts,
     to_numeric_column,
 )
+from mmoe.data.vocabulary import VocabularyOptions, check_parameter_memory
 from mmoe.errors import MmoeError
 
 
@@ -132,6 +136,12 @@ class TableEncoder:
     positive: per binary task, the value that means 1 (needed unless the column is 0/1 or
     true/false). standardize_numeric / standardize_regression: whether numeric features and
     regression labels are standardised (the synthetic study keeps its raw units).
+    vocabulary: how the categorical columns' vocabularies are kept and how each enters the model
+    (`mmoe.data.vocabulary`; default: every value seen in training, one-hot up to 100 slots).
+
+    Fitted per categorical column: `vocabularies[j]` (its kept training texts, sorted; [] when
+    hashed), `hash_sizes[j]` (its number of hash buckets, 0 when it keeps a vocabulary) and
+    `embedding_dims[j]` (0: one-hot, e: an embedding of e), which `input_spec` carries.
     """
 
     def __init__(
@@ -142,6 +152,7 @@ class TableEncoder:
         positive: Mapping[str, str] | None = None,
         standardize_numeric: bool = True,
         standardize_regression: bool = True,
+        vocabulary: VocabularyOptions | None = None,
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
@@ -151,7 +162,11 @@ class TableEncoder:
         self.standardize_regression = standardize_regression
         self.means: list[float] = []
         self.stds: list[float] = []
+        self.vocabulary = vocabulary or VocabularyOptions()
+        self.vocabulary.check_columns(self.categorical, self.numeric, "training data")
         self.vocabularies: list[list[str]] = []
+        self.hash_sizes: list[int] = [0] * len(self.categorical)
+        self.embedding_dims: list[int] = [0] * len(self.categorical)
         self.label_coders: dict[str, BinaryLabelCoder] = {}
         self.fitted = False
 
@@ -161,7 +176,10 @@ class TableEncoder:
         if len(frame) == 0:
             raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
         numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
-        categories = [set(category_texts(frame[column]).tolist()) for column in self.categorical]
+        # Hashed columns need no counts (they keep no vocabulary and are never refused as unique).
+        categories = [
+            {} if self.vocabulary.buckets(column) else category_counts(frame[column]) for column in self.categorical
+        ]
         labels: dict[str, set[str] | Moments] = {
             task.name: present_label_texts(frame[task.name])
             if task.kind == "binary"
@@ -173,7 +191,7 @@ class TableEncoder:
     def fit_statistics(
         self,
         numeric: Sequence[Moments],
-        categories: Sequence[set[str]],
+        categories: Sequence[Mapping[str, int]],
         labels: Mapping[str, Iterable[str] | Moments],
         source: str = "training data",
     ) -> TableEncoder:
@@ -181,7 +199,8 @@ class TableEncoder:
         table read in batches (`mmoe.data.streaming`) ends with the encoder `fit` would give.
 
         numeric: per numeric column, the moments of its present values. categories: per
-        categorical column, its values as text ("<missing>" for a missing one). labels: per task,
+        categorical column, {value as text ("<missing>" for a missing one): training rows holding
+        it} (anything for a hashed column, which keeps no vocabulary). labels: per task,
         a binary task's distinct present label values as text (`values.present_label_texts`) or
         a regression label's moments.
         """
@@ -193,7 +212,7 @@ class TableEncoder:
                 mean, std = 0.0, 1.0
             self.means.append(mean)
             self.stds.append(std if std > 1e-12 else 1.0)
-        self.vocabularies = [sorted(values) for values in categories]
+        self._fit_categories(categories, source)
         fitted_tasks = []
         for task in self.tasks:
             if task.kind == "binary":
@@ -213,11 +232,31 @@ class TableEncoder:
         self.fitted = True
         return self
 
+    def _fit_categories(self, categories: Sequence[Mapping[str, int]], source: str) -> None:
+        """Per categorical column: its vocabulary or hash buckets, then its representation, by the
+        rules of `mmoe.data.vocabulary`; the weights this asks for are checked against the memory
+        available before anything is allocated."""
+        options = self.vocabulary
+        self.vocabularies, self.hash_sizes, self.embedding_dims = [], [], []
+        for column, counts in zip(self.categorical, categories):
+            buckets = options.buckets(column)
+            if not buckets:
+                options.check_not_unique(column, len(counts), sum(counts.values()), source)
+            vocabulary = [] if buckets else kept_vocabulary(counts, options.min_frequency, options.max_categories)
+            self.vocabularies.append(vocabulary)
+            self.hash_sizes.append(buckets)
+            self.embedding_dims.append(options.embedding_dim_of(column, buckets or len(vocabulary) + 1))
+        check_parameter_memory(self.input_spec, source)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Slots per categorical column: its hash buckets, or its vocabulary plus slot 0."""
+        return [buckets or len(vocabulary) + 1 for vocabulary, buckets in zip(self.vocabularies, self.hash_sizes)]
+
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(
-            tuple(self.numeric), tuple(self.categorical), tuple(len(vocabulary) + 1 for vocabulary in self.vocabularies)
-        )
+        dims = tuple(self.embedding_dims) if any(self.embedding_dims) else ()
+        return InputSpec(tuple(self.numeric), tuple(self.categorical), tuple(self.cardinalities), dims)
 
     # -- transforming ----------------------------------------------------------------------------
     def _check_columns(self, frame: pd.DataFrame, source: str, labels: bool) -> None:
@@ -241,10 +280,15 @@ class TableEncoder:
 
     def category_codes(self, frame: pd.DataFrame) -> np.ndarray:
         """int64 [N, num_categorical]: per column, 1 + the value's position in its vocabulary (a
-        missing value is the category "<missing>"), 0 for a value unseen in training; before the
-        columns' offsets into the shared vocabulary. The caller checks that the columns are there."""
+        missing value is the category "<missing>"), 0 for a value unseen in training or left out
+        of it (min_frequency, max_categories); for a hashed column, the bucket of the value's text
+        (`values.hash_buckets`). Before the columns' offsets into their kind's vocabulary. The
+        caller checks that the columns are there."""
         codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
+            if self.hash_sizes[j]:
+                codes[:, j] = hash_buckets(category_texts(frame[column]), self.hash_sizes[j])
+                continue
             # Positions are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
             positions = pd.Index(self.vocabularies[j], dtype=object).get_indexer(category_texts(frame[column]))
             codes[:, j] = positions.astype(np.int64) + 1
@@ -297,6 +341,9 @@ class TableEncoder:
             "means": self.means,
             "stds": self.stds,
             "vocabularies": self.vocabularies,
+            # Only when used, so that the encoders of tables without hashing or embeddings read as before.
+            **({"hash_buckets": self.hash_sizes} if any(self.hash_sizes) else {}),
+            **({"embedding_dims": self.embedding_dims} if any(self.embedding_dims) else {}),
         }
 
     @classmethod
@@ -311,6 +358,10 @@ class TableEncoder:
         )
         encoder.means, encoder.stds = list(data["means"]), list(data["stds"])
         encoder.vocabularies = [list(v) for v in data["vocabularies"]]
+        columns = len(encoder.categorical)
+        # encoder.json files written before hashing and embeddings: every column a vocabulary, one-hot.
+        encoder.hash_sizes = [int(n) for n in data.get("hash_buckets") or [0] * columns]
+        encoder.embedding_dims = [int(d) for d in data.get("embedding_dims") or [0] * columns]
         encoder.label_coders = {
             name: BinaryLabelCoder(name, positive, data.get("negative", {}).get(name))
             for name, positive in data.get("positive", {}).items()

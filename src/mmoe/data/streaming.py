@@ -56,6 +56,7 @@ from mmoe.data.parquet import PARQUET_SUFFIXES, READ_ROWS, ParquetTable, RowGrou
 from mmoe.data.shuffle import Arrays, ShuffleBuffer, in_background, take_rows
 from mmoe.data.split_rule import SPLITS, TEST, TRAIN, VALIDATION, SplitRule, row_uniforms
 from mmoe.data.tabular import _shown, check_fraction, infer_column_types, resolve_columns, resolve_tasks
+from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 
 SHUFFLE_ROWS = 131_072  # rows in the shuffle buffer (about 16 MB at 128 bytes per encoded row)
@@ -297,6 +298,12 @@ def load_streaming_table(
     shuffle_rows: int = SHUFFLE_ROWS,
     interleave: int = INTERLEAVE,
     prefetch: int = PREFETCH,
+    embedding_dim: int | None = None,
+    embed: Sequence[str] | None = None,
+    one_hot: Sequence[str] | None = None,
+    min_frequency: int | None = None,
+    max_categories: int | None = None,
+    hash_buckets: int | Mapping[str, int] | None = None,
 ) -> StreamingTableData:
     """A Parquet table (file or directory) as a `MultiTaskData` whose training rows are streamed.
 
@@ -304,18 +311,22 @@ def load_streaming_table(
     drawn row by row from `split_seed` (module docstring). read_rows: rows per record batch read;
     shuffle_rows: rows in the shuffle buffer; interleave: row groups read side by side; prefetch:
     mini-batches a background thread prepares ahead (0: none). One pass over the table fits the
-    encoder and collects the validation and test rows.
+    encoder and collects the validation and test rows. embedding_dim ... hash_buckets: as for
+    `load_table` (the same rules, `mmoe.data.vocabulary`; a hashed column is hashed row by row
+    and keeps no vocabulary, so its memory does not grow with the stream's values).
     """
     source = str(path)
     task_list = resolve_tasks(tasks, source)
+    vocabulary = VocabularyOptions.of(embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets)
     table = ParquetTable(path)
     shares = _fractions(validation_fraction, test_fraction, validation_path, test_path, source)
     feature_list, positive_values = resolve_columns(table.columns, source, task_list, features, positive)
     columns = feature_list + [task.name for task in task_list]
     table.use(columns)
     numeric, categorical = infer_column_types(table.pandas_dtypes(), feature_list, column_types)
+    vocabulary.check_columns(categorical, numeric, source)
     rule = SplitRule(split_seed, *shares)
-    batch_encoder = BatchEncoder(table, numeric, categorical, task_list, positive_values)
+    batch_encoder = BatchEncoder(table, numeric, categorical, task_list, positive_values, vocabulary)
 
     counts = dict.fromkeys(SPLITS, 0)
     dropped = 0

@@ -30,6 +30,7 @@ from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import TASK_KINDS, MultiTaskData, Task
 from mmoe.data.encoders import BinaryLabelCoder, TableEncoder
 from mmoe.data.values import to_numeric_column
+from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -502,6 +503,13 @@ def load_table(
     validation_path: str | Path | None = None,
     test_path: str | Path | None = None,
     delimiter: str | None = None,
+    *,
+    embedding_dim: int | None = None,
+    embed: Sequence[str] | None = None,
+    one_hot: Sequence[str] | None = None,
+    min_frequency: int | None = None,
+    max_categories: int | None = None,
+    hash_buckets: int | Mapping[str, int] | None = None,
 ) -> MultiTaskData:
     """A user's table as a `MultiTaskData`.
 
@@ -514,12 +522,16 @@ def load_table(
     validation_fraction, test_fraction, split_seed: the seeded random split of `path`'s rows;
         a fraction is ignored when the matching file (validation_path / test_path) is given.
     delimiter: CSV field separator for all files (default: comma, tab for .tsv).
+    embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets: how the
+        categorical columns' vocabularies are kept and how each enters the model
+        (`mmoe.data.vocabulary.VocabularyOptions`; None: the default; docs/tables.md).
 
     Rows of `path` without any task label are dropped before splitting (counted in
     info["dropped_unlabelled_rows"]); a row missing some labels keeps the others (NaN in `labels`).
     The encoder is fitted on the training rows only.
     """
     task_list = resolve_tasks(tasks, str(path))
+    vocabulary = VocabularyOptions.of(embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets)
     frame = read_table(path, delimiter)
     extras = {
         name: None if extra is None else (read_table(extra, delimiter), str(extra))
@@ -538,6 +550,7 @@ def load_table(
         validation=extras["validation"],
         test=extras["test"],
         header_hint=_delimiter_hint(frame, delimiter),
+        vocabulary=vocabulary,
     )
     for name, extra in (("validation", validation_path), ("test", test_path)):
         if extra is not None:
@@ -559,11 +572,13 @@ def table_data(
     test: tuple[pd.DataFrame, str] | None = None,
     header_hint: str = "",
     kind: str = "table",
+    vocabulary: VocabularyOptions | None = None,
 ) -> MultiTaskData:
     """Rows already read (`source` names them in messages) as a `MultiTaskData`, by `load_table`'s
     rules: every value checked against the whole table, unlabelled rows dropped, the seeded split
     (validation / test: (rows, their source) to use instead of a fraction of `frame`), the encoder
-    fitted on the training rows. test_fraction None: no test rows. kind: info["dataset"]."""
+    fitted on the training rows. test_fraction None: no test rows. kind: info["dataset"].
+    vocabulary: the categorical columns' vocabulary and representation options (default: none set)."""
     task_list = resolve_tasks(tasks, source)
     task_names = [task.name for task in task_list]
     frame = _integral_binary_labels(frame, task_list)
@@ -571,6 +586,8 @@ def table_data(
         list(frame.columns), source, task_list, features, positive, header_hint
     )
     numeric, categorical = infer_column_types(frame, feature_list, column_types)
+    vocabulary = vocabulary or VocabularyOptions()
+    vocabulary.check_columns(categorical, numeric, source)
 
     # Check every value against the whole table before splitting, so that an error names the row
     # as it is in the table rather than its position inside a shuffled split.
@@ -614,7 +631,8 @@ def table_data(
         "dropped_unlabelled_rows": dropped,
         "split_seed": split_seed,
     }
-    return fit_encode(TableEncoder(numeric, categorical, task_list, positive_values), parts, info)
+    encoder = TableEncoder(numeric, categorical, task_list, positive_values, vocabulary=vocabulary)
+    return fit_encode(encoder, parts, info)
 
 
 def _delimiter_hint(frame: pd.DataFrame, delimiter: str | None) -> str:

@@ -8,6 +8,10 @@ words, whichever path reads it.
   naming the file, the column and the first bad row (`to_numeric_column`).
 - **Categories** are compared as text: each value as pandas writes it (`str`), and the category
   "<missing>" for a missing one (`category_texts`).
+- **Vocabularies** keep the training texts seen at least `min_frequency` times, at most the
+  `max_categories` most frequent (`kept_vocabulary`); the others share slot 0 with the values
+  never seen in training. A **hashed** column has no vocabulary: its text picks one of a fixed
+  number of buckets (`hash_buckets`, the same in every path, and reproducible by a server).
 - **Binary labels** are compared as text too, whole floats without their ".0" (`label_texts`). A
   column may hold two distinct values; 0/1, true/false and yes/no (any case) are understood,
   any other pair needs the positive value named (`binary_label_pair`); a value that is neither
@@ -18,7 +22,7 @@ Rows in messages are 1-based data rows of the file (a CSV's header is not a row)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,6 +97,42 @@ def category_texts(values: pd.Series) -> np.ndarray:
     strings = values.astype(str).to_numpy(dtype=object)
     strings[missing(values)] = MISSING_CATEGORY
     return strings
+
+
+def category_counts(values: pd.Series) -> dict[str, int]:
+    """{text: number of rows} of a categorical column, texts as `category_texts` writes them."""
+    counts = pd.Series(category_texts(values), dtype=object).value_counts(sort=False)
+    return {str(text): int(count) for text, count in counts.items()}
+
+
+def kept_vocabulary(counts: Mapping[str, int], min_frequency: int = 1, max_categories: int | None = None) -> list[str]:
+    """The fitted vocabulary of a column whose training texts occur `counts` times: the texts seen
+    at least `min_frequency` times; of those, when more than `max_categories`, the most frequent
+    (ties: the smaller text first). Sorted by text, as the encoder always wrote them. Every other
+    value shares the reserved slot 0 with the values never seen in training, so that slot is
+    learned from the rare values rather than left untrained."""
+    kept = [text for text, count in counts.items() if count >= min_frequency]
+    if max_categories is not None and len(kept) > max_categories:
+        kept = sorted(kept, key=lambda text: (-counts[text], text))[:max_categories]
+    return sorted(kept)
+
+
+# Hashing: the bucket of a category text is SipHash-2-4 of its UTF-8 bytes under the 16-byte key
+# HASH_KEY, passed through splitmix64's finaliser (pandas.util.hash_array's own steps), modulo the
+# number of buckets. Fixed key, no per-process salt: the same text lands in the same bucket in
+# every process, in the pandas and the Arrow paths, in `mmoe.export.encode_inputs`, and on a server.
+HASH_KEY = "0123456789123456"
+
+
+def hash_buckets(texts: np.ndarray | Sequence[str], buckets: int) -> np.ndarray:
+    """int64 bucket in [0, buckets) per category text (as `category_texts` writes it, "<missing>"
+    for a missing value): `pandas.util.hash_array(texts, encoding="utf8", hash_key=HASH_KEY)` mod
+    `buckets`. Vectorised (one C pass; repeated texts are hashed once)."""
+    array = np.asarray(texts, dtype=object)
+    if not array.size:
+        return np.zeros(0, dtype=np.int64)
+    hashes = pd.util.hash_array(array, encoding="utf8", hash_key=HASH_KEY, categorize=True)
+    return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
 # -- binary labels --------------------------------------------------------------------------------
@@ -178,14 +218,18 @@ def bad_label_error(
 
 __all__ = [
     "FALSE_WORDS",
+    "HASH_KEY",
     "MISSING_CATEGORY",
     "TRUE_WORDS",
     "as_written",
     "bad_label_error",
     "binary_label_matches",
     "binary_label_pair",
+    "category_counts",
     "category_texts",
     "check_two_values",
+    "hash_buckets",
+    "kept_vocabulary",
     "label_texts",
     "missing",
     "present_label_texts",
