@@ -129,6 +129,15 @@ def train_case(make_table: Callable[[Path], Path], tasks: str, *flags: str) -> C
     return setup
 
 
+def event_id_csv(directory: Path) -> Path:
+    """The good table, 2000 rows, with an event id: a different text in every row."""
+    frame = good_frame(2000)
+    frame["event"] = [f"ev-{i:05d}" for i in range(len(frame))]
+    path = directory / "events.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
 def table_api(name: str, tasks: str, **options: object) -> Callable[[Path], object]:
     return lambda tmp: load_table(tmp / name, tasks, **options)
 
@@ -321,6 +330,82 @@ CATALOGUE = [
         "--validation-fraction 2",
         train_case(good_csv, "clicked:binary", "--validation-fraction", "2"),
         ("--validation-fraction", "between 0 and 1"),
+    ),
+    # Vocabulary options (mmoe.data.vocabulary).
+    Case(
+        "--hash-buckets 0",
+        train_case(good_csv, "clicked:binary", "--hash-buckets", "0"),
+        ("--hash-buckets", "positive number of buckets", "got 0"),
+        table_api("good.csv", "clicked:binary", hash_buckets=0),
+        ("hash_buckets", "positive number of buckets", "got 0"),
+    ),
+    Case(
+        "--hash-buckets colour=-5",
+        train_case(good_csv, "clicked:binary", "--hash-buckets", "colour=-5"),
+        ("--hash-buckets", "'colour'", "got -5"),
+        table_api("good.csv", "clicked:binary", hash_buckets={"colour": -5}),
+    ),
+    Case(
+        "--hash-buckets many",
+        train_case(good_csv, "clicked:binary", "--hash-buckets", "many"),
+        ("--hash-buckets 'many'", "expected N or COL=N"),
+    ),
+    Case(
+        "--embedding-dim 0",
+        train_case(good_csv, "clicked:binary", "--embedding-dim", "0"),
+        ("--embedding-dim", "positive embedding dimension", "got 0"),
+        table_api("good.csv", "clicked:binary", embedding_dim=0),
+        ("embedding_dim", "positive embedding dimension", "got 0"),
+    ),
+    Case(
+        "--embedding-dim -4",
+        train_case(good_csv, "clicked:binary", "--embedding-dim", "-4"),
+        ("--embedding-dim", "got -4"),
+    ),
+    Case(
+        "--min-frequency 0",
+        train_case(good_csv, "clicked:binary", "--min-frequency", "0"),
+        ("--min-frequency", ">= 1", "got 0"),
+    ),
+    Case(
+        "--max-categories 0",
+        train_case(good_csv, "clicked:binary", "--max-categories", "0"),
+        ("--max-categories", ">= 1", "got 0"),
+    ),
+    Case(
+        "--embed of a column that is not there",
+        train_case(good_csv, "clicked:binary", "--embed", "shade"),
+        ("good.csv", "--embed", "'shade' is not a categorical feature column", "'colour'"),
+        table_api("good.csv", "clicked:binary", embed=["shade"]),
+    ),
+    Case(
+        "--one-hot of a numeric column",
+        train_case(good_csv, "clicked:binary", "--one-hot", "x"),
+        ("good.csv", "--one-hot", "'x' is numeric", "--categorical x"),
+        table_api("good.csv", "clicked:binary", one_hot=["x"]),
+    ),
+    Case(
+        "--hash-buckets of a column that is not there",
+        train_case(good_csv, "clicked:binary", "--hash-buckets", "user=100"),
+        ("good.csv", "--hash-buckets", "'user' is not a categorical feature column"),
+        table_api("good.csv", "clicked:binary", hash_buckets={"user": 100}),
+    ),
+    Case(
+        "a column both embedded and one-hot",
+        train_case(good_csv, "clicked:binary", "--embed", "colour", "--one-hot", "colour"),
+        ("--embed", "--one-hot", "'colour'", "one of them"),
+    ),
+    Case(
+        "a vocabulary that would not fit in memory",
+        train_case(good_csv, "clicked:binary", "--embed", "colour", "--embedding-dim", "1000000000000"),
+        ("good.csv", "GiB", "'colour'", "--hash-buckets colour=N", "--min-frequency", "smaller --embedding-dim"),
+        table_api("good.csv", "clicked:binary", embed=["colour"], embedding_dim=10**12),
+    ),
+    Case(
+        "a nearly unique column (an event id)",
+        train_case(event_id_csv, "clicked:binary"),
+        ("events.csv", "'event'", "distinct values", "nearly one per row", "--hash-buckets event=N"),
+        table_api("events.csv", "clicked:binary"),
     ),
 ]
 

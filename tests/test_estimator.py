@@ -381,3 +381,34 @@ def test_a_run_of_the_current_release_loads(tmp_path: Path, capsys) -> None:
         == 0
     )
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), release)
+
+
+def test_vocabulary_options_are_stored_unchanged_and_reach_the_encoder(tmp_path: Path, frames) -> None:
+    train_df, test_df = frames
+    options = {"hash_buckets": {"workclass": 8}, "min_frequency": 70, "one_hot": ["workclass"], "embedding_dim": 4}
+    estimator = MultiTaskEstimator(model="mmoe", tasks=TASKS, seed=0, **SMALL, **options)
+    params = estimator.get_params()
+    assert all(params[name] is value for name, value in options.items())  # scikit-learn: stored as given
+    assert params["embed"] is None and params["max_categories"] is None
+    assert clone(estimator).get_params() == params
+    estimator.fit(train_df)
+    encoder = estimator.encoder_
+    assert encoder.hash_sizes == [8, 0] and encoder.vocabularies[0] == []
+    # Each degree is in about a quarter of the ~510 training rows; the empty cells (a tenth) fall below 70.
+    assert encoder.vocabularies[1] == ["Bachelors", "Doctorate", "HS-grad", "Masters"]
+    assert estimator.input_spec_.embedding_dims == ()  # 8 buckets and a few values: one-hot
+    assert {name: estimator.dataset_[name] for name in options} == options
+    # The description written to config.json brings the options back with the run.
+    estimator.save(tmp_path / "run")
+    loaded = MultiTaskEstimator.load(tmp_path / "run")
+    assert {name: loaded.get_params()[name] for name in options} == options
+    pd.testing.assert_frame_equal(loaded.predict(test_df), estimator.predict(test_df))
+    # A path is read with the same options (the data set description's keys).
+    csv = tmp_path / "train.csv"
+    train_df.to_csv(csv, index=False)
+    from_csv = MultiTaskEstimator(model="mmoe", tasks=TASKS, seed=0, **SMALL, **options).fit(csv)
+    assert from_csv.encoder_.to_dict() == encoder.to_dict()
+    with pytest.raises(MmoeError, match=r"option hash_buckets \(--hash-buckets\) for column 'workclass'"):
+        MultiTaskEstimator(tasks=TASKS, hash_buckets={"workclass": 0}).fit(train_df)
+    with pytest.raises(MmoeError, match="'colour' is not a categorical feature column"):
+        MultiTaskEstimator(tasks=TASKS, embed=["colour"]).fit(train_df)

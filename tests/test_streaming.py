@@ -20,6 +20,7 @@ from mmoe.data.shuffle import ShuffleBuffer
 from mmoe.data.split_rule import SplitRule
 from mmoe.data.streaming import load_streaming_table
 from mmoe.data.tabular import parse_task_spec, read_table
+from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.io import to_jsonable
 from mmoe.runs import fit
@@ -147,6 +148,65 @@ def test_streaming_encoder_equals_in_memory_encoder_on_the_same_rows(table_dir):
     sample = [len(b) for b in data.train.batches(share=0.25)]
     assert 0.15 * len(data.train) < sum(sample) < 0.35 * len(data.train)
     assert sample == [len(b) for b in data.train.batches(share=0.25)]  # the same sample every time
+
+
+def test_streaming_equals_in_memory_with_min_frequency_hashing_and_embeddings(tmp_path):
+    """The vocabulary options (mmoe.data.vocabulary) mean the same in both encoders: a power-law
+    "user" column cut by min_frequency and embedded, "item" and the integer-with-nulls "rank"
+    hashed into buckets; max_categories caps "user" (the other columns have fewer values)."""
+    frame = mixed_frame(1500, seed=3)
+    rng = np.random.default_rng(7)
+    frame["user"] = [f"u{int(k)}" for k in rng.zipf(1.6, len(frame)) % 400]
+    frame["item"] = [f"i{int(k)}" for k in rng.integers(0, 5000, len(frame))]
+    directory = write_directory(frame, tmp_path / "table")
+    frame = read_table(directory)
+    options = {
+        "min_frequency": 3,
+        "max_categories": 20,
+        "embed": ["user"],
+        "embedding_dim": 8,
+        "hash_buckets": {"item": 64, "rank": 7},
+    }
+    data = load_streaming_table(
+        directory, TASKS, column_types={"level": "categorical", "rank": "categorical"}, read_rows=128, **options
+    )
+    types = data.info["column_types"]
+    numeric = [c for c, t in types.items() if t == "numeric"]
+    categorical = [c for c, t in types.items() if t == "categorical"]
+    split = assign(frame)
+    vocabulary = VocabularyOptions.of(**options)
+    memory = TableEncoder(numeric, categorical, parse_task_spec(TASKS), vocabulary=vocabulary).fit(
+        frame[split == 0], "memory"
+    )
+    streamed = data.encoder
+
+    assert streamed.vocabularies == memory.vocabularies
+    assert streamed.hash_sizes == memory.hash_sizes
+    assert streamed.embedding_dims == memory.embedding_dims
+    assert data.input_spec == memory.input_spec
+    user, item, rank = (categorical.index(c) for c in ("user", "item", "rank"))
+    counts = frame.loc[split == 0, "user"].value_counts()
+    frequent = sorted(counts[counts >= 3].index, key=lambda text: (-counts[text], text))
+    assert len(frequent) > 20  # so that max_categories matters
+    assert streamed.vocabularies[user] == sorted(frequent[:20])
+    assert streamed.vocabularies[item] == streamed.vocabularies[rank] == []
+    assert data.input_spec.cardinalities[item] == 64 and data.input_spec.cardinalities[rank] == 7
+    assert data.input_spec.column_embedding_dims[user] == 8
+    assert data.input_spec.column_embedding_dims[item] == 0  # 64 slots: one-hot by the rule
+
+    for name, code in (("validation", 1), ("test", 2)):
+        expected = memory.transform(frame[split == code], "memory")
+        for attribute in ("numeric", "categorical", "labels"):
+            torch.testing.assert_close(
+                getattr(getattr(data, name), attribute), getattr(expected, attribute), equal_nan=True, rtol=0, atol=0
+            )
+    batches = list(data.train.shuffled_batches(100, torch.Generator().manual_seed(0)))
+    epoch = Split(*(torch.cat([getattr(b, a) for b in batches]) for a in ("numeric", "categorical", "labels")))
+    expected = memory.transform(frame[split == 0], "memory")
+    np.testing.assert_array_equal(sorted_rows(epoch), sorted_rows(expected))
+    codes = expected.categorical.numpy() - np.asarray(data.input_spec.offsets)
+    assert (codes[:, user] == 0).any()  # the rare users share slot 0
+    assert 0 <= codes[:, item].min() and codes[:, item].max() < 64
 
 
 def test_the_split_is_drawn_row_by_row_whatever_the_batches(tmp_path):
