@@ -4,7 +4,10 @@
   value becomes the training mean (0 after standardising); a constant column keeps std 1.
 - Categorical columns map each value seen in training to its own slot; slot 0 of every column is
   reserved for values never seen in training. A missing value is the category "<missing>", so it
-  gets a slot of its own when training has missing values and slot 0 otherwise.
+  gets a slot of its own when training has missing values and slot 0 otherwise. Values rarer
+  than `min_frequency` (or beyond `max_categories`) share slot 0 too; a hashed column has a
+  bucket per value instead; each column enters one-hot or as an embedding
+  (`mmoe.data.vocabulary`'s rules).
 - Binary labels become 0/1 (positive = 1); regression labels stay in their own units, and their
   training mean and std go into the `Task` so that the loss can standardise them.
 

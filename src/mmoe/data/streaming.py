@@ -6,8 +6,8 @@ rows are never all in memory. docs/tables.md ("Streaming") has the rules; in sho
 - **One pass fits the encoders.** The table is read once, record batch by record batch, with
   pyarrow. Every value is checked as `load_table` checks it (numbers, ±inf, binary labels), each
   row is assigned to train / validation / test, and the training rows feed running statistics:
-  numeric moments merged batch by batch (`Moments.merge`), the set of category texts, the label
-  values. `TableEncoder.fit_statistics` turns them into the encoder `TableEncoder.fit` would give
+  numeric moments merged batch by batch (`Moments.merge`), the training rows per category text,
+  the label values. `TableEncoder.fit_statistics` turns them into the encoder `TableEncoder.fit` would give
   on the same rows (the same vocabularies and label coding; means and stds equal up to rounding).
 - **Splits are drawn row by row.** Row i of the table (files in `read_table`'s order) goes to
   validation when a hash of (split_seed, i) falls below validation_fraction, to test when it falls
