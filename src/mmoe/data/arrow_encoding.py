@@ -98,7 +98,9 @@ class _CategoryColumn:
         index = self._learn(values, self._lookup(values))
         known = index[index >= 0]
         if known.size:
-            self.in_training += np.bincount(known, minlength=len(self.in_training))
+            # Per batch, not per known value: the cost stays with the batch as the vocabulary grows.
+            distinct, rows = np.unique(known, return_counts=True)
+            self.in_training[distinct] += rows
         self.missing_in_training += int(missing(values).sum())
 
     def fitted_counts(self) -> dict[str, int]:
