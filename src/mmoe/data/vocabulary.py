@@ -16,7 +16,7 @@ columns. docs/tables.md ("Vocabularies, embeddings and hashing") has the user's 
   has more than EMBED_ABOVE_SLOTS (100) slots, else one-hot. Census (at most 52 values a column)
   stays one-hot.
 - **Nearly unique columns** are refused: a column that is not hashed, with at least
-  UNIQUE_CHECK_ROWS (1000) training rows and more distinct values than NEARLY_UNIQUE_SHARE (0.5)
+  UNIQUE_CHECK_ROWS (1000) training rows and more distinct values than NEARLY_UNIQUE_SHARE (0.9)
   of them (an event id, a timestamp stored as text). Hashing it keeps it anyway.
 - **Memory**: before anything is allocated, the categorical weights and their optimiser state are
   estimated (`parameter_bytes`) and checked against the memory available (`check_parameter_memory`).
@@ -34,7 +34,9 @@ from mmoe.spec import InputSpec
 
 DEFAULT_EMBEDDING_DIM = 16
 EMBED_ABOVE_SLOTS = 100  # more slots than this (values + slot 0, or buckets): an embedding by default
-NEARLY_UNIQUE_SHARE = 0.5  # distinct training values / training rows above this: refused ...
+NEARLY_UNIQUE_SHARE = 0.9  # distinct training values / training rows above this: refused (an event id or a
+# timestamp is ≈ 1.0; a user id of a log where most users come once or twice, ≈ 0.5-0.8, still repeats enough
+# to learn from and is kept) ...
 UNIQUE_CHECK_ROWS = 1000  # ... in a table of at least this many training rows (small tables repeat little)
 OPTIMIZER_STATES = 2  # Adam's two moments per weight: each weight costs (1 + 2) float32 values
 # Outputs per one-hot slot of the default model's first layer (8 experts x 16 units + 2 tasks' gates
