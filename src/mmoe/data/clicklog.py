@@ -54,6 +54,7 @@ import json
 import math
 import numbers
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,15 @@ def top_share(ids: np.ndarray, fraction: float = 0.01) -> float:
     return float(counts[:top].sum() / counts.sum())
 
 
+def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
+    """`atomic_write`'s writer for one frame (rows as they are, no index column)."""
+
+    def write(temp: Path) -> None:
+        frame.to_parquet(temp, index=False)
+
+    return write
+
+
 def write_clicklog(config: ClickLogConfig, directory: str | Path) -> dict[str, Any]:
     """Writes DIR/train.parquet, DIR/test.parquet and DIR/info.json (each atomically: a failure leaves
     no half-written file); returns the info with "paths" added."""
@@ -384,7 +394,7 @@ def write_clicklog(config: ClickLogConfig, directory: str | Path) -> dict[str, A
     target = Path(directory)
     paths = {"train": target / "train.parquet", "test": target / "test.parquet", "info": target / "info.json"}
     for part, frame in (("train", train), ("test", test)):
-        atomic_write(paths[part], lambda temp, frame=frame: frame.to_parquet(temp, index=False))
+        atomic_write(paths[part], _parquet_writer(frame))
     info = {**info, "paths": {name: str(path) for name, path in paths.items()}}
     atomic_write_json(paths["info"], info)
     return info
