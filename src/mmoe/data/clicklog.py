@@ -388,9 +388,16 @@ def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
 
 
 def write_clicklog(config: ClickLogConfig, directory: str | Path) -> dict[str, Any]:
+    """Generates the log and writes it with `save_clicklog`; returns the info with "paths" added."""
+    train, test, info = generate_clicklog(config)
+    return save_clicklog(train, test, info, directory)
+
+
+def save_clicklog(
+    train: pd.DataFrame, test: pd.DataFrame, info: dict[str, Any], directory: str | Path
+) -> dict[str, Any]:
     """Writes DIR/train.parquet, DIR/test.parquet and DIR/info.json (each atomically: a failure leaves
     no half-written file); returns the info with "paths" added."""
-    train, test, info = generate_clicklog(config)
     target = Path(directory)
     paths = {"train": target / "train.parquet", "test": target / "test.parquet", "info": target / "info.json"}
     for part, frame in (("train", train), ("test", test)):
@@ -438,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ClickLogConfig", "auc", "generate_clicklog", "top_share", "write_clicklog"]
+__all__ = ["ClickLogConfig", "auc", "generate_clicklog", "save_clicklog", "top_share", "write_clicklog"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
