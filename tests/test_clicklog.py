@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from mmoe.data.clicklog import ClickLogConfig, auc, generate_clicklog, main, write_clicklog
@@ -141,3 +143,41 @@ def test_write_and_cli(tmp_path, capsys):
     assert main(["--rows", "100", "--users", "300", "--out", str(tmp_path / "c")]) == 2
     assert "users=300 exceeds rows=100" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_clicklog_data_set_trains_and_evaluates_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`mmoe train --dataset clicklog` trains on the generated log (the log's test part is the test
+    split; purchase is scored where clicked) and `mmoe evaluate RUN` generates the same rows again."""
+    from mmoe.cli import main as cli
+    from mmoe.data import load_dataset
+
+    run = tmp_path / "run"
+    flags = ["--dataset", "clicklog", "--impressions", "6000", "--users", "400", "--items", "60"]
+    assert (
+        cli(
+            [
+                "train",
+                *flags,
+                "--one-hot",
+                "user_id,item_id",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"]["kind"] == "clicklog" and config["dataset"]["config"]["rows"] == 6000
+    data = load_dataset(config["dataset"])
+    assert len(data.test) == 1200 and data.task_names == ["click", "purchase"]
+    assert set(data.info["bayes_auc"]) == {"click", "purchase", "click_and_purchase"}
+    clicked = data.test.labels[:, 0] == 1
+    assert torch.isnan(data.test.labels[~clicked, 1]).all() and not torch.isnan(data.test.labels[clicked, 1]).any()
+    capsys.readouterr()
+    assert cli(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((run / "metrics.json").read_text())["test"]

@@ -55,7 +55,11 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 # -- options shared by commands ----------------------------------------------------------------
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("data (one of --dataset or --data)")
-    source.add_argument("--dataset", choices=["census", "synthetic"], help="a built-in data set")
+    source.add_argument(
+        "--dataset",
+        choices=["census", "synthetic", "clicklog"],
+        help="a built-in data set (clicklog: generated impressions with user and item ids, click and purchase)",
+    )
     source.add_argument("--data", type=Path, help="your own table: a CSV or Parquet file, or a folder of Parquet files")
     source.add_argument(
         "--streaming",
@@ -79,6 +83,18 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     )
     synthetic = parser.add_argument_group("synthetic (the paper's generator, Section 3.2)")
     add_synthetic_options(synthetic, seed_flag="--data-seed")
+    clicklog = parser.add_argument_group(
+        "clicklog (impressions drawn from a known model, mmoe.data.clicklog; its seed is --data-seed)"
+    )
+    clicklog.add_argument("--impressions", type=int, default=1_000_000, help="rows of the log (train + test)")
+    clicklog.add_argument("--users", type=int, default=100_000, help="distinct user ids (power-law popularity)")
+    clicklog.add_argument("--items", type=int, default=10_000, help="distinct item ids (power-law popularity)")
+    clicklog.add_argument(
+        "--purchase-relatedness",
+        type=float,
+        default=0.5,
+        help="0: purchase has drivers of its own; 1: the same drivers as click",
+    )
     table = parser.add_argument_group("your own table (--data)")
     table.add_argument("--tasks", help="NAME:binary|regression,...; the first is the main task")
     table.add_argument("--features", help="comma-separated feature columns (default: every other column)")
@@ -179,7 +195,7 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import asdict
 
     if (args.dataset is None) == (args.data is None):
-        raise MmoeError("choose the data: --dataset census, --dataset synthetic, or --data FILE")
+        raise MmoeError("choose the data: --dataset census, synthetic or clicklog, or --data FILE")
     if getattr(args, "streaming", False) and args.data is None:
         raise MmoeError(
             f"--streaming reads a Parquet table given with --data; --dataset {args.dataset} is loaded "
@@ -194,6 +210,17 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
         }
     if args.dataset == "synthetic":
         return {"kind": "synthetic", "config": asdict(synthetic_config(args)), "split_seed": args.split_seed}
+    if args.dataset == "clicklog":
+        from mmoe.data.clicklog import ClickLogConfig
+
+        config = ClickLogConfig(
+            rows=args.impressions,
+            users=args.users,
+            items=args.items,
+            purchase_relatedness=args.purchase_relatedness,
+            seed=args.data_seed,
+        )
+        return {"kind": "clicklog", "config": asdict(config), "split_seed": args.split_seed, **_vocabulary_spec(args)}
     if not args.tasks:
         raise MmoeError("--data needs --tasks, e.g. --tasks clicked:binary,watch_time:regression")
     column_types = dict.fromkeys(_columns(args.categorical), "categorical")
@@ -604,6 +631,19 @@ def _dataset_flags(spec: dict[str, Any], path: Path) -> dict[str, Any]:
             config = dict(spec["config"])
             config["data_seed"] = config.pop("seed")
             return {"dataset": "synthetic", "data": None, **config, "split_seed": spec["split_seed"]}
+        if spec["kind"] == "clicklog":
+            config = spec["config"]
+            return {
+                "dataset": "clicklog",
+                "data": None,
+                "impressions": config["rows"],
+                "users": config["users"],
+                "items": config["items"],
+                "purchase_relatedness": config["purchase_relatedness"],
+                "data_seed": config["seed"],
+                "split_seed": spec["split_seed"],
+                **_vocabulary_flags(spec),
+            }
         if spec["kind"] == "table":
             types = spec.get("column_types") or {}
             return {

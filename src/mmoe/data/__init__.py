@@ -8,12 +8,13 @@ from typing import Any
 from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
 from mmoe.errors import MmoeError
 
-DATASET_KINDS = ("census", "synthetic", "table")
+DATASET_KINDS = ("census", "synthetic", "clicklog", "table")
 
 
 def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
     """spec: {"kind": "census", "group", "data_dir", "split_seed"} |
     {"kind": "synthetic", "config": {...SyntheticConfig}, "split_seed"} |
+    {"kind": "clicklog", "config": {...ClickLogConfig}, "split_seed", ...vocabulary options} |
     {"kind": "table", "path", "tasks", ...load_table's keyword arguments} (with "streaming": true,
     the table is read in batches by `mmoe.data.streaming.load_streaming_table`)."""
     options = {key: value for key, value in spec.items() if key != "kind"}
@@ -26,6 +27,10 @@ def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
         from mmoe.data.synthetic import SyntheticConfig, load_synthetic
 
         return load_synthetic(SyntheticConfig(**options.pop("config")), **options)
+    if kind == "clicklog":
+        from mmoe.data.clicklog import ClickLogConfig, load_clicklog
+
+        return load_clicklog(ClickLogConfig(**options.pop("config")), **options)
     if kind == "table":
         if options.pop("streaming", False):
             from mmoe.data.streaming import load_streaming_table

@@ -57,13 +57,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
+
+if TYPE_CHECKING:
+    from mmoe.data.dataset import MultiTaskData
 
 TASK_NAMES = ("click", "purchase")
 ID_COLUMNS = ("user_id", "item_id")
@@ -370,6 +373,34 @@ def generate_clicklog(
     return train, test, info
 
 
+def load_clicklog(
+    config: ClickLogConfig, validation_fraction: float = 0.1, split_seed: int = 0, **vocabulary: Any
+) -> MultiTaskData:
+    """The generated log as a `MultiTaskData` (tasks click, purchase; purchase labelled only where
+    clicked): the log's test part is the test split, `validation_fraction` of its training part
+    (seeded by split_seed) the validation split. The ids are categories whatever their format.
+    vocabulary: `VocabularyOptions.of`'s keywords (embedding_dim, embed, one_hot, min_frequency,
+    max_categories, hash_buckets). info["bayes_auc"]: each task's Bayes-optimal test AUC."""
+    from mmoe.data.tabular import table_data
+    from mmoe.data.vocabulary import VocabularyOptions
+
+    train, test, generated = generate_clicklog(config)
+    source = f"click log (seed {config.seed})"
+    data = table_data(
+        train,
+        source,
+        "click:binary,purchase:binary",
+        column_types=dict.fromkeys(ID_COLUMNS, "categorical"),
+        validation_fraction=validation_fraction,
+        split_seed=split_seed,
+        test=(test, f"{source}, test part"),
+        kind="clicklog",
+        vocabulary=VocabularyOptions.of(**vocabulary),
+    )
+    data.info.update({"config": asdict(config), "bayes_auc": generated["bayes_auc"]})
+    return data
+
+
 def top_share(ids: np.ndarray, fraction: float = 0.01) -> float:
     """The share of rows taken by the most frequent `fraction` of the distinct ids (at least one id)."""
     counts = np.sort(np.bincount(ids))[::-1]
@@ -445,7 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ClickLogConfig", "auc", "generate_clicklog", "save_clicklog", "top_share", "write_clicklog"]
+__all__ = [
+    "ClickLogConfig",
+    "auc",
+    "generate_clicklog",
+    "load_clicklog",
+    "save_clicklog",
+    "top_share",
+    "write_clicklog",
+]
 
 if __name__ == "__main__":
     raise SystemExit(main())
