@@ -209,7 +209,7 @@ def test_row_adagrad_update_is_its_formula() -> None:
     rows = torch.tensor([0, 2, 0])
     # Gradient: row 0 gets (1, 1) twice -> (2, 2); row 2 gets (1, 1)·(3, -1).
     weights = torch.tensor([[1.0, 1.0], [3.0, -1.0], [1.0, 1.0]])
-    for step in range(2):
+    for _ in range(2):
         optimizer.zero_grad()
         F.embedding(rows, table, sparse=True).mul(weights).sum().backward()
         optimizer.step()
@@ -230,7 +230,7 @@ class _RecordSizes(TorchDispatchMode):
         super().__init__()
         self.sizes: list[tuple[str, int]] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         # Views and in-place ops return (an alias of) their input: they allocate nothing.
         if any(result.alias_info is not None for result in func._schema.returns):

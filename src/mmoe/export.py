@@ -191,11 +191,19 @@ def serving_model(run: Run, gather_sum: bool = False) -> nn.Module:
                 if isinstance(child, SparseLinear):
                     setattr(parent, name, GatherSumLinear(child))
     serving = ServingModel(model, encoder.means, encoder.stds, run.tasks)
+    served: nn.Module = serving
     if not serving.has_categorical:
-        return NumericOnly(serving).eval()
-    if not serving.has_numeric:
-        return CategoricalOnly(serving).eval()
-    return serving.eval()
+        served = NumericOnly(serving)
+    elif not serving.has_numeric:
+        served = CategoricalOnly(serving)
+    served.eval()
+    if model.input_spec.embedded_columns:
+        # The first layer builds its column-index tensors (which columns are one-hot, which
+        # embedded) on first use: built now, a trace sees them as constants every time (the
+        # TorchScript check traces twice and compares the graphs).
+        with torch.no_grad():
+            served(*_example_inputs(run, 1, seed=0))
+    return served
 
 
 def input_names(run: Run) -> list[str]:
