@@ -241,7 +241,12 @@ def test_resume_with_an_embedded_column_equals_uninterrupted(tmp_path: Path, spa
     saved = load_checkpoint(checkpoint)
     assert saved["sparse_optimizer"]["state"]  # the tables' optimiser state, beside Adam's
     resumed = fit(
-        data, "mmoe", TrainConfig(epochs=4, **options), checkpoint_path=checkpoint, resume_from=checkpoint, num_experts=3
+        data,
+        "mmoe",
+        TrainConfig(epochs=4, **options),
+        checkpoint_path=checkpoint,
+        resume_from=checkpoint,
+        num_experts=3,
     )
     assert resumed.metrics == full.metrics
     for name, tensor in full.model.state_dict().items():
