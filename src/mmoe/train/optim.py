@@ -28,10 +28,16 @@ costs in proportion to the vocabulary; the row-sparse optimisers cost in proport
     gradients, every row read and written per step): the reference, and the right choice when
     the vocabulary is small.
 
-Default "lazy-adam", by measurement: it trains a touched row exactly as the dense weights are
-trained (same learning rate meaning, same update) at a cost independent of the vocabulary (see
-tests/test_embeddings.py and the issue's benchmark); row-adagrad saves state memory (1 number per
-row instead of 2e) but steps differently.
+Default "lazy-adam", by measurement (MMoE, a user column of e = 16 and a one-hot context
+column, batches of 1,024, one thread of a shared 2-core machine, December 2026):
+  * step time, 10k / 1M user ids: lazy-adam 4.9 / 5.6 ms, row-adagrad 4.5 / 4.7 ms, dense
+    4.2 / 58 ms. Both row-sparse optimisers cost what the batch costs; dense grows with V.
+  * test AUC (click / purchase) on a power-law log of 20k users, 96k training rows, 3 epochs, at
+    the default learning rate 1e-3: lazy-adam .849 / .698, row-adagrad .793 / .613, dense .855 /
+    .712; at 1e-2: .868 / .736, .858 / .719, .866 / .737.
+Lazy Adam learns as dense Adam does at the learning rate the rest of the model uses; row-wise
+AdaGrad is ~15% faster per step at 1M ids and keeps 1 number per row instead of 2e, but needs a
+larger learning rate than Adam's default.
 """
 
 from __future__ import annotations
