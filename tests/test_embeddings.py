@@ -314,3 +314,41 @@ def test_each_sparse_optimizer_trains_the_embedded_column(kind: str) -> None:
     rate = 5e-2 if kind == "row-adagrad" else 1e-2
     result = fit(data, "mmoe", TrainConfig(epochs=6, batch_size=64, learning_rate=rate, sparse_optimizer=kind))
     assert result.metrics["test"]["clicked"]["auc"] > 0.8
+
+
+def test_a_large_one_hot_vocabulary_gets_a_row_sparse_gradient() -> None:
+    """A one-hot column of 100,000 values (an id a user keeps one-hot): its weight's gradient is
+    B rows, not V, and a step's tensors do not grow with V; a small one-hot vocabulary keeps
+    its dense gradient (census's path)."""
+    for users, sparse in ((100_000, True), (50, False)):
+        torch.manual_seed(0)
+        spec = InputSpec(("x",), ("user",), (users,))
+        model = build_model("shared-bottom", spec, 1, hidden_units=(16,))
+        tables = row_sparse_tables(model)
+        assert [name for name, _, _, _ in tables] == (["input_layer.category_weight"] if sparse else [])
+        use_sparse_gradients(model)
+        codes = torch.randint(0, users, (32, 1))
+        model(torch.randn(32, 1), codes).sum().backward()
+        grad = model.input_layer.category_weight.grad
+        assert grad is not None and grad.is_sparse == sparse
+    data = embedded_data(rows=300, users=100_000, dim=8)
+    sizes = []
+    for users in (100_000, 1_000_000):
+        torch.manual_seed(0)
+        model = build_model("mmoe", InputSpec(("x",), ("user", "ctx"), (users, 5)), 1)  # both one-hot
+        tables = [table for _, table, _, _ in row_sparse_tables(model)]
+        use_sparse_gradients(model)
+        dense = make_adam([p for p in model.parameters() if all(p is not t for t in tables)], 1e-3, 0.0)
+        lazy = make_row_sparse_optimizer("lazy-adam", tables, 1e-3, 0.0)
+        assert lazy is not None
+        recorder = _RecordSizes()
+        codes = data.train.categorical[:64] + torch.tensor([0, users])  # ctx's one-hot slots follow user's
+        for step in range(2):
+            with recorder if step == 1 else contextlib.nullcontext():
+                dense.zero_grad()
+                lazy.zero_grad()
+                model(data.train.numeric[:64], codes).sum().backward()
+                dense.step()
+                lazy.step()
+        sizes.append(recorder.sizes)
+    assert sizes[0] == sizes[1] and max(size for _, size in sizes[0]) < 100_000

@@ -15,9 +15,11 @@ Row-sparse gradients: a step touches only the embedding rows its batch looks up.
 `use_sparse_gradients` makes the tables' gradient (rows, values) instead of a dense [rows, e]
 tensor, and `row_sparse_tables` lists the tables, so that the optimiser (`mmoe.train.optim`)
 updates only those rows; without that call every gradient is dense, as before (a model trained
-by any torch optimiser works unchanged). The one-hot weight keeps its dense gradient: one-hot
-columns are meant to be few-valued (census: 517 slots, where the dense [V, H] gradient and one
-fused Adam over it are the fastest path); a column with a large vocabulary should be embedded.
+by any torch optimiser works unchanged). The one-hot weight keeps its dense gradient up to
+`SPARSE_ONE_HOT_ROWS` slots: one-hot columns are meant to be few-valued (census: 517 slots, where
+the dense [V, H] gradient and one fused Adam over it are the fastest path, and the paper's dense
+Adam is kept). A one-hot vocabulary that large (a user forcing an id column one-hot) gets a
+row-sparse gradient too, B·(one-hot columns) rows of H, and the same row-sparse optimiser.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmoe.spec import InputSpec
+
+# One-hot vocabularies of at least this many slots get a row-sparse gradient from
+# `use_sparse_gradients` (a [V, H] gradient of 65,536 × 144 floats is 38 MB written per step).
+SPARSE_ONE_HOT_ROWS = 65536
 
 
 class CategoryEmbeddings(nn.Module):
@@ -146,6 +152,8 @@ class SparseLinear(nn.Module):
         self.one_hot_columns = input_spec.one_hot_columns
         self.all_one_hot = len(self.one_hot_columns) == input_spec.num_categorical
 
+    # A row-sparse gradient for the one-hot weight (see `use_sparse_gradients`): embedding_bag's own.
+    sparse_gradient = False
     # The column-wise backward (see `_CategorySum`) is for eager training of one model; the
     # population trainer turns it off in the template it vmaps (a custom Function has no vmap rule).
     custom_backward = True
@@ -175,7 +183,9 @@ class SparseLinear(nn.Module):
         dense = numeric if self.embeddings is None else torch.cat([numeric, self.embeddings(categorical)], -1)
         if self.one_hot_columns:
             codes = self._one_hot_codes(categorical)
-            if self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
+            if self.sparse_gradient:
+                out = F.embedding_bag(codes, self.category_weight, mode="sum", sparse=True)
+            elif self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
                 out = _CategorySum.apply(self.category_weight, codes, self._column_groups(codes.device))
             else:
                 out = F.embedding_bag(codes, self.category_weight, mode="sum")
@@ -185,24 +195,39 @@ class SparseLinear(nn.Module):
             out = dense @ self.numeric_weight
         return out if self.bias is None else out + self.bias
 
+    def table_rows(self, categorical: torch.Tensor) -> list[torch.Tensor]:
+        """[the one-hot weight's rows a batch looks up: [..., one-hot columns]] (as CategoryEmbeddings')."""
+        return [self._one_hot_codes(categorical)]
 
-def row_sparse_tables(model: nn.Module) -> list[tuple[str, nn.Parameter, CategoryEmbeddings, int]]:
-    """The model's embedding tables: (parameter name, table, its CategoryEmbeddings, its index
-    there), in `named_parameters` order. These are what a row-sparse optimiser updates."""
-    tables = []
+    @property
+    def large_vocabulary(self) -> bool:
+        """Whether the one-hot weight is trained row-sparse when sparse gradients are on."""
+        return self.input_spec.vocabulary_size >= SPARSE_ONE_HOT_ROWS
+
+
+def row_sparse_tables(model: nn.Module) -> list[tuple[str, nn.Parameter, CategoryEmbeddings | SparseLinear, int]]:
+    """The tables a row-sparse optimiser updates: (parameter name, table, the module that looks it
+    up, the table's index in that module's `table_rows`), in `named_parameters` order. Every
+    embedding table, and the one-hot weight of a vocabulary of `SPARSE_ONE_HOT_ROWS` or more."""
+    tables: list[tuple[str, nn.Parameter, CategoryEmbeddings | SparseLinear, int]] = []
     for prefix, module in model.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        if isinstance(module, SparseLinear) and module.large_vocabulary:
+            tables.append((f"{dot}category_weight", module.category_weight, module, 0))
         if isinstance(module, CategoryEmbeddings):
             for index, table in enumerate(module.tables):
-                tables.append((f"{prefix}.tables.{index}" if prefix else f"tables.{index}", table, module, index))
+                tables.append((f"{dot}tables.{index}", table, module, index))
     return tables
 
 
 def use_sparse_gradients(model: nn.Module, sparse: bool = True) -> None:
-    """Turns the embedding tables' row-sparse gradients on (or off) in every CategoryEmbeddings of
-    `model` (see the module docstring)."""
+    """Turns row-sparse gradients on (or off) for the tables `row_sparse_tables` lists (see the
+    module docstring)."""
     for module in model.modules():
         if isinstance(module, CategoryEmbeddings):
             module.sparse_gradient = sparse
+        elif isinstance(module, SparseLinear):
+            module.sparse_gradient = sparse and module.large_vocabulary
 
 
 class _ColumnGroups(NamedTuple):

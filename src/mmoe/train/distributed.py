@@ -106,6 +106,10 @@ class DataParallel:
             return
         for table in tables:
             grad = table.grad
+            if grad is not None and not grad.is_sparse:
+                # A dense term joined it (L2-Constrained's penalty, on rank 0 only): sent as rows
+                # too, so that every rank runs the same collectives.
+                grad = grad.to_sparse(1)
             if grad is None:
                 grad = torch.sparse_coo_tensor(
                     torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, *table.shape[1:]), table.shape

@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
-from mmoe.models.layers import row_sparse_tables
+from mmoe.models.layers import SparseLinear, row_sparse_tables
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
@@ -228,6 +228,8 @@ def _train_stack(
         (categorical [N, b, C]) looked up: r·V + the table row, each once."""
         rows = {}
         for table, module, index in tables:
+            if has_penalty and isinstance(module, SparseLinear):
+                continue  # the penalty's gradient reaches every row: all rows, as in the run alone
             looked_up = module.table_rows(categorical)[index]  # [N, b, Cg]
             replica_start = torch.arange(num_replicas, device=looked_up.device).view(-1, 1, 1) * table.shape[1]
             rows[table] = torch.unique(looked_up + replica_start)
