@@ -7,7 +7,8 @@ The first layer reads a row's three kinds of input (see `mmoe.spec.InputSpec`):
     adds its own weight row (`SparseLinear.category_weight`);
   * embedded categorical columns (dimension e > 0, the recommender input for columns with many
     values): each is looked up in a table of learned vectors (`CategoryEmbeddings`) and its
-    vector joins the numeric columns in the dense part x_dense = [x_num; emb_1; ...; emb_m].
+    vector joins the numeric columns in the dense part x_dense = [x_num; emb_1; ...; emb_m]
+    (the embeddings in `CategoryEmbeddings`' output order).
 Every expert and gate of every model reads that one first layer, so each model gets embeddings
 with no code of its own.
 
