@@ -25,6 +25,7 @@ from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.export import CATEGORICAL_INPUT, FORMATS, NUMERIC_INPUT, encode_inputs, load_signature, signature_path
 from mmoe.models import MODELS
+from mmoe.spec import InputSpec
 
 
 def _not_importable(*packages: str) -> list[str]:
@@ -286,3 +287,54 @@ def test_bad_export_input_is_one_line(
     assert not out.exists() and not signature_path(out).exists()
     with pytest.raises(MmoeError, match="no such file"):
         load_signature(tmp_path / "nothing.onnx")
+
+
+class _EmbeddingEncoder(TableEncoder):
+    """The run's encoder with some categorical columns embedded (the spec a data option would
+    give; the encoder's rule is not under test here): `dims` per categorical column."""
+
+    dims: tuple[int, ...] = ()
+
+    @property
+    def input_spec(self) -> InputSpec:
+        spec = super().input_spec
+        return InputSpec(spec.numeric, spec.categorical, spec.cardinalities, self.dims)
+
+
+@pytest.mark.parametrize("format", FORMAT_PARAMS)
+@pytest.mark.parametrize("dims", [(0, 4), (3, 2)], ids=["city-embedded", "both-embedded"])
+def test_embedded_columns_export_and_predict_as_mmoe_predict(
+    dims: tuple[int, int], format: str, workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    """The serving file takes the same per-column codes; it offsets an embedded column's codes
+    into the embedding vocabulary (city's rows start after device's when both are embedded) and
+    predicts what the predict path predicts; the signature says which columns are embedded."""
+    from mmoe.export import export_model
+    from mmoe.models import build_model
+    from mmoe.predict import features_split, predictions_of
+    from mmoe.runs import Run
+
+    saved = Run.load(workspace["mmoe"])
+    assert saved.encoder is not None
+    encoder = _EmbeddingEncoder.from_dict(saved.encoder.to_dict())
+    encoder.__class__ = _EmbeddingEncoder
+    encoder.dims = dims
+    assert encoder.input_spec.embedded_columns == [j for j, d in enumerate(dims) if d]
+    torch.manual_seed(0)
+    model = build_model("mmoe", encoder.input_spec, 2, num_experts=3)
+    run = Run(tmp_path / "run", saved.config, model, encoder)
+    file = export_model(run, tmp_path / f"model.{'onnx' if format == 'onnx' else 'pt'}", format)
+
+    signature = load_signature(file)
+    assert signature["inputs"][1]["embedding_dims"] == dict(zip(["device", "city"], dims))
+    rows = pd.read_csv(workspace["rows"])
+    inputs = encode_inputs(rows, signature)
+    got = exported_predictions(file, format, inputs)
+    expected = predictions_of(model, run.tasks, features_split(run, rows))
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    # A city's row of the table moves the predictions of that city's rows, and only those.
+    with torch.no_grad():
+        model.experts.input_layer.embeddings.tables[-1][encoder.input_spec.offsets[1] + 1 - (4 if dims[0] else 0)] += 1
+    moved = predictions_of(model, run.tasks, features_split(run, rows)) != expected
+    codes = inputs[CATEGORICAL_INPUT][:, 1]
+    assert bool(moved[codes == 1].all()) and not bool(moved[codes != 1].any())

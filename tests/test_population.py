@@ -55,3 +55,22 @@ def test_population_rejects_mismatched_options() -> None:
         train_population("mmoe", toy_data(), TrainConfig(epochs=1), seeds=[0, 1], learning_rates=[1e-3])
     with pytest.raises(MmoeError, match="at least one replica"):
         train_population("mmoe", toy_data(), TrainConfig(epochs=1), seeds=[])
+
+
+@pytest.mark.parametrize("sparse_optimizer", ["lazy-adam", "row-adagrad", "dense"])
+def test_replicas_with_an_embedded_column_equal_their_runs_alone(sparse_optimizer: str) -> None:
+    """Each replica updates only the embedding rows its own batches looked up (lazy Adam,
+    row-wise AdaGrad), as its run alone does with its sparse gradients."""
+    from tests.test_embeddings import embedded_data
+
+    data = embedded_data(rows=500, users=400)
+    seeds, rates = [3, 5], [1e-2, 1e-2]
+    options = {"epochs": 3, "batch_size": 64, "patience": 0, "sparse_optimizer": sparse_optimizer}
+    population = train_population("mmoe", data, TrainConfig(**options), seeds=seeds, learning_rates=rates)
+    for replica, state, seed in zip(population.replicas, population.state_dicts, seeds):
+        alone = fit(data, "mmoe", TrainConfig(**options, seed=seed, learning_rate=1e-2))
+        for name, weight in alone.model.state_dict().items():
+            torch.testing.assert_close(state[name], weight, rtol=1e-4, atol=1e-5)
+        assert [h["train_loss"] for h in replica.history] == pytest.approx(
+            [h["train_loss"] for h in alone.history], rel=1e-5
+        )

@@ -226,3 +226,39 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, cap
                 assert got[split][task][metric] == pytest.approx(value, abs=1e-6), (split, task, metric)
     history = json.loads((killed_out / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("sparse_optimizer", ["lazy-adam", "row-adagrad"])
+def test_resume_with_an_embedded_column_equals_uninterrupted(tmp_path: Path, sparse_optimizer: str) -> None:
+    """The row-sparse optimiser's state (per-row moments or accumulators) is in the checkpoint."""
+    from tests.test_embeddings import embedded_data
+
+    data = embedded_data(rows=800, users=300)
+    options = {"patience": 0, "batch_size": 64, "seed": 3, "sparse_optimizer": sparse_optimizer}
+    full = fit(data, "mmoe", TrainConfig(epochs=4, **options), num_experts=3)
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(data, "mmoe", TrainConfig(epochs=2, **options), checkpoint_path=checkpoint, num_experts=3)
+    saved = load_checkpoint(checkpoint)
+    assert saved["sparse_optimizer"]["state"]  # the tables' optimiser state, beside Adam's
+    resumed = fit(
+        data,
+        "mmoe",
+        TrainConfig(epochs=4, **options),
+        checkpoint_path=checkpoint,
+        resume_from=checkpoint,
+        num_experts=3,
+    )
+    assert resumed.metrics == full.metrics
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    # Resuming with another sparse optimiser is another run.
+    with pytest.raises(MmoeError, match="sparse_optimizer"):
+        fit(data, "mmoe", TrainConfig(epochs=4, **{**options, "sparse_optimizer": "dense"}), resume_from=checkpoint)
+
+
+def test_a_checkpoint_without_embeddings_has_no_sparse_optimizer_state(tmp_path: Path, small_data) -> None:
+    """Runs without embedded columns write the checkpoint they always wrote."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(small_data, "mmoe", TrainConfig(epochs=1, batch_size=256), checkpoint_path=checkpoint, num_experts=2)
+    saved = load_checkpoint(checkpoint)
+    assert "sparse_optimizer" not in saved and "sparse_optimizer" not in saved["identity"]["training"]

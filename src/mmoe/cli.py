@@ -324,6 +324,7 @@ def add_training_options(
 ) -> None:
     """The training flags of `mmoe train`. `mmoe tune` shares them under its own title, without
     --learning-rate (it is tuned), and with help texts of its own for some flags (`helps`, by flag)."""
+    from mmoe.train.optim import SPARSE_OPTIMIZERS
     from mmoe.train.trainer import TrainConfig
 
     defaults = TrainConfig()
@@ -351,6 +352,13 @@ def add_training_options(
         "--seed", type=int, default=defaults.seed, help=helps.get("--seed", "seed of initialisation and shuffling")
     )
     group.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    group.add_argument(
+        "--sparse-optimizer",
+        choices=list(SPARSE_OPTIMIZERS),
+        default=defaults.sparse_optimizer,
+        help="how embedded columns' tables are trained: lazy-adam or row-adagrad update only the rows a batch "
+        f"looks up; dense: Adam over every row (default {defaults.sparse_optimizer})",
+    )
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -367,6 +375,7 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
         "task_weights": args.task_weights,
         "seed": args.seed,
         "threads": args.threads,
+        "sparse_optimizer": getattr(args, "sparse_optimizer", TrainConfig.sparse_optimizer),
     }
 
 

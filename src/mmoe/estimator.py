@@ -130,6 +130,7 @@ class MultiTaskEstimator(BaseEstimator):
         task_weights: Sequence[float] | None = None,
         seed: int = _DEFAULTS.seed,
         threads: int | None = None,
+        sparse_optimizer: str = _DEFAULTS.sparse_optimizer,
         replicas: int = 1,
         validation_fraction: float = 0.1,
         test_fraction: float | None = 0.1,
@@ -159,6 +160,7 @@ class MultiTaskEstimator(BaseEstimator):
         self.task_weights = task_weights
         self.seed = seed
         self.threads = threads
+        self.sparse_optimizer = sparse_optimizer
         self.replicas = replicas
         self.validation_fraction = validation_fraction
         self.test_fraction = test_fraction
@@ -329,6 +331,7 @@ class MultiTaskEstimator(BaseEstimator):
             task_weights=None if self.task_weights is None else tuple(self.task_weights),
             seed=self.seed,
             threads=self.threads,
+            sparse_optimizer=self.sparse_optimizer,
         )
 
     def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:

@@ -6,11 +6,14 @@ regression task. What lives where:
 
 - Folded into the file: the numeric standardisation (the training means and stds, computed in
   float64 as the encoder does; a missing value, NaN, becomes the training mean), the offsets of
-  each categorical column into the shared vocabulary (a code outside a column's range lands in
-  its unseen slot 0), the model, and the output transforms (sigmoid for binary tasks,
+  each categorical column into its kind's vocabulary (the one-hot slots, or the embedding rows
+  of an embedded column; a code outside a column's range lands in its unseen slot 0), the model
+  (embedding tables included), and the output transforms (sigmoid for binary tasks,
   de-standardisation for regression tasks).
 - Beside the file, FILE.signature.json: the inputs in order (name, dtype, shape, columns), each
-  categorical column's vocabulary (code = 1 + the value's position in the list, 0 = unseen), the
+  categorical column's vocabulary (code = 1 + the value's position in the list, 0 = unseen) and
+  how it enters the model (`embedding_dims`: 0 one-hot, e an embedding of dimension e; the
+  caller passes the same per-column codes either way), the
   outputs (task names and kinds), and the run's encoder.json verbatim. Category strings stay out
   of the graph: ONNX string tensors would need a lookup table per column that few runtimes serve
   well, and the mapping is one dictionary look-up per cell on the caller's side.
@@ -87,13 +90,16 @@ class GatherSumLinear(nn.Module):
         self.layer = layer
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        layer, spec = self.layer, self.layer.input_spec
-        if spec.num_categorical:
-            out = F.embedding(categorical, layer.category_weight).sum(1)  # ONNX Gather, ReduceSum
-            if spec.num_numeric:
-                out = out + numeric @ layer.numeric_weight
+        layer = self.layer
+        # Embedded columns: one Gather per table (CategoryEmbeddings is gathers already).
+        dense = numeric if layer.embeddings is None else torch.cat([numeric, layer.embeddings(categorical)], -1)
+        if layer.one_hot_columns:
+            codes = layer._one_hot_codes(categorical)
+            out = F.embedding(codes, layer.category_weight).sum(1)  # ONNX Gather, ReduceSum
+            if dense.shape[-1]:
+                out = out + dense @ layer.numeric_weight
         else:
-            out = numeric @ layer.numeric_weight
+            out = dense @ layer.numeric_weight
         return out if layer.bias is None else out + layer.bias
 
 
@@ -185,11 +191,19 @@ def serving_model(run: Run, gather_sum: bool = False) -> nn.Module:
                 if isinstance(child, SparseLinear):
                     setattr(parent, name, GatherSumLinear(child))
     serving = ServingModel(model, encoder.means, encoder.stds, run.tasks)
+    served: nn.Module = serving
     if not serving.has_categorical:
-        return NumericOnly(serving).eval()
-    if not serving.has_numeric:
-        return CategoricalOnly(serving).eval()
-    return serving.eval()
+        served = NumericOnly(serving)
+    elif not serving.has_numeric:
+        served = CategoricalOnly(serving)
+    served.eval()
+    if model.input_spec.embedded_columns:
+        # The first layer builds its column-index tensors (which columns are one-hot, which
+        # embedded) on first use: built now, a trace sees them as constants every time (the
+        # TorchScript check traces twice and compares the graphs).
+        with torch.no_grad():
+            served(*_example_inputs(run, 1, seed=0))
+    return served
 
 
 def input_names(run: Run) -> list[str]:
@@ -435,6 +449,8 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
                 "vocabularies": {
                     column: list(vocabulary) for column, vocabulary in zip(spec.categorical, encoder.vocabularies)
                 },
+                # Per column: 0 one-hot, e > 0 embedded with dimension e (codes are given the same way).
+                "embedding_dims": dict(zip(spec.categorical, spec.column_embedding_dims)),
             }
         )
     tasks = run.tasks

@@ -1,4 +1,27 @@
-"""Building blocks shared by every model: the sparse first layer and grouped (batched) layers."""
+"""Building blocks shared by every model: the first layer (one-hot categories, embedded categories
+and numeric columns) and grouped (batched) layers.
+
+The first layer reads a row's three kinds of input (see `mmoe.spec.InputSpec`):
+  * numeric columns, standardised: x_num [B, num_numeric];
+  * one-hot categorical columns (embedding dimension 0, the paper's input): each active category
+    adds its own weight row (`SparseLinear.category_weight`);
+  * embedded categorical columns (dimension e > 0, the recommender input for columns with many
+    values): each is looked up in a table of learned vectors (`CategoryEmbeddings`) and its
+    vector joins the numeric columns in the dense part x_dense = [x_num; emb_1; ...; emb_m]
+    (the embeddings in `CategoryEmbeddings`' output order).
+Every expert and gate of every model reads that one first layer, so each model gets embeddings
+with no code of its own.
+
+Row-sparse gradients: a step touches only the embedding rows its batch looks up.
+`use_sparse_gradients` makes the tables' gradient (rows, values) instead of a dense [rows, e]
+tensor, and `row_sparse_tables` lists the tables, so that the optimiser (`mmoe.train.optim`)
+updates only those rows; without that call every gradient is dense, as before (a model trained
+by any torch optimiser works unchanged). The one-hot weight keeps its dense gradient up to
+`SPARSE_ONE_HOT_ROWS` slots: one-hot columns are meant to be few-valued (census: 517 slots, where
+the dense [V, H] gradient and one fused Adam over it are the fastest path, and the paper's dense
+Adam is kept). A one-hot vocabulary that large (a user forcing an id column one-hot) gets a
+row-sparse gradient too, B·(one-hot columns) rows of H, and the same row-sparse optimiser.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +35,101 @@ from torch import nn
 
 from mmoe.spec import InputSpec
 
+# One-hot vocabularies of at least this many slots get a row-sparse gradient from
+# `use_sparse_gradients` (a [V, H] gradient of 65,536 × 144 floats is 38 MB written per step).
+SPARSE_ONE_HOT_ROWS = 65536
+
+
+class CategoryEmbeddings(nn.Module):
+    """The embedded categorical columns as dense features: codes [B, num_categorical] (int64, each
+    column's offset into the embedding vocabulary already added) -> [B, embedding_width].
+
+    Columns of one dimension e share one table [their rows, e] (all of them, in the usual case of
+    one --embedding-dim: the table's rows are then the embedding vocabulary itself), so a batch is
+    one lookup per distinct dimension, not one per column. Output: per table, its columns'
+    vectors side by side, in column order; tables in order of their dimension's first column.
+
+    Initialisation: entries ~ N(0, 1/e), so a vector has norm ≈ 1 and its product with the dense
+    weight rows it meets (drawn U(±b) like a one-hot weight row, see `SparseLinear`) has the
+    variance of one one-hot row, b²/3, whatever e: an embedded column starts with the same
+    weight in the first layer's pre-activation as the same column one-hot.
+
+    `sparse_gradient` (off by default; see `row_sparse_parameters`): the tables' gradient is a
+    sparse COO tensor holding one (row, vector) per lookup of the batch, B·(its columns) rows at
+    most, instead of a dense [rows, e] tensor.
+    """
+
+    sparse_gradient = False
+
+    def __init__(self, input_spec: InputSpec) -> None:
+        super().__init__()
+        dims = input_spec.column_embedding_dims
+        by_dim: dict[int, list[int]] = {}
+        for column in input_spec.embedded_columns:
+            by_dim.setdefault(dims[column], []).append(column)
+        self.table_columns: list[list[int]] = list(by_dim.values())
+        # Column j's code + shift[j] = its row in its table (0 when the table is the whole vocabulary).
+        self.table_shifts: list[list[int]] = []
+        tables = []
+        for dim, columns in by_dim.items():
+            start, shifts = 0, []
+            for column in columns:
+                shifts.append(start - input_spec.offsets[column])
+                start += input_spec.cardinalities[column]
+            self.table_shifts.append(shifts)
+            tables.append(nn.Parameter(torch.empty(start, dim).normal_(0.0, 1.0 / math.sqrt(dim))))
+        self.tables = nn.ParameterList(tables)
+        self.width = input_spec.embedding_width
+
+    def _indices(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per table: its columns [Cg] and their shifts [Cg] (None when all 0), on `device`. Plain
+        tensors cached per device, not buffers: population training's vmapped template lives on
+        the meta device."""
+        cached = getattr(self, "_index_cache", None)
+        if cached is None or cached[0] != device:
+            indices = [
+                (
+                    torch.tensor(columns, dtype=torch.long, device=device),
+                    torch.tensor(shifts, dtype=torch.long, device=device) if any(shifts) else None,
+                )
+                for columns, shifts in zip(self.table_columns, self.table_shifts)
+            ]
+            cached = (device, indices)
+            self._index_cache = cached
+        return cached[1]
+
+    def table_rows(self, categorical: torch.Tensor) -> list[torch.Tensor]:
+        """Per table, the rows a batch looks up: [..., Cg] (any leading dimensions)."""
+        rows = []
+        for columns, shifts in self._indices(categorical.device):
+            codes = categorical.index_select(-1, columns)
+            rows.append(codes if shifts is None else codes + shifts)
+        return rows
+
+    def forward(self, categorical: torch.Tensor) -> torch.Tensor:
+        vectors = [
+            F.embedding(rows, table, sparse=self.sparse_gradient).flatten(-2)
+            for rows, table in zip(self.table_rows(categorical), self.tables)
+        ]
+        return vectors[0] if len(vectors) == 1 else torch.cat(vectors, -1)
+
 
 class SparseLinear(nn.Module):
-    """The affine map x ↦ xᵀW (+ b) on the paper's dense input x = [numeric; one-hot categories].
+    """The affine map x ↦ xᵀW (+ b) on the input x = [numeric; embedded categories; one-hot categories].
 
     A census row has ~30 active slots out of ~500 one-hot columns, so instead of building x we add
-    the numeric part's product to the sum of the active categories' weight rows (an embedding
+    the dense part's product to the sum of the active categories' weight rows (an embedding
     bag). Same function as `nn.Linear` on x, a fraction of the work.
 
-    Input: numeric [B, num_numeric] float, categorical [B, num_categorical] int64 (vocabulary
-    indices). Output: [B, out_features].
+    Input: numeric [B, num_numeric] float, categorical [B, num_categorical] int64 (each column's
+    index in its kind's vocabulary: one-hot or embedding, see `InputSpec.offsets`).
+    Output: [B, out_features] = x_denseᵀ W_dense + Σ_{one-hot columns c} W_cat[categorical[:, c]] (+ b),
+    where x_dense = [numeric; CategoryEmbeddings(categorical)] (just numeric without embedded columns).
+
+    Parameters: numeric_weight W_dense [num_numeric + embedding_width, H] (the numeric columns'
+    rows, then the embedding dimensions'), category_weight W_cat [vocabulary_size, H] (one row per
+    one-hot slot), bias [H], and `embeddings` (a CategoryEmbeddings, only when a column is embedded:
+    a spec without embedded columns has exactly the parameters and initial draws it always had).
     """
 
     def __init__(self, input_spec: InputSpec, out_features: int, bias: bool = True) -> None:
@@ -30,15 +138,23 @@ class SparseLinear(nn.Module):
         self.out_features = out_features
         bound = 1.0 / math.sqrt(max(1, input_spec.num_numeric + input_spec.num_categorical))
         # nn.Linear on the dense one-hot x would draw from ±1/sqrt(d); we count the *active*
-        # inputs of a row instead (numeric columns + one slot per categorical column), which keeps
-        # the pre-activation scale independent of how many categories the columns have (d ~ 500
-        # on census would make the first layer's output tiny). On all-numeric data, the same.
-        self.numeric_weight = nn.Parameter(torch.empty(input_spec.num_numeric, out_features).uniform_(-bound, bound))
+        # inputs of a row instead (numeric columns + one per categorical column, embedded or
+        # not), which keeps the pre-activation scale independent of how many categories the
+        # columns have (d ~ 500 on census would make the first layer's output tiny). On
+        # all-numeric data, the same.
+        dense_width = input_spec.num_numeric + input_spec.embedding_width
+        self.numeric_weight = nn.Parameter(torch.empty(dense_width, out_features).uniform_(-bound, bound))
         self.category_weight = nn.Parameter(
             torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound)
         )
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
+        # Drawn last: the draws above are those of a spec without embedded columns.
+        self.embeddings = CategoryEmbeddings(input_spec) if input_spec.embedded_columns else None
+        self.one_hot_columns = input_spec.one_hot_columns
+        self.all_one_hot = len(self.one_hot_columns) == input_spec.num_categorical
 
+    # A row-sparse gradient for the one-hot weight (see `use_sparse_gradients`): embedding_bag's own.
+    sparse_gradient = False
     # The column-wise backward (see `_CategorySum`) is for eager training of one model; the
     # population trainer turns it off in the template it vmaps (a custom Function has no vmap rule).
     custom_backward = True
@@ -54,17 +170,65 @@ class SparseLinear(nn.Module):
             self._groups_cache = cached
         return cached[1]
 
+    def _one_hot_codes(self, categorical: torch.Tensor) -> torch.Tensor:
+        """[B, one-hot columns]: the categorical tensor itself when no column is embedded."""
+        if self.all_one_hot:
+            return categorical
+        cached = getattr(self, "_one_hot_index", None)
+        if cached is None or cached.device != categorical.device:
+            cached = torch.tensor(self.one_hot_columns, dtype=torch.long, device=categorical.device)
+            self._one_hot_index = cached
+        return categorical.index_select(-1, cached)
+
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        if self.input_spec.num_categorical:
-            if self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
-                out = _CategorySum.apply(self.category_weight, categorical, self._column_groups(categorical.device))
+        dense = numeric if self.embeddings is None else torch.cat([numeric, self.embeddings(categorical)], -1)
+        if self.one_hot_columns:
+            codes = self._one_hot_codes(categorical)
+            if self.sparse_gradient:
+                out = F.embedding_bag(codes, self.category_weight, mode="sum", sparse=True)
+            elif self.custom_backward and torch.is_grad_enabled() and self.category_weight.requires_grad:
+                out = _CategorySum.apply(self.category_weight, codes, self._column_groups(codes.device))
             else:
-                out = F.embedding_bag(categorical, self.category_weight, mode="sum")
-            if self.input_spec.num_numeric:
-                out = torch.addmm(out, numeric, self.numeric_weight)  # the add fused into the product
+                out = F.embedding_bag(codes, self.category_weight, mode="sum")
+            if dense.shape[-1]:
+                out = torch.addmm(out, dense, self.numeric_weight)  # the add fused into the product
         else:
-            out = numeric @ self.numeric_weight
+            out = dense @ self.numeric_weight
         return out if self.bias is None else out + self.bias
+
+    def table_rows(self, categorical: torch.Tensor) -> list[torch.Tensor]:
+        """[the one-hot weight's rows a batch looks up: [..., one-hot columns]] (as CategoryEmbeddings')."""
+        return [self._one_hot_codes(categorical)]
+
+    @property
+    def large_vocabulary(self) -> bool:
+        """Whether the one-hot weight is trained row-sparse when sparse gradients are on."""
+        return self.input_spec.vocabulary_size >= SPARSE_ONE_HOT_ROWS
+
+
+def row_sparse_tables(model: nn.Module) -> list[tuple[str, nn.Parameter, CategoryEmbeddings | SparseLinear, int]]:
+    """The tables a row-sparse optimiser updates: (parameter name, table, the module that looks it
+    up, the table's index in that module's `table_rows`), in `named_parameters` order. Every
+    embedding table, and the one-hot weight of a vocabulary of `SPARSE_ONE_HOT_ROWS` or more."""
+    tables: list[tuple[str, nn.Parameter, CategoryEmbeddings | SparseLinear, int]] = []
+    for prefix, module in model.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        if isinstance(module, SparseLinear) and module.large_vocabulary:
+            tables.append((f"{dot}category_weight", module.category_weight, module, 0))
+        if isinstance(module, CategoryEmbeddings):
+            for index, table in enumerate(module.tables):
+                tables.append((f"{dot}tables.{index}", table, module, index))
+    return tables
+
+
+def use_sparse_gradients(model: nn.Module, sparse: bool = True) -> None:
+    """Turns row-sparse gradients on (or off) for the tables `row_sparse_tables` lists (see the
+    module docstring)."""
+    for module in model.modules():
+        if isinstance(module, CategoryEmbeddings):
+            module.sparse_gradient = sparse
+        elif isinstance(module, SparseLinear):
+            module.sparse_gradient = sparse and module.large_vocabulary
 
 
 class _ColumnGroups(NamedTuple):
@@ -77,13 +241,17 @@ class _ColumnGroups(NamedTuple):
 
     @classmethod
     def of(cls, input_spec: InputSpec, dense_cardinality: int, device: torch.device) -> _ColumnGroups:
-        dense = [c for c, n in enumerate(input_spec.cardinalities) if n <= dense_cardinality]
-        scatter = [c for c, n in enumerate(input_spec.cardinalities) if n > dense_cardinality]
+        # Positions in the one-hot columns' codes (all columns, when none is embedded).
+        columns = input_spec.one_hot_columns
+        cardinalities = [input_spec.cardinalities[j] for j in columns]
+        offsets = [input_spec.offsets[j] for j in columns]
+        dense = [c for c, n in enumerate(cardinalities) if n <= dense_cardinality]
+        scatter = [c for c, n in enumerate(cardinalities) if n > dense_cardinality]
         starts: list[int] = []
         rows: list[int] = []
         block = 0
         for column in dense:
-            offset, cardinality = input_spec.offsets[column], input_spec.cardinalities[column]
+            offset, cardinality = offsets[column], cardinalities[column]
             starts.append(block - offset)
             rows.extend(range(offset, offset + cardinality))
             block += cardinality

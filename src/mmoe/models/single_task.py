@@ -22,7 +22,9 @@ class SingleTask(MultiTaskModel):
 
     Each task k has its own bottom MLP (hidden_units) and tower (tower_units). The K networks are
     evaluated side by side as one grouped product, but no parameter serves two tasks: task k's
-    output depends only on task k's slice of every weight.
+    output depends only on task k's slice of every weight. (Embedded columns are the exception:
+    their embedding tables are part of the input, looked up once and read by every task's own
+    first-layer weights, so the tasks share them, as they share the input itself.)
     """
 
     name = "single-task"

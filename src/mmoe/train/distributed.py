@@ -21,6 +21,11 @@ with `--batch-size B` and the same seed and data, up to floating-point round-off
     0 only, so it too counts once.
   * The same fused Adam step runs on every rank with the same summed gradients, so the weights
     stay identical on every rank. What differs from one process is only the order of the sums.
+  * Embedding tables trained by a row-sparse optimiser (`TrainConfig.sparse_optimizer`) have
+    sparse gradients, which DDP's buckets do not take: DDP ignores those tables, and after the
+    backward `sum_sparse_gradients` gathers every rank's (rows, values) and sums them, so each
+    rank's table gradient is the global batch's, as for the other weights, and the same
+    row-sparse step runs on every rank. The traffic is the rows the batch touched, not the table.
 """
 
 from __future__ import annotations
@@ -63,13 +68,16 @@ class DataParallel:
         backend = dist.get_backend() if self.grouped else "none"
         return f"{self.world_size} processes ({backend}, {self.device})"
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, ignored: Sequence[str] = ()) -> nn.Module:
         """The module the training loop calls: `model` itself in one process; otherwise `model`
         moved to this rank's device inside DistributedDataParallel, its gradients summed over the
-        ranks rather than averaged (see the module docstring)."""
+        ranks rather than averaged (see the module docstring). ignored: names of parameters DDP
+        leaves alone (the row-sparse tables, summed by `sum_sparse_gradients`)."""
         if not self.grouped:
             return model
         model.to(self.device)
+        if ignored:
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(ignored))
         # static_graph: every step uses the same parameters, but not always all of them (the
         # category weights of a table without categorical columns); DDP learns which in the first
         # step instead of searching the graph on every step (find_unused_parameters).
@@ -90,6 +98,42 @@ class DataParallel:
         label_counts = (~torch.isnan(batch.labels)).sum(0).to(self.device)
         part = Split(batch.numeric[start:end], batch.categorical[start:end], batch.labels[start:end])
         return part.to(self.device), label_counts
+
+    def sum_sparse_gradients(self, tables: Sequence[torch.Tensor]) -> None:
+        """Each table's sparse gradient replaced by the sum of every rank's (in one process:
+        nothing). Every rank sends its (rows, values); ranks with fewer rows pad to the most."""
+        if not self.grouped or self.world_size == 1:
+            return
+        for table in tables:
+            grad = table.grad
+            if grad is not None and not grad.is_sparse:
+                # A dense term joined it (L2-Constrained's penalty, on rank 0 only): sent as rows
+                # too, so that every rank runs the same collectives.
+                grad = grad.to_sparse(1)
+            if grad is None:
+                grad = torch.sparse_coo_tensor(
+                    torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, *table.shape[1:]), table.shape
+                )
+            grad = grad.coalesce().to(self.device)
+            rows, values = grad.indices()[0], grad.values()
+            counts = [torch.zeros(1, dtype=torch.long, device=self.device) for _ in range(self.world_size)]
+            dist.all_gather(counts, torch.tensor([len(rows)], device=self.device))
+            most = int(max(int(c) for c in counts))
+            padded_rows = torch.zeros(most, dtype=torch.long, device=self.device)
+            padded_rows[: len(rows)] = rows
+            padded_values = values.new_zeros(most, *values.shape[1:])
+            padded_values[: len(rows)] = values
+            all_rows = [torch.empty_like(padded_rows) for _ in range(self.world_size)]
+            all_values = [torch.empty_like(padded_values) for _ in range(self.world_size)]
+            dist.all_gather(all_rows, padded_rows)
+            dist.all_gather(all_values, padded_values)
+            kept = [slice(0, int(count)) for count in counts]
+            summed = torch.sparse_coo_tensor(
+                torch.cat([r[k] for r, k in zip(all_rows, kept)]).unsqueeze(0),
+                torch.cat([v[k] for v, k in zip(all_values, kept)]),
+                table.shape,
+            )
+            table.grad = summed.coalesce()
 
     def sum_over_ranks(self, loss_sum: float, task_loss_sum: torch.Tensor) -> tuple[float, torch.Tensor]:
         """An epoch's training loss totals summed over the ranks. Each rank's loss is its share of

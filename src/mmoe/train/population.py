@@ -9,6 +9,13 @@ stopping. Its result equals, within float rounding, `mmoe.train.fit.fit` of that
 with the same seed and options (tests/test_population.py checks this). The bookkeeping is the
 single loop's: the same loss weighting (`mmoe.train.weighting`), `EarlyStopping` and history
 entries (`mmoe.train.progress`), and callbacks (`mmoe.train.callbacks`), called per replica.
+
+Embedded columns: `TrainConfig.sparse_optimizer` means what it means for one run. A lazy-Adam or
+row-AdaGrad replica updates only the embedding rows its own batch looked up, with its own state,
+exactly as its run alone would. The cost differs: a vmapped lookup has no sparse gradient, so
+each step's table gradient is dense, [N, V, e] for N replicas (allocated and zero-filled per
+step: memory and time in proportion to N·V·e); the optimiser then reads and writes only the
+touched rows (`step(rows=...)`). For a vocabulary of millions, train one run at a time.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ from torch.func import functional_call, stack_module_state, vmap
 from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
+from mmoe.models.layers import SparseLinear, row_sparse_tables
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_stacked, main_score
-from mmoe.train.optim import make_adam
+from mmoe.train.optim import SPARSE_OPTIMIZERS, make_adam, make_row_sparse_optimizer
 from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
 from mmoe.train.trainer import TrainConfig
 from mmoe.train.weighting import make_weighting
@@ -203,7 +211,30 @@ def _train_stack(
     loss_fn = MultiTaskLoss.stacked(task_lists)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
     parameters = list(params.values())
-    optimizer = make_adam(parameters, config.learning_rate, config.weight_decay)
+    # The embedding tables of a row-sparse optimiser: (stacked table, its CategoryEmbeddings, its index).
+    tables = (
+        [(params[name], module, index) for name, _, module, index in row_sparse_tables(template)]
+        if SPARSE_OPTIMIZERS[config.sparse_optimizer] is not None
+        else []
+    )
+    dense_parameters = [p for p in parameters if all(p is not table for table, _, _ in tables)]
+    optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
+    table_optimizer = make_row_sparse_optimizer(
+        config.sparse_optimizer, [table for table, _, _ in tables], config.learning_rate, config.weight_decay
+    )
+
+    def touched_rows(categorical: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
+        """Per stacked table [N, V, e], the rows of its [N·V, e] view that replica r's batch
+        (categorical [N, b, C]) looked up: r·V + the table row, each once."""
+        rows = {}
+        for table, module, index in tables:
+            if has_penalty and isinstance(module, SparseLinear):
+                continue  # the penalty's gradient reaches every row: all rows, as in the run alone
+            looked_up = module.table_rows(categorical)[index]  # [N, b, Cg]
+            replica_start = torch.arange(num_replicas, device=looked_up.device).view(-1, 1, 1) * table.shape[1]
+            rows[table] = torch.unique(looked_up + replica_start)
+        return rows
+
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
     split_names = ("train", "validation", "test")
     if shared:
@@ -242,9 +273,13 @@ def _train_stack(
             task_losses, labelled = loss_fn(forward(params, numeric, categorical), labels)
             penalties = penalty(params) if has_penalty else None
             optimizer.zero_grad(set_to_none=True)
+            if table_optimizer is not None:
+                table_optimizer.zero_grad(set_to_none=True)
             # Summed over the replicas, which share no weight: each gets its own loss's gradient.
             losses = weighting.backward(task_losses, labelled, parameters, penalties)
             optimizer.step()
+            if table_optimizer is not None:
+                table_optimizer.step(rows=touched_rows(categorical))
             loss_sums += losses
             task_sums += task_losses.detach()
             batches += 1

@@ -34,12 +34,19 @@ from mmoe.data.dataset import MultiTaskData, RowSource, Split, Task
 from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write, to_jsonable
 from mmoe.models.base import MultiTaskModel
+from mmoe.models.layers import row_sparse_tables, use_sparse_gradients
 from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
-from mmoe.train.optim import make_adam
+from mmoe.train.optim import (
+    DEFAULT_SPARSE_OPTIMIZER,
+    SPARSE_OPTIMIZERS,
+    RowSparseOptimizer,
+    make_adam,
+    make_row_sparse_optimizer,
+)
 from mmoe.train.progress import EarlyStopping, HistoryEntry
 from mmoe.train.weighting import implied_weighting, make_weighting, resolve_weighting
 
@@ -54,6 +61,12 @@ class TrainConfig:
     ("ew": equal weights; "fixed": the constant `task_weights`). task_weights select "fixed": with
     weighting "ew" (the default) they turn it into "fixed" here, as `--task-weights` alone always
     did; "fixed" without task_weights, or task_weights with a method that takes none, is an error.
+
+    sparse_optimizer: how the embedding tables of embedded categorical columns are trained, a name
+    in `mmoe.train.optim.SPARSE_OPTIMIZERS`: "lazy-adam" (the default) or "row-adagrad" update
+    only the rows a batch looked up, from a row-sparse gradient; "dense" trains them with the
+    same Adam as every other weight (see `mmoe.train.optim` for how they differ). Every other
+    weight is always trained by Adam; without embedded columns the option changes nothing.
     """
 
     learning_rate: float = 1e-3
@@ -67,6 +80,7 @@ class TrainConfig:
     eval_batch_size: int = 65536
     restore_best: bool = True
     weighting: str = "ew"
+    sparse_optimizer: str = DEFAULT_SPARSE_OPTIMIZER
 
     def __post_init__(self) -> None:
         checks = [
@@ -90,16 +104,24 @@ class TrainConfig:
             if any(w < 0 or not math.isfinite(w) for w in self.task_weights):
                 raise MmoeError(f"training option task_weights must be non-negative numbers, got {self.task_weights}")
         self.weighting = resolve_weighting(self.weighting, self.task_weights)
+        if self.sparse_optimizer not in SPARSE_OPTIMIZERS:
+            raise MmoeError(
+                f"training option sparse_optimizer {self.sparse_optimizer!r} is unknown; expected one of: "
+                f"{', '.join(SPARSE_OPTIMIZERS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Every option, JSON-able. `weighting` only where task_weights do not already say it
-        ("ew" without them, "fixed" with them are left out): such a dict, the run's config.json
-        and its checkpoint identity are those of the releases before the option, so their
-        checkpoints resume and their config files load; a dict without it means the same."""
+        ("ew" without them, "fixed" with them are left out), and `sparse_optimizer` only when it
+        is not the default: such a dict, the run's config.json and its checkpoint identity are
+        those of the releases before the options, so their checkpoints resume and their config
+        files load; a dict without them means the same."""
         data = asdict(self)
         data["task_weights"] = list(self.task_weights) if self.task_weights is not None else None
         if self.weighting == implied_weighting(self.task_weights):
             del data["weighting"]
+        if self.sparse_optimizer == DEFAULT_SPARSE_OPTIMIZER:
+            del data["sparse_optimizer"]
         return data
 
 
@@ -207,12 +229,21 @@ def train(
     # One process, unless torchrun started this one: then `network` is DDP, and each step trains
     # on this rank's share of the global batch (the contract is in mmoe.train.distributed).
     parallel = distributed.current()
-    network = parallel.wrap(model)
+    # Embedding tables with a row-sparse optimiser get sparse gradients (summed over the ranks
+    # by `parallel`, outside DDP); every other weight is Adam's (see `mmoe.train.optim`).
+    sparse_tables = row_sparse_tables(model) if SPARSE_OPTIMIZERS[config.sparse_optimizer] is not None else []
+    tables = [table for _, table, _, _ in sparse_tables]
+    use_sparse_gradients(model, bool(tables))
+    network = parallel.wrap(model, ignored=[name for name, _, _, _ in sparse_tables])
     device = next(model.parameters()).device
     loss_fn = MultiTaskLoss(tasks).to(device)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
     parameters = list(model.parameters())
-    optimizer = make_adam(parameters, config.learning_rate, config.weight_decay)
+    dense_parameters = [p for p in parameters if all(p is not table for table in tables)]
+    optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
+    table_optimizer = make_row_sparse_optimizer(
+        config.sparse_optimizer, tables, config.learning_rate, config.weight_decay
+    )
     shuffle = torch.Generator().manual_seed(config.seed)
     train_split = data.train.to(device)  # a Split's tensors, or a streaming source's batches as they come
     rows = len(train_split)
@@ -230,6 +261,8 @@ def train(
         try:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
+            if table_optimizer is not None:
+                table_optimizer.load_state_dict(saved["sparse_optimizer"])
             shuffle.set_state(saved["shuffle_rng"])
             torch.set_rng_state(saved["torch_rng"])
             weighting.load_state_dict(saved.get("weighting", {}))  # absent before weightings had state
@@ -256,8 +289,13 @@ def train(
                 # The ranks' gradients are summed: the penalty counts on one rank only.
                 penalty = model.penalty() if has_penalty and parallel.is_first else None
                 optimizer.zero_grad(set_to_none=True)
+                if table_optimizer is not None:
+                    table_optimizer.zero_grad(set_to_none=True)
                 loss = weighting.backward(task_losses, labelled, parameters, penalty)
                 optimizer.step()
+                if table_optimizer is not None:
+                    parallel.sum_sparse_gradients(tables)
+                    table_optimizer.step()
                 loss_sum += loss.item()
                 task_loss_sum += task_losses.detach()
                 batches += 1
@@ -298,6 +336,7 @@ def train(
                     train_seconds=train_seconds,
                     stopped_early=stopping.stopped_early,
                     weighting=weighting.state_dict(),
+                    sparse_optimizer=table_optimizer,
                 )
             reporter.on_epoch_end(entry)
             if stopping.stopped_early:
@@ -341,6 +380,7 @@ CHECKPOINT_KEYS = (
     "stopped_early",
 )
 # Also written: "weighting" (the loss weighting's state); a checkpoint without it is of a weighting without state.
+# And "sparse_optimizer" (the embedding tables' row-sparse optimiser state) where there is one.
 
 
 def run_identity(
@@ -386,9 +426,11 @@ def save_checkpoint(
     train_seconds: float = 0.0,
     stopped_early: bool = False,
     weighting: dict[str, Any] | None = None,
+    sparse_optimizer: RowSparseOptimizer | None = None,
 ) -> None:
     """Everything needed to continue training after `epoch`, written atomically (a kill during the
-    write leaves the previous epoch's checkpoint). weighting: the loss weighting's state_dict()."""
+    write leaves the previous epoch's checkpoint). weighting: the loss weighting's state_dict().
+    sparse_optimizer: the embedding tables' optimiser, saved as "sparse_optimizer" when given."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "identity": identity,
@@ -406,6 +448,8 @@ def save_checkpoint(
         "stopped_early": stopped_early,
         "weighting": weighting or {},
     }
+    if sparse_optimizer is not None:
+        state["sparse_optimizer"] = sparse_optimizer.state_dict()
     atomic_write(path, lambda temp: torch.save(state, temp))
 
 
