@@ -352,3 +352,22 @@ def test_a_large_one_hot_vocabulary_gets_a_row_sparse_gradient() -> None:
                 lazy.step()
         sizes.append(recorder.sizes)
     assert sizes[0] == sizes[1] and max(size for _, size in sizes[0]) < 100_000
+
+
+def test_a_runs_sparse_optimizer_survives_config_and_load(tmp_path, capsys) -> None:
+    """A run trained with a non-default sparse_optimizer: its config.json trains again through
+    `mmoe train --config` with that optimiser, and MultiTaskEstimator.load reports it."""
+    import json
+
+    from mmoe import MultiTaskEstimator
+    from mmoe.cli import main
+
+    flags = ["--dataset", "clicklog", "--impressions", "4000", "--users", "300", "--items", "40", "--embed", "user_id"]
+    run, again = tmp_path / "run", tmp_path / "again"
+    common = ["--epochs", "1", "--threads", "1", "--quiet"]
+    assert main(["train", *flags, *common, "--sparse-optimizer", "row-adagrad", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["training"]["sparse_optimizer"] == "row-adagrad"
+    assert MultiTaskEstimator.load(run).sparse_optimizer == "row-adagrad"
+    assert main(["train", "--config", str(run / "config.json"), *common, "--out", str(again)]) == 0
+    assert json.loads((again / "config.json").read_text())["training"]["sparse_optimizer"] == "row-adagrad"
+    capsys.readouterr()

@@ -33,6 +33,7 @@ TRAINING_KINDS = {
     "task_weights": "numbers",
     "seed": int,
     "threads": int,
+    "sparse_optimizer": str,  # written only when not the default (TrainConfig.to_dict)
 }
 TRAINING_KEYS = tuple(TRAINING_KINDS)
 NULLABLE_TRAINING_KEYS = ("task_weights", "threads")  # flags whose default is None
@@ -89,7 +90,8 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     dataset = document.get("dataset")
     if dataset is not None and not (isinstance(dataset, dict) and isinstance(dataset.get("kind"), str)):
         raise MmoeError(
-            f'--config {path}: "dataset" must be an object with a "kind" (census, synthetic or table), got {dataset!r}'
+            f'--config {path}: "dataset" must be an object with a "kind" (census, synthetic, clicklog or table), '
+            f"got {dataset!r}"
         )
     return {"model": model, "hyperparameters": hyperparameters, "training": training, "dataset": dataset}
 
@@ -127,6 +129,10 @@ def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
         if is_int(value) or isinstance(value, float):
             return float(value)
         expected = "a number"
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        expected = "a string"
     else:
         if is_int(value):
             return value

@@ -556,7 +556,16 @@ class MultiTaskEstimator(BaseEstimator):
         training = config.get("training", {})
         options: dict[str, Any] = {
             name: training[name]
-            for name in ("epochs", "batch_size", "learning_rate", "weight_decay", "patience", "seed", "threads")
+            for name in (
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "weight_decay",
+                "patience",
+                "seed",
+                "threads",
+                "sparse_optimizer",
+            )
             if name in training
         }
         if training.get("task_weights") is not None:

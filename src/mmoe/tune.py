@@ -354,6 +354,8 @@ def best_config(
             "patience": 0,
             "task_weights": training.task_weights,
             "seed": int(attrs["seed"]),
+            # Only when not the default, as a run's config.json has it (TrainConfig.to_dict).
+            **{key: value for key, value in training.to_dict().items() if key == "sparse_optimizer"},
         },
         "dataset": options.dataset,
         "tuned": {
