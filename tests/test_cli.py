@@ -395,3 +395,14 @@ def test_library_errors_name_flags_on_the_command_line(tmp_path: Path, capsys) -
         capsys, "train", "--dataset", "synthetic", "--rows", "300", "--batch-size", "0", "--out", tmp_path / "run"
     )
     assert code == 2 and err.strip() == "mmoe: error: --batch-size must be a positive integer, got 0"
+
+
+def test_bench_runs_a_benchmark_script_of_the_checkout(capfd: pytest.CaptureFixture) -> None:
+    """`mmoe bench NAME ...` hands its options to benchmarks/NAME's script; an unknown name is the
+    usual one-line error."""
+    assert main(["bench", "clicklog", "--help"]) == 0
+    assert "usage: clicklog.py" in capfd.readouterr().out
+    assert main(["bench", "imagenet"]) == 2
+    assert capfd.readouterr().err.strip() == (
+        "mmoe: error: unknown benchmark 'imagenet'; expected one of census, clicklog, streaming"
+    )

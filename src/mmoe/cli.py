@@ -533,6 +533,36 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = {
+    "census": "bench.py",  # MMoE on census against torch-rechub and DeepCTR-Torch; population training
+    "clicklog": "clicklog.py",  # the click-log benchmark: ids at scale, against the peers and LightGBM
+    "streaming": "streaming.py",  # a table larger than memory, streamed against loaded whole
+}
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    """`mmoe bench NAME [OPTIONS]`: runs benchmarks/NAME's script of this source checkout with this
+    Python (the benchmarks, their peers and their results live in the repository, not the package)."""
+    import subprocess
+
+    import mmoe
+
+    if args.benchmark not in BENCHMARKS:
+        raise MmoeError(f"unknown benchmark {args.benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
+    root = Path(mmoe.__file__).resolve().parents[2]
+    script = root / "benchmarks" / BENCHMARKS[args.benchmark]
+    if not script.is_file():
+        raise MmoeError(
+            f"no {script}: `mmoe bench` runs the benchmarks of a source checkout (git clone, then pip install "
+            f"-e '.[bench]'); this mmoe is installed from a package without them"
+        )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run([sys.executable, str(script), *args.options], env=environment, cwd=root).returncode
+
+
 def command_synthetic(args: argparse.Namespace) -> int:
     from mmoe.data.synthetic import synthetic_frame
     from mmoe.io import atomic_write
@@ -916,6 +946,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=1, help="torch threads (these models are too small for more)")
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(handler=command_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark of this source checkout (census, clicklog, streaming)",
+        formatter_class=_formatter,
+        description="Runs benchmarks/bench.py (census), clicklog.py or streaming.py with this Python; they print "
+        "their tables and write JSON under benchmarks/results/. Peers: pip install -e '.[bench]'. Options after "
+        "the name go to the script (`mmoe bench clicklog --smoke`, `mmoe bench clicklog --help`).",
+    )
+    bench.add_argument("benchmark", help="census, clicklog or streaming")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the script's own options")
+    bench.set_defaults(handler=command_bench)
 
     synthetic = commands.add_parser(
         "synthetic", help="write the paper's synthetic data to a table", formatter_class=_formatter
