@@ -10,6 +10,7 @@ same seed; the table holds each one's test R² per task and the mean test MSE.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,7 +66,7 @@ def run_demo(options: DemoOptions = DemoOptions()) -> list[dict[str, Any]]:
                     "parameters": estimator.model_.num_parameters(),
                     "epochs": len(estimator.history_),
                     "test": test,
-                    "mean_mse": sum(m["mse"] for m in test.values()) / len(test),
+                    "mean_mse": sum(m.get("mse") or math.nan for m in test.values()) / len(test),
                 }
             )
     return rows

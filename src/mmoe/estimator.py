@@ -53,6 +53,7 @@ from mmoe.runs import (
 from mmoe.runs import fit as fit_model
 from mmoe.train import distributed, trainer
 from mmoe.train.callbacks import Callback, EpochFunction, PopulationEpochFunction
+from mmoe.train.metrics import Metrics
 from mmoe.train.trainer import (
     TrainConfig,
     TrainResult,
@@ -501,7 +502,7 @@ class MultiTaskEstimator(BaseEstimator):
         frame, source = _frame(X)
         return predict_frame(run, frame, source)
 
-    def score(self, X: pd.DataFrame | str | Path) -> dict[str, dict[str, Any]]:
+    def score(self, X: pd.DataFrame | str | Path) -> Metrics:
         """{task: {"auc", "logloss", "rows"}} (binary) or {task: {"mse", "r2", "rows"}} (regression)
         on the rows of X that have that task's label. With streaming=True a Parquet path is read
         in batches. A dict, not scikit-learn's single number (there is one per task): give

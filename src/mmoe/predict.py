@@ -32,7 +32,7 @@ from mmoe.errors import MmoeError
 from mmoe.io import atomic_write
 from mmoe.models.base import MultiTaskModel
 from mmoe.runs import Run
-from mmoe.train.metrics import to_predictions
+from mmoe.train.metrics import Metrics, to_predictions
 from mmoe.train.trainer import evaluate_source, predict_outputs
 
 BATCH_ROWS = 65_536
@@ -61,9 +61,7 @@ def predict_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_siz
     return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(tasks)}, index=frame.index)
 
 
-def evaluate_frame(
-    run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS
-) -> dict[str, dict]:
+def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> Metrics:
     """{task: metrics} on a labelled table (each task on the rows that have its label)."""
     split = run.require_encoder(source).transform(frame, source)
     return evaluate_source(run.model, run.tasks, split, batch_size)
@@ -89,7 +87,7 @@ class _TableBatches:
             yield Split(*(torch.from_numpy(a) for a in arrays))
 
 
-def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) -> dict[str, dict]:
+def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) -> Metrics:
     """Metrics of a run trained with streaming on one split of its own table, read in one pass
     with the saved encoder (the split rule picks the same rows as in training)."""
     spec = run.config["dataset"]
@@ -99,14 +97,14 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) ->
     return evaluate_source(run.model, run.tasks, rows.sample(None), batch_size)
 
 
-def evaluate_table(run: Run, path: str | Path, batch_size: int = BATCH_ROWS) -> dict[str, dict]:
+def evaluate_table(run: Run, path: str | Path, batch_size: int = BATCH_ROWS) -> Metrics:
     """Metrics of a saved run on a labelled Parquet table read in batches (every row counts, as
     in `evaluate_frame`)."""
     table, batch_encoder = _table_rows(run, path, labels=True)
     return evaluate_source(run.model, run.tasks, _TableBatches(table, batch_encoder, batch_size), batch_size)
 
 
-def evaluate(run: Run, split: str = "test", data: str | Path | None = None, streaming: bool = False) -> dict[str, dict]:
+def evaluate(run: Run, split: str = "test", data: str | Path | None = None, streaming: bool = False) -> Metrics:
     """What `mmoe evaluate` prints: {task: metrics} on `data` (a labelled table; streaming: a
     Parquet table read in batches), or else on `split` of the run's own data set (a run trained
     with streaming reads its table again in batches)."""

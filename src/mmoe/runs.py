@@ -30,7 +30,7 @@ from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.fit import fit, fit_replicas, summarize_replicas
-from mmoe.train.metrics import evaluate_predictions
+from mmoe.train.metrics import Metrics, evaluate_predictions
 from mmoe.train.trainer import TrainConfig, TrainResult, evaluate
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -225,7 +225,7 @@ class Run:
             )
         return load_dataset(spec)
 
-    def evaluate(self, split: str = "test") -> dict[str, dict]:
+    def evaluate(self, split: str = "test") -> Metrics:
         """Metrics on one split of the run's own data set (loaded again the same way)."""
         data = self.dataset()
         if split not in data.splits():

@@ -9,7 +9,7 @@ weights) in chunks; each finished chunk is cached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -139,7 +139,7 @@ def _train_runs(
     return runs
 
 
-def _mean_metric(metrics: dict[str, dict[str, Any]], name: str) -> float:
+def _mean_metric(metrics: Mapping[str, Mapping[str, Any]], name: str) -> float:
     values = [m[name] for m in metrics.values() if m.get(name) is not None]
     return float(np.mean(values)) if values else float("nan")
 

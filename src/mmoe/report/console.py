@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ class EpochProgress(Callback):
             entry = HistoryEntry.from_dict(entry)
         main_task, validation = next(iter(entry.validation.items()))
         metric = "auc" if "auc" in validation else "mse"
-        value = validation[metric]
+        value = validation.get("auc") if metric == "auc" else validation.get("mse")
         self.bar.set_postfix_str(
             f"loss {entry.train_loss:.4f}  val {main_task} {metric} {value:.4f}"
             if value is not None
@@ -92,13 +93,13 @@ class TrainProgress(Callback):
             (self.bar.bar if self.replicas == 1 else self.bar).close()
 
 
-def _short(metrics: dict[str, Any]) -> str:
+def _short(metrics: Mapping[str, Any]) -> str:
     metric = "auc" if "auc" in metrics else "mse"
     value = metrics[metric]
     return f"{metric} {value:.4f}" if value is not None else f"{metric} n/a"
 
 
-def metrics_table(metrics_by_split: dict[str, dict[str, dict[str, Any]]]) -> str:
+def metrics_table(metrics_by_split: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """A plain text table: one row per (split, task), one column per metric."""
     rows = []
     for split, per_task in metrics_by_split.items():

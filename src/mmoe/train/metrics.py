@@ -6,13 +6,30 @@ Rows whose label is missing (NaN) for a task are left out of that task's metrics
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from sklearn.metrics import r2_score, roc_auc_score
 
 from mmoe.spec import Task
+
+
+class TaskMetrics(TypedDict, total=False):
+    """One task's metrics on one split. Binary tasks: auc (ROC AUC; None when the labelled rows
+    hold one class) and logloss (mean log loss); regression tasks: mse and r2 (in the label's
+    units; r2 None below two labelled rows). Every task: rows, the labelled rows counted."""
+
+    auc: float | None
+    logloss: float | None
+    mse: float | None
+    r2: float | None
+    rows: int
+
+
+Metrics = dict[str, TaskMetrics]  # {task name: its metrics}, as metrics.json holds per split
+SplitMetrics = dict[str, Metrics]  # {"train" | "validation" | "test": {task name: metrics}}
 
 
 def to_predictions(tasks: list[Task], outputs: torch.Tensor) -> torch.Tensor:
@@ -27,7 +44,7 @@ def to_predictions(tasks: list[Task], outputs: torch.Tensor) -> torch.Tensor:
     return predictions
 
 
-def task_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float | int | None]:
+def task_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> TaskMetrics:
     """Metrics of one task; AUC is None when the present labels hold a single class."""
     present = ~np.isnan(labels)
     y, p = labels[present].astype(np.float64), predictions[present].astype(np.float64)
@@ -35,13 +52,13 @@ def task_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> dic
         p = np.clip(p, 1e-7, 1 - 1e-7)
         logloss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if y.size else None
         auc = float(roc_auc_score(y, p)) if np.unique(y).size == 2 else None
-        return {"auc": auc, "logloss": logloss, "rows": int(y.size)}
+        return TaskMetrics(auc=auc, logloss=logloss, rows=int(y.size))
     mse = float(np.mean((y - p) ** 2)) if y.size else None
     r2 = float(r2_score(y, p)) if y.size > 1 else None
-    return {"mse": mse, "r2": r2, "rows": int(y.size)}
+    return TaskMetrics(mse=mse, r2=r2, rows=int(y.size))
 
 
-def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, dict]:
+def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: torch.Tensor) -> Metrics:
     """{task name: metrics} for predictions and labels of shape [N, K]."""
     predictions_np, labels_np = predictions.double().numpy(), labels.double().numpy()
     return {task.name: task_metrics(task, predictions_np[:, k], labels_np[:, k]) for k, task in enumerate(tasks)}
@@ -49,7 +66,7 @@ def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: t
 
 def evaluate_stacked(
     task_lists: Sequence[Sequence[Task]], outputs: torch.Tensor, labels: torch.Tensor
-) -> list[dict[str, dict]]:
+) -> list[Metrics]:
     """Per replica, {task name: metrics} for many replicas at once; the same numbers (to float64
     rounding) as `evaluate_predictions(tasks, to_predictions(tasks, outputs[r]), labels[r])` for
     each replica r, with the arithmetic vectorised across replicas.
@@ -100,9 +117,10 @@ def evaluate_stacked(
             r2 = torch.where(ss_tot != 0, 1 - ss_res / ss_tot, (ss_res == 0).double())
             metrics = {"mse": _or_none(ss_res / count, rows > 0), "r2": _or_none(r2, rows > 1)}
         per_task.append((task.name, metrics, rows.tolist()))
+    # The metric names are the binary or the regression ones (above): keys TaskMetrics has.
     return [
         {
-            name: {**{metric: values[r] for metric, values in metrics.items()}, "rows": rows[r]}
+            name: TaskMetrics(**{metric: values[r] for metric, values in metrics.items()}, rows=rows[r])  # type: ignore[typeddict-item]
             for name, metrics, rows in per_task
         }
         for r in range(len(task_lists))
@@ -140,7 +158,7 @@ def _stacked_auc(
     return auc, (pos > 0) & (neg > 0)
 
 
-def main_score(task: Task, metrics: dict[str, float | int | None]) -> float:
+def main_score(task: Task, metrics: Mapping[str, Any]) -> float:
     """The number early stopping and tuning maximise: AUC for binary tasks, −MSE for regression."""
     value = metrics["auc"] if task.kind == "binary" else metrics["mse"]
     if value is None or not math.isfinite(value):

@@ -38,7 +38,7 @@ from mmoe.models.layers import SparseLinear, row_sparse_tables
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
-from mmoe.train.metrics import evaluate_stacked, main_score
+from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_stacked, main_score
 from mmoe.train.optim import SPARSE_OPTIMIZERS, make_adam, make_row_sparse_optimizer
 from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
 from mmoe.train.trainer import TrainConfig
@@ -55,7 +55,7 @@ class ReplicaResult:
     history: list[dict[str, Any]]
     best_epoch: int
     best_score: float
-    metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    metrics: SplitMetrics = field(default_factory=dict)
     stopped_early: bool = False
 
 
@@ -332,7 +332,7 @@ def _evaluate_stack(
     split: Split,
     shared: bool,
     chunk_rows: int,
-) -> list[dict[str, dict]]:
+) -> list[Metrics]:
     """Per replica, {task: metrics} on its split; rows go through in chunks to bound memory."""
     num_replicas = next(iter(params.values())).shape[0]
     rows = split.labels.shape[-2]

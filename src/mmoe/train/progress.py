@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mmoe.spec import Task
-from mmoe.train.metrics import main_metric_name
+from mmoe.train.metrics import Metrics, main_metric_name
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class HistoryEntry:
     epoch: int
     train_loss: float
     train_task_loss: dict[str, float]
-    validation: dict[str, dict[str, Any]]
+    validation: Metrics
     seconds: float
     main_metric: str
     improved: bool
@@ -68,7 +68,7 @@ class HistoryEntry:
         loss_sum: float,
         task_loss_sum: torch.Tensor,
         batches: int,
-        validation: dict[str, dict[str, Any]],
+        validation: Metrics,
         seconds: float,
         improved: bool,
     ) -> HistoryEntry:

@@ -39,7 +39,7 @@ from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss
-from mmoe.train.metrics import evaluate_predictions, main_score, to_predictions
+from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_predictions, main_score, to_predictions
 from mmoe.train.optim import (
     DEFAULT_SPARSE_OPTIMIZER,
     SPARSE_OPTIMIZERS,
@@ -137,7 +137,7 @@ class TrainResult:
     best_score: float
     train_seconds: float
     samples_per_second: float
-    metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    metrics: SplitMetrics = field(default_factory=dict)
     stopped_early: bool = False
 
 
@@ -165,14 +165,14 @@ def _parts(rows: Split | RowSource) -> Iterator[Split]:
     return iter((rows,)) if isinstance(rows, Split) else rows.batches()
 
 
-def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size: int = 65536) -> dict[str, dict]:
+def evaluate(model: MultiTaskModel, tasks: list[Task], split: Split, batch_size: int = 65536) -> Metrics:
     """{task: metrics} of the model on one split."""
     return evaluate_predictions(tasks, to_predictions(tasks, predict_outputs(model, split, batch_size)), split.labels)
 
 
 def evaluate_source(
     model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource, batch_size: int = 65536
-) -> dict[str, dict]:
+) -> Metrics:
     """{task: metrics} on rows in memory or read batch by batch (one pass: the predictions and
     labels of every row stay in memory until the metrics, an exact AUC, are computed)."""
     if isinstance(rows, Split):
@@ -186,7 +186,7 @@ def evaluate_source(
     return evaluate_predictions(tasks, to_predictions(tasks, torch.cat(outputs)), torch.cat(labels))
 
 
-def evaluate_data(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 65536) -> dict[str, dict[str, dict]]:
+def evaluate_data(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 65536) -> SplitMetrics:
     """{split: {task: metrics}} on every split of `data.metric_splits()`: the metrics training ends with."""
     return {name: evaluate_source(model, data.tasks, rows, batch_size) for name, rows in data.metric_splits().items()}
 
