@@ -117,6 +117,68 @@ def kept_vocabulary(counts: Mapping[str, int], min_frequency: int = 1, max_categ
     return sorted(kept)
 
 
+# Multi-valued columns: a list per row (a Parquet list column, or text with the values joined by a
+# separator), each value a category text as above.
+DEFAULT_SEPARATOR = "|"
+
+
+def _element_kind(element: object) -> str:
+    """The type of a list's value as a user reads it (numpy scalars as their Python type)."""
+    if isinstance(element, (bool, np.bool_)):
+        return "bool"
+    if isinstance(element, (str, np.str_)):
+        return "str"
+    if isinstance(element, (int, np.integer)):
+        return "int"
+    if isinstance(element, (float, np.floating)):
+        return "float"
+    return type(element).__name__
+
+
+def multi_value_texts(
+    values: pd.Series, column: str, source: str, separator: str = DEFAULT_SEPARATOR
+) -> tuple[list[str], np.ndarray]:
+    """(texts, lengths): the values of a multi-valued column's rows, all rows' values one after
+    another as category texts, and the number of values per row.
+
+    A cell is a list (a Parquet list column: an array, list or tuple; a missing value inside it
+    is "<missing>") or text holding the values joined by `separator` (empty values dropped, so
+    "" is an empty list); a missing cell is an empty list. Values of different types in one
+    column (numbers and text, whole and fractional numbers, lists and delimited text) are an
+    MmoeError naming the column and the first row that differs: their texts would not compare.
+    """
+    texts: list[str] = []
+    lengths = np.zeros(len(values), dtype=np.int64)
+    first_kind: tuple[str, int] | None = None
+    for row, cell in enumerate(values.tolist()):
+        if isinstance(cell, (str, np.str_)):
+            elements: list[object] = [part for part in str(cell).split(separator) if part]
+        elif isinstance(cell, (list, tuple, np.ndarray)):
+            elements = list(cell)
+        elif cell is None or cell is pd.NA or (isinstance(cell, float) and np.isnan(cell)):
+            continue
+        else:
+            raise MmoeError(
+                f"{source}: multi-valued column {column!r}, row {row + 1}: {as_written(cell)} is neither a list "
+                f"nor text with values separated by {separator!r}"
+            )
+        for element in elements:
+            if element is None or element is pd.NA or (isinstance(element, float) and np.isnan(element)):
+                texts.append(MISSING_CATEGORY)
+                continue
+            kind = _element_kind(element)
+            if first_kind is None:
+                first_kind = (kind, row)
+            elif kind != first_kind[0]:
+                raise MmoeError(
+                    f"{source}: multi-valued column {column!r}, row {row + 1}: value {as_written(element)} is "
+                    f"{kind} but row {first_kind[1] + 1} holds {first_kind[0]} values; expected values of one type"
+                )
+            texts.append(str(element))
+        lengths[row] = len(elements)
+    return texts, lengths
+
+
 # Hashing: the bucket of a category text is SipHash-2-4 of its UTF-8 bytes under the 16-byte key
 # HASH_KEY, passed through splitmix64's finaliser (pandas.util.hash_array's own steps), modulo the
 # number of buckets. Fixed key, no per-process salt: the same text lands in the same bucket in
@@ -218,6 +280,7 @@ def bad_label_error(
 
 
 __all__ = [
+    "DEFAULT_SEPARATOR",
     "FALSE_WORDS",
     "HASH_KEY",
     "MISSING_CATEGORY",
@@ -233,6 +296,7 @@ __all__ = [
     "kept_vocabulary",
     "label_texts",
     "missing",
+    "multi_value_texts",
     "present_label_texts",
     "to_numeric_column",
 ]
