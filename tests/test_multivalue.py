@@ -310,6 +310,11 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     error = one_line_error(capsys, [*train, "--multi-value", "recent", "--one-hot", "recent"])
     assert "--one-hot" in error and "'recent'" in error
 
+    numbers = write(frame.assign(count=np.arange(len(frame))), tmp_path / "numbers.parquet")
+    for streaming in ([], ["--streaming"]):
+        error = one_line_error(capsys, [*train[:-1], str(numbers), *streaming, "--multi-value", "count"])
+        assert "numbers.parquet: multi-valued column 'count', row 1: 0 is neither a list nor text" in error
+
     # A list column of a DataFrame (the Python API) with numbers in some lists and text in others.
     mixed = frame.assign(recent=[["i1", "i2"]] * 60 + [[3]] * 60)
     with pytest.raises(
@@ -319,3 +324,57 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(MmoeError, match=r"multi-valued column 'recent', row 2: value 2.5 is float but row 1 holds int"):
         table_data(frame.assign(recent=[[1], [2.5]] + [[]] * 118), "frame", TASKS)
     assert not out.exists()
+
+
+# -- training: population, resume, the estimator --------------------------------------------------------
+@pytest.fixture(scope="module")
+def multi_data(tmp_path_factory: pytest.TempPathFactory):
+    path = write(clicks(500, seed=4), tmp_path_factory.mktemp("data") / "clicks.parquet")
+    return load_table(path, TASKS, **OPTIONS, embedding_dim=4)
+
+
+@pytest.mark.parametrize("sparse_optimizer", ["lazy-adam", "dense"])
+def test_population_replicas_equal_their_runs_alone(multi_data, sparse_optimizer: str) -> None:
+    from mmoe.runs import fit
+    from mmoe.train.population import train_population
+    from mmoe.train.trainer import TrainConfig
+
+    seeds = [3, 5]
+    options = {"epochs": 2, "batch_size": 64, "patience": 0, "sparse_optimizer": sparse_optimizer}
+    population = train_population("mmoe", multi_data, TrainConfig(**options), seeds=seeds, learning_rates=[1e-2] * 2)
+    for state, seed in zip(population.state_dicts, seeds):
+        alone = fit(multi_data, "mmoe", TrainConfig(**options, seed=seed, learning_rate=1e-2))
+        for name, weight in alone.model.state_dict().items():
+            torch.testing.assert_close(state[name], weight, rtol=1e-4, atol=1e-5)
+        table = alone.model.experts.input_layer.embeddings.tables[0]
+        assert torch.equal(table[-1], torch.zeros(table.shape[1]))  # the padding row
+
+
+def test_resume_equals_uninterrupted(multi_data, tmp_path: Path) -> None:
+    from mmoe.runs import fit
+    from mmoe.train.trainer import TrainConfig
+
+    options = {"patience": 0, "batch_size": 64, "seed": 3}
+    full = fit(multi_data, "mmoe", TrainConfig(epochs=3, **options), num_experts=3)
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(multi_data, "mmoe", TrainConfig(epochs=1, **options), checkpoint_path=checkpoint, num_experts=3)
+    config = TrainConfig(epochs=3, **options)
+    resumed = fit(multi_data, "mmoe", config, checkpoint_path=checkpoint, resume_from=checkpoint, num_experts=3)
+    assert resumed.metrics == full.metrics
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_estimator_with_a_list_column_of_a_dataframe() -> None:
+    from mmoe.estimator import MultiTaskEstimator
+
+    frame = clicks(300, seed=6)
+    estimator = MultiTaskEstimator(
+        tasks=TASKS, multi_value={"recent": {"max_values": 3, "shares": "item_id"}}, epochs=1, threads=1
+    )
+    estimator.fit(frame)
+    predicted = estimator.predict(frame.head(20))
+    assert predicted.shape == (20, 2) and predicted["clicked"].between(0, 1).all()
+    spec = estimator.input_spec_
+    assert spec.multi_value_of["recent"] == MultiValue("recent", 3, "mean", "item_id")
+    assert "tags" not in spec.multi_value_of  # text, not named: one category per distinct text

@@ -222,6 +222,11 @@ class BatchEncoder:
         numeric features and labels (NaN = missing) for `observe`, and the rows with a label."""
         rows = np.arange(first_row, first_row + batch.num_rows)
         numbers = {c: to_numeric_column(self.table.column(batch, c), source, c, rows) for c in self.numeric}
+        for column, category in zip(self.categorical, self.categories):
+            if isinstance(category, _MultiValueColumn):  # every row's cells, named by their row in the file
+                multi_value_texts(
+                    self.table.column(batch, column).to_pandas(), column, source, category.separator, first_row
+                )
         labelled = np.zeros(batch.num_rows, dtype=bool)
         for task in self.tasks:
             values = self.table.column(batch, task.name)

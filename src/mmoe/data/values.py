@@ -136,7 +136,7 @@ def _element_kind(element: object) -> str:
 
 
 def multi_value_texts(
-    values: pd.Series, column: str, source: str, separator: str = DEFAULT_SEPARATOR
+    values: pd.Series, column: str, source: str, separator: str = DEFAULT_SEPARATOR, first_row: int = 0
 ) -> tuple[list[str], np.ndarray]:
     """(texts, lengths): the values of a multi-valued column's rows, all rows' values one after
     another as category texts, and the number of values per row.
@@ -145,7 +145,8 @@ def multi_value_texts(
     is "<missing>") or text holding the values joined by `separator` (empty values dropped, so
     "" is an empty list); a missing cell is an empty list. Values of different types in one
     column (numbers and text, whole and fractional numbers, lists and delimited text) are an
-    MmoeError naming the column and the first row that differs: their texts would not compare.
+    MmoeError naming the column and the first row that differs (counted from `first_row`, the
+    data rows before `values`): their texts would not compare.
     """
     texts: list[str] = []
     lengths = np.zeros(len(values), dtype=np.int64)
@@ -159,8 +160,8 @@ def multi_value_texts(
             continue
         else:
             raise MmoeError(
-                f"{source}: multi-valued column {column!r}, row {row + 1}: {as_written(cell)} is neither a list "
-                f"nor text with values separated by {separator!r}"
+                f"{source}: multi-valued column {column!r}, row {first_row + row + 1}: {as_written(cell)} is "
+                f"neither a list nor text with values separated by {separator!r}"
             )
         for element in elements:
             if element is None or element is pd.NA or (isinstance(element, float) and np.isnan(element)):
@@ -171,8 +172,9 @@ def multi_value_texts(
                 first_kind = (kind, row)
             elif kind != first_kind[0]:
                 raise MmoeError(
-                    f"{source}: multi-valued column {column!r}, row {row + 1}: value {as_written(element)} is "
-                    f"{kind} but row {first_kind[1] + 1} holds {first_kind[0]} values; expected values of one type"
+                    f"{source}: multi-valued column {column!r}, row {first_row + row + 1}: value "
+                    f"{as_written(element)} is {kind} but row {first_row + first_kind[1] + 1} holds "
+                    f"{first_kind[0]} values; expected values of one type"
                 )
             texts.append(str(element))
         lengths[row] = len(elements)
