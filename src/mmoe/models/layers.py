@@ -41,8 +41,9 @@ SPARSE_ONE_HOT_ROWS = 65536
 
 
 class CategoryEmbeddings(nn.Module):
-    """The embedded categorical columns as dense features: codes [B, num_categorical] (int64, each
-    column's offset into the embedding vocabulary already added) -> [B, embedding_width].
+    """The embedded categorical columns as dense features: codes [B, num_codes] (int64, each
+    column's offset into the embedding vocabulary already added; num_codes = num_categorical
+    unless a column is multi-valued, see below) -> [B, embedding_width].
 
     Columns of one dimension e share one table [their rows, e] (all of them, in the usual case of
     one --embedding-dim: the table's rows are then the embedding vocabulary itself), so a batch is
@@ -105,12 +106,10 @@ class CategoryEmbeddings(nn.Module):
             self.table_positions.append(table_positions)
             self.table_shifts.append(shifts)
             self.position_columns.append(owners)
-            self.mean_columns.append(
-                [
-                    multi[input_spec.categorical[c]].pooling == "mean" if input_spec.categorical[c] in multi else False
-                    for c in columns
-                ]
-            )
+            poolings = [
+                multi[input_spec.categorical[c]].pooling if input_spec.categorical[c] in multi else "" for c in columns
+            ]
+            self.mean_columns.append([pooling == "mean" for pooling in poolings])
             self.padding_rows.append(start if pooled else -1)
             table = torch.empty(start + pooled, dim).normal_(0.0, 1.0 / math.sqrt(dim))
             if pooled:
@@ -191,7 +190,7 @@ class SparseLinear(nn.Module):
     the dense part's product to the sum of the active categories' weight rows (an embedding
     bag). Same function as `nn.Linear` on x, a fraction of the work.
 
-    Input: numeric [B, num_numeric] float, categorical [B, num_categorical] int64 (each column's
+    Input: numeric [B, num_numeric] float, categorical [B, num_codes] int64 (each column's
     index in its kind's vocabulary: one-hot or embedding, see `InputSpec.offsets`).
     Output: [B, out_features] = x_denseᵀ W_dense + Σ_{one-hot columns c} W_cat[categorical[:, c]] (+ b),
     where x_dense = [numeric; CategoryEmbeddings(categorical)] (just numeric without embedded columns).
