@@ -190,6 +190,26 @@ def test_list_column_and_delimited_text_give_the_same_codes(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([[3, 17], None, [], [-2, 3, 3]], type=pa.list_(pa.int64())),
+        pa.array([[3], [0, 4000000000]], type=pa.list_(pa.uint32())),
+        pa.array([["a", None], None, ["b", "a", ""]], type=pa.list_(pa.string())),
+    ],
+    ids=["int64", "uint32", "string"],
+)
+def test_the_fast_path_of_list_columns_gives_the_general_paths_texts(values: pa.Array, monkeypatch) -> None:
+    from mmoe.data import values as rules
+
+    series = values.to_pandas()
+    fast = rules.multi_value_texts(series, "c", "t")
+    monkeypatch.setattr(rules, "_array_list_texts", lambda values: None)
+    general = rules.multi_value_texts(series, "c", "t")
+    assert fast[0] == general[0] and np.array_equal(fast[1], general[1])
+    assert len(fast[0]) == sum(len(cell) for cell in values.to_pylist() if cell is not None)
+
+
 def test_vocabulary_rules_apply_to_the_values() -> None:
     frame = clicks(300)
     frame["recent"] = [values + ["rare"] if r == 5 else values for r, values in enumerate(frame["recent"])]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +56,7 @@ from mmoe.spec import PADDING_CODE, MultiValue
 
 def element_counts(texts: Sequence[str]) -> dict[str, int]:
     """{text: occurrences} of a multi-valued column's values."""
-    counts: dict[str, int] = {}
-    for text in texts:
-        counts[text] = counts.get(text, 0) + 1
-    return counts
+    return dict(Counter(texts))
 
 
 def multi_value_codes(

