@@ -138,6 +138,20 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         help="hash every categorical column (N) or the columns named (COL=N,...) into N buckets instead "
         "of keeping a vocabulary (unbounded or unknown vocabularies, streams)",
     )
+    vocabulary.add_argument(
+        "--multi-value",
+        action="append",
+        metavar="COL[:max=L][:pooling=mean|sum][:shares=COL2]",
+        help="a multi-valued column (a list of values per row, e.g. recently clicked items): its first L "
+        "values (default 20) pooled (mean, the default, or sum) into one embedding; shares=COL2 uses "
+        "COL2's vocabulary and embedding rows. Repeat it or separate columns with commas. A Parquet "
+        "list column is multi-valued without it",
+    )
+    vocabulary.add_argument(
+        "--multi-value-separator",
+        metavar="SEP",
+        help="the separator of a multi-valued column's values in a text cell (default '|')",
+    )
     table.add_argument("--validation-data", type=Path, help="a table to use as the validation split")
     table.add_argument("--test-data", type=Path, help="a table to use as the test split")
     table.add_argument("--validation-fraction", type=float, default=0.1, help="share of rows for validation")
@@ -255,6 +269,8 @@ def _vocabulary_spec(args: argparse.Namespace) -> dict[str, Any]:
         min_frequency=getattr(args, "min_frequency", None),
         max_categories=getattr(args, "max_categories", None),
         hash_buckets=_hash_buckets(getattr(args, "hash_buckets", None)),
+        multi_value=[item for text in getattr(args, "multi_value", None) or [] for item in _columns(text)] or None,
+        multi_value_separator=getattr(args, "multi_value_separator", None),
     ).spec()
 
 
@@ -720,6 +736,13 @@ def _vocabulary_flags(spec: dict[str, Any]) -> dict[str, Any]:
         "hash_buckets": ",".join(f"{c}={n}" for c, n in buckets.items())
         if isinstance(buckets, dict)
         else (None if buckets is None else str(buckets)),
+        "multi_value": [
+            ":".join([column, *(f"{key}={value}" for key, value in settings.items())])
+            for column, settings in spec["multi_value"].items()
+        ]
+        if spec.get("multi_value")
+        else None,
+        "multi_value_separator": spec.get("multi_value_separator"),
     }
 
 

@@ -87,6 +87,11 @@ class MultiTaskEstimator(BaseEstimator):
         one_hot; values in fewer than min_frequency training rows, or beyond the max_categories
         most frequent, share the slot of unseen values; hash_buckets N or {column: N} hashes
         columns into N buckets instead of keeping a vocabulary.
+    multi_value, multi_value_separator: the multi-valued columns, each a list of values per row
+        pooled into one embedding: "COL[:max=L][:pooling=mean|sum][:shares=OTHER]" items (a
+        list, or one comma-separated string) or {column: {"max_values": L, "pooling": ...,
+        "shares": ...}}; text cells hold the values joined by multi_value_separator (default
+        "|"). A Parquet list column is multi-valued without being named (docs/tables.md).
     epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads: the
         training options (`mmoe.train.trainer.TrainConfig`; task_weights one per task).
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
@@ -123,6 +128,8 @@ class MultiTaskEstimator(BaseEstimator):
         min_frequency: int | None = None,
         max_categories: int | None = None,
         hash_buckets: int | Mapping[str, int] | None = None,
+        multi_value: Sequence[str] | Mapping[str, Mapping[str, Any]] | str | None = None,
+        multi_value_separator: str | None = None,
         epochs: int = _DEFAULTS.epochs,
         batch_size: int = _DEFAULTS.batch_size,
         learning_rate: float = _DEFAULTS.learning_rate,
@@ -153,6 +160,8 @@ class MultiTaskEstimator(BaseEstimator):
         self.min_frequency = min_frequency
         self.max_categories = max_categories
         self.hash_buckets = hash_buckets
+        self.multi_value = multi_value
+        self.multi_value_separator = multi_value_separator
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -396,6 +405,8 @@ class MultiTaskEstimator(BaseEstimator):
             self.min_frequency,
             self.max_categories,
             self.hash_buckets,
+            self.multi_value,
+            self.multi_value_separator,
         ).spec()
 
     def _describe(self, X: Any, validation: Any) -> dict[str, Any] | None:

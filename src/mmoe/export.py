@@ -59,6 +59,7 @@ from mmoe.models.base import MultiTaskModel
 from mmoe.models.layers import SparseLinear
 from mmoe.predict import predictions_of
 from mmoe.runs import RUN_FILES, Run
+from mmoe.spec import PADDING_CODE
 
 FORMATS = ("onnx", "torchscript")
 NUMERIC_INPUT = "numeric"
@@ -107,7 +108,8 @@ class ServingModel(nn.Module):
     """The run's model with its input and output transforms folded in.
 
     forward(numeric [B, num_numeric] float64 in the table's units, NaN = missing;
-            categorical [B, num_categorical] int64 per-column codes, 0 = unseen)
+            categorical [B, num_codes] int64 per-column codes, 0 = unseen; a multi-valued
+            column's positions after its last value hold PADDING_CODE)
         -> predictions [B, num_tasks] float32, as `mmoe predict` prints them.
     Either input is None when the model has no column of that kind.
     """
@@ -116,6 +118,7 @@ class ServingModel(nn.Module):
     std: torch.Tensor
     offsets: torch.Tensor
     cardinalities: torch.Tensor
+    multi_positions: torch.Tensor
     binary: torch.Tensor
     scale: torch.Tensor
     shift: torch.Tensor
@@ -128,8 +131,15 @@ class ServingModel(nn.Module):
         # float64, as the encoder standardises in float64 before its cast to float32.
         self.register_buffer("mean", torch.tensor(means, dtype=torch.float64))
         self.register_buffer("std", torch.tensor(stds, dtype=torch.float64))
-        self.register_buffer("offsets", torch.tensor(spec.offsets, dtype=torch.int64))
-        self.register_buffer("cardinalities", torch.tensor(spec.cardinalities, dtype=torch.int64))
+        # Per position of the categorical tensor (a multi-valued column has max_values of them).
+        widths = torch.tensor(spec.column_widths, dtype=torch.int64)
+        self.register_buffer("offsets", torch.tensor(spec.offsets, dtype=torch.int64).repeat_interleave(widths))
+        self.register_buffer(
+            "cardinalities", torch.tensor(spec.cardinalities, dtype=torch.int64).repeat_interleave(widths)
+        )
+        self.has_multi_values = bool(spec.multi_values)
+        multi = [c in spec.multi_value_of for c in spec.categorical]
+        self.register_buffer("multi_positions", torch.tensor(multi, dtype=torch.bool).repeat_interleave(widths))
         self.register_buffer("binary", torch.tensor([task.kind == "binary" for task in tasks]))
         self.register_buffer("scale", torch.tensor([task.label_std for task in tasks], dtype=torch.float32))
         self.register_buffer("shift", torch.tensor([task.label_mean for task in tasks], dtype=torch.float32))
@@ -147,7 +157,10 @@ class ServingModel(nn.Module):
             categorical = torch.zeros(batch, 0, dtype=torch.int64)
         else:
             valid = (categorical >= 0) & (categorical < self.cardinalities)
-            categorical = torch.where(valid, categorical, UNSEEN_CODE) + self.offsets
+            coded = torch.where(valid, categorical, UNSEEN_CODE) + self.offsets
+            if self.has_multi_values:  # a multi-valued column's padding stays padding
+                coded = torch.where(self.multi_positions & (categorical == PADDING_CODE), PADDING_CODE, coded)
+            categorical = coded
         outputs = self.model(numeric, categorical).float()
         return torch.where(self.binary, torch.sigmoid(outputs), outputs * self.scale + self.shift)
 
@@ -233,9 +246,15 @@ def _example_inputs(run: Run, rows: int, seed: int) -> tuple[torch.Tensor, ...]:
         numeric[0, 0] = float("nan")
         inputs.append(numeric)
     if spec.num_categorical:
-        high = torch.tensor(spec.cardinalities) + 1  # one past the last slot: out of range
-        codes = (torch.rand(rows, spec.num_categorical, generator=generator) * high).long()
+        widths = torch.tensor(spec.column_widths, dtype=torch.int64)
+        high = (torch.tensor(spec.cardinalities) + 1).repeat_interleave(widths)  # one past the last slot: out of range
+        codes = (torch.rand(rows, spec.num_codes, generator=generator) * high).long()
         codes[0, 0] = -1
+        positions = dict(zip(spec.categorical, spec.code_positions))
+        for multi in spec.multi_values:  # the last positions padded, the first row's list empty
+            end = positions[multi.column] + multi.max_values
+            codes[:, end - 1] = PADDING_CODE
+            codes[0, positions[multi.column] : end] = PADDING_CODE
         inputs.append(codes)
     return tuple(inputs)
 
@@ -408,7 +427,11 @@ def _predicted(run: Run, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
     rows = len(inputs[0])
     raw = parts[NUMERIC_INPUT].numpy() if NUMERIC_INPUT in parts else np.zeros((rows, 0))
     codes = parts[CATEGORICAL_INPUT].numpy() if CATEGORICAL_INPUT in parts else np.zeros((rows, 0), dtype=np.int64)
-    codes = np.where((codes >= 0) & (codes < np.asarray(spec.cardinalities, dtype=np.int64)), codes, UNSEEN_CODE)
+    widths = spec.column_widths
+    cardinalities = np.repeat(np.asarray(spec.cardinalities, dtype=np.int64), widths)
+    multi = np.asarray([c in spec.multi_value_of for c in spec.categorical], dtype=bool)
+    padding = np.repeat(multi, widths) & (codes == PADDING_CODE)
+    codes = np.where((codes >= 0) & (codes < cardinalities) | padding, codes, UNSEEN_CODE)
     numeric, categorical = _encoder_of(run).model_inputs(raw, codes)
     split = Split(
         torch.from_numpy(numeric), torch.from_numpy(categorical), torch.full((rows, len(run.tasks)), math.nan)
@@ -439,18 +462,17 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
             {
                 "name": CATEGORICAL_INPUT,
                 "dtype": "int64",
-                "shape": ["batch", spec.num_categorical],
+                "shape": ["batch", spec.num_codes],
                 "columns": list(spec.categorical),
                 "meaning": f"per column, 1 + the value's position in vocabularies[column]; {UNSEEN_CODE} for a value "
                 f"not in it (unseen in training); a missing value is the category missing_category; a code "
                 f"out of range counts as unseen",
                 "unseen_code": UNSEEN_CODE,
                 "missing_category": MISSING_CATEGORY,
-                "vocabularies": {
-                    column: list(vocabulary) for column, vocabulary in zip(spec.categorical, encoder.vocabularies)
-                },
+                "vocabularies": {column: list(encoder.column_codes(j)[0]) for j, column in enumerate(spec.categorical)},
                 # Per column: 0 one-hot, e > 0 embedded with dimension e (codes are given the same way).
                 "embedding_dims": dict(zip(spec.categorical, spec.column_embedding_dims)),
+                **(_multi_value_signature(spec) if spec.multi_values else {}),
             }
         )
     tasks = run.tasks
@@ -479,6 +501,30 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
     }
 
 
+def _multi_value_signature(spec: Any) -> dict[str, Any]:
+    """The categorical input's keys for multi-valued columns: each position's name, the padding
+    code, and per multi-valued column its positions, pooling and shared column."""
+    positions: list[str] = []
+    for column, width in zip(spec.categorical, spec.column_widths):
+        positions += [f"{column}[{i}]" for i in range(width)] if column in spec.multi_value_of else [column]
+    starts = dict(zip(spec.categorical, spec.code_positions))
+    return {
+        "positions": positions,
+        "padding_code": PADDING_CODE,
+        "multi_values": {
+            multi.column: {
+                "positions": [starts[multi.column], starts[multi.column] + multi.max_values],
+                "max_values": multi.max_values,
+                "pooling": multi.pooling,
+                "shares": multi.shares,
+                "meaning": f"the codes of the row's first {multi.max_values} values (codes as in vocabularies), "
+                f"then padding_code; the model pools their embeddings ({multi.pooling}; no value: zeros)",
+            }
+            for multi in spec.multi_values
+        },
+    }
+
+
 def load_signature(path: str | Path) -> dict[str, Any]:
     """Reads an exported file's signature JSON (pass the JSON's path or the exported file's)."""
     path = Path(path)
@@ -502,7 +548,8 @@ def encode_inputs(
 ) -> dict[str, np.ndarray]:
     """The exported file's inputs for `frame`'s rows, by input name, in the signature's order:
     "numeric" float64 [N, num_numeric] in the table's units (NaN where missing) and/or
-    "categorical" int64 [N, num_categorical] per-column codes (0 = unseen in training).
+    "categorical" int64 [N, num_codes] per-column codes (0 = unseen in training; a multi-valued
+    column's positions after its last value: PADDING_CODE).
 
     Columns are read exactly as `mmoe predict` reads them (the run's encoder: text or ±inf in a
     numeric column and missing columns are MmoeErrors); other columns are ignored. Feed the dict
@@ -526,7 +573,7 @@ def encode_inputs(
         if entry["name"] == NUMERIC_INPUT:
             arrays[NUMERIC_INPUT] = encoder.raw_numeric(frame, source)
         elif entry["name"] == CATEGORICAL_INPUT:
-            arrays[CATEGORICAL_INPUT] = encoder.category_codes(frame)  # 0 = UNSEEN_CODE
+            arrays[CATEGORICAL_INPUT] = encoder.category_codes(frame, source)  # 0 = UNSEEN_CODE
         else:
             raise MmoeError(f"signature input {entry['name']!r} is not one this version of mmoe knows")
     return arrays

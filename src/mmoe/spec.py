@@ -14,6 +14,9 @@ from typing import Any
 from mmoe.errors import MmoeError
 
 TASK_KINDS = ("binary", "regression")
+POOLINGS = ("mean", "sum")
+# The categorical tensor's code at an unused position of a multi-valued column: no value there.
+PADDING_CODE = -1
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,42 @@ class Task:
 
 
 @dataclass(frozen=True)
+class MultiValue:
+    """A multi-valued categorical column (a list of ids per row, e.g. recently clicked items).
+
+    max_values L: the row's first L values are kept, in L positions of the categorical tensor;
+    the positions of a shorter list hold `PADDING_CODE`. pooling: "mean" (over the values
+    present; an empty list gives the zero vector) or "sum" of their embeddings, the column's
+    one vector. shares: another categorical column whose vocabulary and embedding rows this one
+    uses (its codes are that column's codes), or None for a vocabulary and rows of its own.
+    """
+
+    column: str
+    max_values: int = 20
+    pooling: str = "mean"
+    shares: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_values, bool) or not isinstance(self.max_values, int) or self.max_values < 1:
+            raise MmoeError(
+                f"multi-valued column {self.column!r}: max_values must be a whole number >= 1, got {self.max_values!r}"
+            )
+        if self.pooling not in POOLINGS:
+            raise MmoeError(
+                f"multi-valued column {self.column!r}: pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}"
+            )
+        if self.shares == self.column:
+            raise MmoeError(f"multi-valued column {self.column!r}: shares= names the column itself")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "max_values": self.max_values, "pooling": self.pooling, "shares": self.shares}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MultiValue:
+        return cls(str(data["column"]), int(data["max_values"]), str(data["pooling"]), data.get("shares"))
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """The model's input columns.
 
@@ -57,6 +96,12 @@ class InputSpec:
         dimension e, concatenated with the numeric columns (the recommender input for columns with
         many values). () = every column one-hot (specs written before embeddings existed).
 
+    multi_values: the multi-valued columns among `categorical` (`MultiValue`; () = none, as in
+        specs written before them). Such a column is always embedded; it takes max_values
+        positions of the categorical tensor (`code_positions`), its pooled embedding is its
+        part of the dense input. One that shares another column's rows has that column's
+        cardinality, dimension and offset and adds no rows of its own.
+
     The two kinds of columns index two vocabularies: column j's indices live in
     [offsets[j], offsets[j] + cardinalities[j]) of the one-hot vocabulary (`vocabulary_size`
     slots) when it is one-hot, of the embedding vocabulary (`embedding_vocabulary_size` rows)
@@ -67,6 +112,7 @@ class InputSpec:
     categorical: tuple[str, ...] = ()
     cardinalities: tuple[int, ...] = ()
     embedding_dims: tuple[int, ...] = ()
+    multi_values: tuple[MultiValue, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.categorical) != len(self.cardinalities):
@@ -77,6 +123,25 @@ class InputSpec:
             raise ValueError(
                 f"InputSpec: embedding dimensions must be 0 (one-hot) or positive, got {self.embedding_dims}"
             )
+        for multi in self.multi_values:
+            if multi.column not in self.categorical:
+                raise ValueError(f"InputSpec: multi-valued column {multi.column!r} is not a categorical column")
+            if self.column_embedding_dims[self.categorical.index(multi.column)] == 0:
+                raise ValueError(f"InputSpec: multi-valued column {multi.column!r} must be embedded")
+            if multi.shares is not None:
+                if multi.shares not in self.categorical or multi.shares in self.multi_value_of:
+                    raise ValueError(
+                        f"InputSpec: {multi.column!r} shares {multi.shares!r}, "
+                        f"expected a single-valued categorical column"
+                    )
+                j, k = self.categorical.index(multi.column), self.categorical.index(multi.shares)
+                if (self.cardinalities[j], self.column_embedding_dims[j]) != (
+                    self.cardinalities[k],
+                    self.column_embedding_dims[k],
+                ):
+                    raise ValueError(
+                        f"InputSpec: {multi.column!r} must have the cardinality and dimension of {multi.shares!r}"
+                    )
 
     @property
     def num_numeric(self) -> int:
@@ -97,6 +162,12 @@ class InputSpec:
         return [j for j, dim in enumerate(self.column_embedding_dims) if dim == 0]
 
     @property
+    def one_hot_positions(self) -> list[int]:
+        """Positions (in the categorical tensor, see `code_positions`) of the one-hot columns."""
+        positions = self.code_positions
+        return [positions[j] for j in self.one_hot_columns]
+
+    @property
     def embedded_columns(self) -> list[int]:
         """Positions (in `categorical`) of the embedded columns."""
         return [j for j, dim in enumerate(self.column_embedding_dims) if dim > 0]
@@ -107,9 +178,47 @@ class InputSpec:
         return sum(self.cardinalities[j] for j in self.one_hot_columns)
 
     @property
+    def multi_value_of(self) -> dict[str, MultiValue]:
+        """{column: its MultiValue} of the multi-valued columns."""
+        return {multi.column: multi for multi in self.multi_values}
+
+    @property
+    def shared_columns(self) -> dict[int, int]:
+        """{position of a column that shares another's rows: position of that other column}."""
+        return {
+            self.categorical.index(multi.column): self.categorical.index(multi.shares)
+            for multi in self.multi_values
+            if multi.shares is not None
+        }
+
+    @property
+    def column_widths(self) -> list[int]:
+        """Per categorical column, its positions in the categorical tensor: max_values for a
+        multi-valued column, else 1."""
+        multi = self.multi_value_of
+        return [multi[c].max_values if c in multi else 1 for c in self.categorical]
+
+    @property
+    def code_positions(self) -> list[int]:
+        """Per categorical column, its first position in the categorical tensor (the column
+        index itself when no column is multi-valued)."""
+        starts, position = [], 0
+        for width in self.column_widths:
+            starts.append(position)
+            position += width
+        return starts
+
+    @property
+    def num_codes(self) -> int:
+        """Width of the categorical tensor: num_categorical plus L - 1 per multi-valued column."""
+        return sum(self.column_widths)
+
+    @property
     def embedding_vocabulary_size(self) -> int:
-        """Rows of the embedding vocabulary (the embedded columns' cardinalities)."""
-        return sum(self.cardinalities[j] for j in self.embedded_columns)
+        """Rows of the embedding vocabulary (the embedded columns' cardinalities; a column that
+        shares another's rows adds none)."""
+        shared = self.shared_columns
+        return sum(self.cardinalities[j] for j in self.embedded_columns if j not in shared)
 
     @property
     def embedding_width(self) -> int:
@@ -120,9 +229,15 @@ class InputSpec:
     def offsets(self) -> list[int]:
         """Per categorical column, where its indices start in its kind's vocabulary."""
         starts, totals = [], {False: 0, True: 0}
-        for cardinality, dim in zip(self.cardinalities, self.column_embedding_dims):
+        shared = self.shared_columns
+        for j, (cardinality, dim) in enumerate(zip(self.cardinalities, self.column_embedding_dims)):
+            if j in shared:  # the shared column's own offset (set below: it may come later)
+                starts.append(-1)
+                continue
             starts.append(totals[dim > 0])
             totals[dim > 0] += cardinality
+        for j, k in shared.items():
+            starts[j] = starts[k]
         return starts
 
     @property
@@ -139,6 +254,8 @@ class InputSpec:
         }
         if any(self.embedding_dims):  # absent when every column is one-hot, as written before embeddings
             data["embedding_dims"] = list(self.embedding_dims)
+        if self.multi_values:  # absent when no column is multi-valued, as written before them
+            data["multi_values"] = [multi.to_dict() for multi in self.multi_values]
         return data
 
     @classmethod
@@ -149,7 +266,8 @@ class InputSpec:
             tuple(data["categorical"]),
             tuple(int(c) for c in data["cardinalities"]),
             dims if any(dims) else (),
+            tuple(MultiValue.from_dict(m) for m in data.get("multi_values") or ()),
         )
 
 
-__all__ = ["TASK_KINDS", "InputSpec", "Task"]
+__all__ = ["PADDING_CODE", "POOLINGS", "TASK_KINDS", "InputSpec", "MultiValue", "Task"]

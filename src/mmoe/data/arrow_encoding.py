@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmoe.data.dataset import Task
-from mmoe.data.encoders import BinaryLabelCoder, Moments, TableEncoder
+from mmoe.data.encoders import BinaryLabelCoder, Moments, TableEncoder, element_counts, multi_value_codes
 from mmoe.data.parquet import ParquetTable
 from mmoe.data.tabular import _shown
 from mmoe.data.values import (
@@ -30,6 +30,7 @@ from mmoe.data.values import (
     check_two_values,
     hash_buckets,
     missing,
+    multi_value_texts,
     present_label_texts,
     to_numeric_column,
 )
@@ -129,6 +130,36 @@ class _CategoryColumn:
         return self.codes[index]  # index -1 (missing) picks the last entry: the missing value's slot
 
 
+class _MultiValueColumn:
+    """One multi-valued column (a list column, or delimited text): its values' texts are those of
+    the in-memory encoder (`values.multi_value_texts` on the batch as pandas reads it), counted
+    per occurrence in the training rows, then coded by `encoders.multi_value_codes`."""
+
+    def __init__(self, column: str, separator: str, max_values: int) -> None:
+        self.column, self.separator, self.max_values = column, separator, max_values
+        self.counts: dict[str, int] = {}
+        self.vocabulary: list[str] = []
+        self.buckets = 0
+
+    def _texts(self, values: pa.Array, source: str) -> tuple[list[str], np.ndarray]:
+        return multi_value_texts(values.to_pandas(), self.column, source, self.separator)
+
+    def observe(self, values: pa.Array, source: str = "training data") -> None:
+        for text, count in element_counts(self._texts(values, source)[0]).items():
+            self.counts[text] = self.counts.get(text, 0) + count
+
+    def fitted_counts(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def freeze(self, vocabulary: Sequence[str], buckets: int = 0) -> None:
+        self.vocabulary, self.buckets = list(vocabulary), buckets
+
+    def encode(self, values: pa.Array, source: str = "data") -> np.ndarray:
+        """[n, max_values] slots, `PADDING_CODE` after a row's last value."""
+        texts, lengths = self._texts(values, source)
+        return multi_value_codes(texts, lengths, self.vocabulary, self.buckets, self.max_values)
+
+
 def _binary_labels(coder: BinaryLabelCoder, values: pa.Array, source: str, rows: np.ndarray) -> np.ndarray:
     """1.0 / 0.0 / NaN per row, as `coder.transform` gives; each distinct value is coded once.
     A value the coder rejects is an error naming the first row that holds it (rows: each
@@ -164,7 +195,17 @@ class BatchEncoder:
         self.vocabulary = vocabulary or VocabularyOptions()
         self.numeric, self.categorical, self.tasks = list(numeric), list(categorical), list(tasks)
         self.positive = dict(positive or {})
-        self.categories = [_CategoryColumn(table.types[c], table.category_dtype(c)) for c in self.categorical]
+        self.categories: list[_CategoryColumn | _MultiValueColumn] = []
+        for column in self.categorical:
+            multi = self.vocabulary.multi_value_of(column)
+            if multi is None:
+                self.categories.append(_CategoryColumn(table.types[column], table.category_dtype(column)))
+            else:
+                separator = self.vocabulary.multi_value_separator
+                self.categories.append(_MultiValueColumn(column, separator, multi.max_values))
+        shared = {m.column for m in self.vocabulary.multi_value if m.shares is not None}
+        # A column that shares another's vocabulary counts nothing (see TableEncoder.fit).
+        self.counted = [not self.vocabulary.buckets(c) and c not in shared for c in self.categorical]
         self.numeric_moments = [Moments() for _ in self.numeric]
         self.label_moments = {task.name: Moments() for task in self.tasks if task.kind == "regression"}
         self.all_labels: dict[str, set[str]] = {task.name: set() for task in self.tasks if task.kind == "binary"}
@@ -181,6 +222,11 @@ class BatchEncoder:
         numeric features and labels (NaN = missing) for `observe`, and the rows with a label."""
         rows = np.arange(first_row, first_row + batch.num_rows)
         numbers = {c: to_numeric_column(self.table.column(batch, c), source, c, rows) for c in self.numeric}
+        for column, category in zip(self.categorical, self.categories):
+            if isinstance(category, _MultiValueColumn):  # every row's cells, named by their row in the file
+                multi_value_texts(
+                    self.table.column(batch, column).to_pandas(), column, source, category.separator, first_row
+                )
         labelled = np.zeros(batch.num_rows, dtype=bool)
         for task in self.tasks:
             values = self.table.column(batch, task.name)
@@ -202,8 +248,8 @@ class BatchEncoder:
         mask = pa.array(train)
         for j, column in enumerate(self.numeric):
             self.numeric_moments[j] = self.numeric_moments[j].merge(Moments.of(numbers[column][train]))
-        for column, category in zip(self.categorical, self.categories):
-            if not self.vocabulary.buckets(column):  # a hashed column keeps no vocabulary: nothing to count
+        for column, category, counted in zip(self.categorical, self.categories, self.counted):
+            if counted:  # a hashed column keeps no vocabulary: nothing to count
                 category.observe(self.table.column(batch, column).filter(mask))
         for task in self.tasks:
             if task.kind == "regression":
@@ -230,8 +276,8 @@ class BatchEncoder:
         self.encoder = encoder
         wanted = {task.name for task in self.tasks}
         self.tasks = [task for task in encoder.tasks if task.name in wanted]
-        for category, vocabulary, buckets in zip(self.categories, encoder.vocabularies, encoder.hash_sizes):
-            category.freeze(vocabulary, buckets)
+        for j, category in enumerate(self.categories):
+            category.freeze(*encoder.column_codes(j))
         return self
 
     # -- encoding --------------------------------------------------------------------------------
@@ -249,9 +295,15 @@ class BatchEncoder:
         numeric = np.empty((n, len(self.numeric)), dtype=np.float64)
         for j, column in enumerate(self.numeric):
             numeric[:, j] = to_numeric_column(self.table.column(batch, column), source, column, rows)
-        codes = np.empty((n, len(self.categorical)), dtype=np.int64)
-        for j, (column, category) in enumerate(zip(self.categorical, self.categories)):
-            codes[:, j] = category.encode(self.table.column(batch, column))
+        spec = encoder.input_spec
+        codes = np.empty((n, spec.num_codes), dtype=np.int64)
+        for column, category, start, width in zip(
+            self.categorical, self.categories, spec.code_positions, spec.column_widths
+        ):
+            if isinstance(category, _MultiValueColumn):
+                codes[:, start : start + width] = category.encode(self.table.column(batch, column), source)
+            else:
+                codes[:, start] = category.encode(self.table.column(batch, column))
         numeric, categorical = encoder.model_inputs(numeric, codes)
         coded = np.empty((n, len(self.tasks) if labels else 0), dtype=np.float32)
         for k, task in enumerate(self.tasks if labels else []):
@@ -276,7 +328,12 @@ def encoded_table(
         raise MmoeError(f"{path}: missing column(s) {_shown(absent)}{missing_message}")
     table.use(wanted)
     batch_encoder = BatchEncoder(
-        table, encoder.numeric, encoder.categorical, encoder.tasks if labels else [], encoder.positive
+        table,
+        encoder.numeric,
+        encoder.categorical,
+        encoder.tasks if labels else [],
+        encoder.positive,
+        VocabularyOptions(multi_value=tuple(encoder.multi_values), multi_value_separator=encoder.separator),
     )
     return table, batch_encoder.freeze(encoder)
 

@@ -8,6 +8,9 @@
   than `min_frequency` (or beyond `max_categories`) share slot 0 too; a hashed column has a
   bucket per value instead; each column enters one-hot or as an embedding
   (`mmoe.data.vocabulary`'s rules).
+- A multi-valued column (a list per row) keeps the vocabulary of its values (or shares another
+  column's); a row's first L values fill L positions, the rest `PADDING_CODE`
+  (`multi_value_codes`).
 - Binary labels become 0/1 (positive = 1); regression labels stay in their own units, and their
   training mean and std go into the `Task` so that the loss can standardise them.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +45,40 @@ from mmoe.data.values import (
     category_texts,
     hash_buckets,
     kept_vocabulary,
+    multi_value_texts,
     present_label_texts,
     to_numeric_column,
 )
 from mmoe.data.vocabulary import VocabularyOptions, check_parameter_memory
 from mmoe.errors import MmoeError
+from mmoe.spec import PADDING_CODE, MultiValue
+
+
+def element_counts(texts: Sequence[str]) -> dict[str, int]:
+    """{text: occurrences} of a multi-valued column's values."""
+    return dict(Counter(texts))
+
+
+def multi_value_codes(
+    texts: Sequence[str], lengths: np.ndarray, vocabulary: Sequence[str], buckets: int, max_values: int
+) -> np.ndarray:
+    """int64 [rows, max_values]: per row, the slots of its first `max_values` values (`texts`, all
+    rows' values one after another, `lengths` per row: `values.multi_value_texts`), 1 + the
+    position in `vocabulary` (0: not in it) or the hash bucket when `buckets`; `PADDING_CODE`
+    after a row's last value."""
+    if buckets:
+        slots = hash_buckets(np.asarray(texts, dtype=object), buckets)
+    else:
+        slots = (
+            pd.Index(list(vocabulary), dtype=object).get_indexer(np.asarray(texts, dtype=object)).astype(np.int64) + 1
+        )
+    codes = np.full((len(lengths), max_values), PADDING_CODE, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(0, dtype=np.int64)
+    kept = np.minimum(lengths, max_values)
+    rows = np.repeat(np.arange(len(lengths)), kept)
+    positions = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+    codes[rows, positions] = slots[np.repeat(starts, kept) + positions]
+    return codes
 
 
 @dataclass
@@ -171,7 +204,25 @@ class TableEncoder:
         self.hash_sizes: list[int] = [0] * len(self.categorical)
         self.embedding_dims: list[int] = [0] * len(self.categorical)
         self.label_coders: dict[str, BinaryLabelCoder] = {}
+        # The multi-valued columns, in column order (a Parquet list column is one unnamed).
+        self.multi_values: list[MultiValue] = [
+            multi for column in self.categorical if (multi := self.vocabulary.multi_value_of(column)) is not None
+        ]
+        self.separator = self.vocabulary.multi_value_separator
         self.fitted = False
+
+    @property
+    def shared_columns(self) -> dict[int, int]:
+        """{position of a column that shares another's vocabulary: position of that column}."""
+        return {
+            self.categorical.index(m.column): self.categorical.index(m.shares)
+            for m in self.multi_values
+            if m.shares is not None
+        }
+
+    def multi_value_texts(self, frame: pd.DataFrame, column: str, source: str) -> tuple[list[str], np.ndarray]:
+        """A multi-valued column's values as texts and their number per row (`values.multi_value_texts`)."""
+        return multi_value_texts(frame[column], column, source, self.separator)
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame, source: str = "training data") -> TableEncoder:
@@ -180,8 +231,14 @@ class TableEncoder:
             raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
         numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
         # Hashed columns need no counts (they keep no vocabulary and are never refused as unique).
+        shared = {self.categorical[j] for j in self.shared_columns}
         categories = [
-            {} if self.vocabulary.buckets(column) else category_counts(frame[column]) for column in self.categorical
+            {}
+            if self.vocabulary.buckets(column) or column in shared
+            else element_counts(self.multi_value_texts(frame, column, source)[0])
+            if self.vocabulary.multi_value_of(column)
+            else category_counts(frame[column])
+            for column in self.categorical
         ]
         labels: dict[str, set[str] | Moments] = {
             task.name: present_label_texts(frame[task.name])
@@ -203,7 +260,8 @@ class TableEncoder:
 
         numeric: per numeric column, the moments of its present values. categories: per
         categorical column, {value as text ("<missing>" for a missing one): training rows holding
-        it} (anything for a hashed column, which keeps no vocabulary). labels: per task,
+        it} (a multi-valued column: occurrences of each value; anything for a hashed column or
+        one that shares another's vocabulary, which keep none). labels: per task,
         a binary task's distinct present label values as text (`values.present_label_texts`) or
         a regression label's moments.
         """
@@ -241,7 +299,13 @@ class TableEncoder:
         available before anything is allocated."""
         options = self.vocabulary
         self.vocabularies, self.hash_sizes, self.embedding_dims = [], [], []
-        for column, counts in zip(self.categorical, categories):
+        shared = self.shared_columns
+        for j, (column, counts) in enumerate(zip(self.categorical, categories)):
+            if j in shared:  # filled in below from the column it shares
+                self.vocabularies.append([])
+                self.hash_sizes.append(0)
+                self.embedding_dims.append(0)
+                continue
             buckets = options.buckets(column)
             if not buckets:
                 options.check_not_unique(column, len(counts), sum(counts.values()), source)
@@ -249,17 +313,31 @@ class TableEncoder:
             self.vocabularies.append(vocabulary)
             self.hash_sizes.append(buckets)
             self.embedding_dims.append(options.embedding_dim_of(column, buckets or len(vocabulary) + 1))
+        for j, k in shared.items():  # its codes are those of column k: no vocabulary of its own
+            self.embedding_dims[j] = self.embedding_dims[k]
         check_parameter_memory(self.input_spec, source)
 
     @property
     def cardinalities(self) -> list[int]:
-        """Slots per categorical column: its hash buckets, or its vocabulary plus slot 0."""
-        return [buckets or len(vocabulary) + 1 for vocabulary, buckets in zip(self.vocabularies, self.hash_sizes)]
+        """Slots per categorical column: its hash buckets, or its vocabulary plus slot 0 (a column
+        that shares another's vocabulary: that column's)."""
+        slots = [buckets or len(vocabulary) + 1 for vocabulary, buckets in zip(self.vocabularies, self.hash_sizes)]
+        for j, k in self.shared_columns.items():
+            slots[j] = slots[k]
+        return slots
 
     @property
     def input_spec(self) -> InputSpec:
         dims = tuple(self.embedding_dims) if any(self.embedding_dims) else ()
-        return InputSpec(tuple(self.numeric), tuple(self.categorical), tuple(self.cardinalities), dims)
+        return InputSpec(
+            tuple(self.numeric), tuple(self.categorical), tuple(self.cardinalities), dims, tuple(self.multi_values)
+        )
+
+    def column_codes(self, j: int) -> tuple[list[str], int]:
+        """(vocabulary, hash buckets) that categorical column j's values are coded with (those of
+        the column it shares, for a column that shares another's)."""
+        k = self.shared_columns.get(j, j)
+        return self.vocabularies[k], self.hash_sizes[k]
 
     # -- transforming ----------------------------------------------------------------------------
     def _check_columns(self, frame: pd.DataFrame, source: str, labels: bool) -> None:
@@ -281,20 +359,30 @@ class TableEncoder:
             numeric[:, j] = to_numeric_column(frame[column], source, column)
         return numeric
 
-    def category_codes(self, frame: pd.DataFrame) -> np.ndarray:
+    def category_codes(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         """int64 [N, num_categorical]: per column, 1 + the value's position in its vocabulary (a
         missing value is the category "<missing>"), 0 for a value unseen in training or left out
         of it (min_frequency, max_categories); for a hashed column, the bucket of the value's text
-        (`values.hash_buckets`). Before the columns' offsets into their kind's vocabulary. The
-        caller checks that the columns are there."""
-        codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
-        for j, column in enumerate(self.categorical):
+        (`values.hash_buckets`). Before the columns' offsets into their kind's vocabulary. A
+        multi-valued column fills its L positions (`multi_value_codes`), [N, InputSpec.num_codes]
+        in all. The caller checks that the columns are there."""
+        spec = self.input_spec
+        codes = np.empty((len(frame), spec.num_codes), dtype=np.int64)
+        for j, (column, start) in enumerate(zip(self.categorical, spec.code_positions)):
+            multi = spec.multi_value_of.get(column)
+            if multi is not None:
+                vocabulary, buckets = self.column_codes(j)
+                texts, lengths = self.multi_value_texts(frame, column, source)
+                codes[:, start : start + multi.max_values] = multi_value_codes(
+                    texts, lengths, vocabulary, buckets, multi.max_values
+                )
+                continue
             if self.hash_sizes[j]:
-                codes[:, j] = hash_buckets(category_texts(frame[column]), self.hash_sizes[j])
+                codes[:, start] = hash_buckets(category_texts(frame[column]), self.hash_sizes[j])
                 continue
             # Positions are -1 for values unseen in training, so +1 lands them in the reserved slot 0.
             positions = pd.Index(self.vocabularies[j], dtype=object).get_indexer(category_texts(frame[column]))
-            codes[:, j] = positions.astype(np.int64) + 1
+            codes[:, start] = positions.astype(np.int64) + 1
         return codes
 
     def transform_features(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,7 +390,7 @@ class TableEncoder:
         if not self.fitted:
             raise RuntimeError("TableEncoder.transform before fit")
         self._check_columns(frame, source, labels=False)
-        numeric, categorical = self.model_inputs(self.raw_numeric(frame, source), self.category_codes(frame))
+        numeric, categorical = self.model_inputs(self.raw_numeric(frame, source), self.category_codes(frame, source))
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
 
     def model_inputs(self, raw_numeric: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +401,11 @@ class TableEncoder:
         numeric = np.nan_to_num(
             (raw_numeric - np.asarray(self.means, dtype=np.float64)) / np.asarray(self.stds, dtype=np.float64), nan=0.0
         ).astype(np.float32)
-        return numeric, codes + np.asarray(self.input_spec.offsets, dtype=np.int64)
+        spec = self.input_spec
+        if not spec.multi_values:
+            return numeric, codes + np.asarray(spec.offsets, dtype=np.int64)
+        offsets = np.repeat(np.asarray(spec.offsets, dtype=np.int64), spec.column_widths)
+        return numeric, np.where(codes == PADDING_CODE, PADDING_CODE, codes + offsets)
 
     def transform_labels(self, frame: pd.DataFrame, source: str = "data") -> torch.Tensor:
         """[N, num_tasks] float32 in the labels' own units, NaN where missing."""
@@ -347,6 +439,11 @@ class TableEncoder:
             # Only when used, so that the encoders of tables without hashing or embeddings read as before.
             **({"hash_buckets": self.hash_sizes} if any(self.hash_sizes) else {}),
             **({"embedding_dims": self.embedding_dims} if any(self.embedding_dims) else {}),
+            **(
+                {"multi_values": [m.to_dict() for m in self.multi_values], "multi_value_separator": self.separator}
+                if self.multi_values
+                else {}
+            ),
         }
 
     @classmethod
@@ -365,6 +462,8 @@ class TableEncoder:
         # encoder.json files written before hashing and embeddings: every column a vocabulary, one-hot.
         encoder.hash_sizes = [int(n) for n in data.get("hash_buckets") or [0] * columns]
         encoder.embedding_dims = [int(d) for d in data.get("embedding_dims") or [0] * columns]
+        encoder.multi_values = [MultiValue.from_dict(m) for m in data.get("multi_values") or ()]
+        encoder.separator = str(data.get("multi_value_separator", "|"))
         encoder.label_coders = {
             name: BinaryLabelCoder(name, positive, data.get("negative", {}).get(name))
             for name, positive in data.get("positive", {}).items()
@@ -389,5 +488,7 @@ __all__ = [
     "BinaryLabelCoder",
     "Moments",
     "TableEncoder",
+    "element_counts",
+    "multi_value_codes",
     "to_numeric_column",
 ]

@@ -55,7 +55,14 @@ from mmoe.data.encoders import TableEncoder
 from mmoe.data.parquet import PARQUET_SUFFIXES, READ_ROWS, ParquetTable, RowGroup
 from mmoe.data.shuffle import Arrays, ShuffleBuffer, in_background, take_rows
 from mmoe.data.split_rule import SPLITS, TEST, TRAIN, VALIDATION, SplitRule, row_uniforms
-from mmoe.data.tabular import _shown, check_fraction, infer_column_types, resolve_columns, resolve_tasks
+from mmoe.data.tabular import (
+    _shown,
+    check_fraction,
+    infer_column_types,
+    multi_valued_types,
+    resolve_columns,
+    resolve_tasks,
+)
 from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 
@@ -252,7 +259,8 @@ def _encode_held(encoder: BatchEncoder, held: list[tuple[str, np.ndarray, pa.Rec
     """Encodes the kept validation / test record batches into one `Split`, freeing each batch as
     it goes (the encoded rows are smaller than the raw ones)."""
     numeric = np.empty((rows, len(encoder.numeric)), dtype=np.float32)
-    categorical = np.empty((rows, len(encoder.categorical)), dtype=np.int64)
+    assert encoder.encoder is not None
+    categorical = np.empty((rows, encoder.encoder.input_spec.num_codes), dtype=np.int64)
     labels = np.empty((rows, len(encoder.tasks)), dtype=np.float32)
     filled = 0
     while held:
@@ -304,6 +312,8 @@ def load_streaming_table(
     min_frequency: int | None = None,
     max_categories: int | None = None,
     hash_buckets: int | Mapping[str, int] | None = None,
+    multi_value: Sequence[str] | Mapping[str, Mapping[str, Any]] | str | None = None,
+    multi_value_separator: str | None = None,
 ) -> StreamingTableData:
     """A Parquet table (file or directory) as a `MultiTaskData` whose training rows are streamed.
 
@@ -311,19 +321,24 @@ def load_streaming_table(
     drawn row by row from `split_seed` (module docstring). read_rows: rows per record batch read;
     shuffle_rows: rows in the shuffle buffer; interleave: row groups read side by side; prefetch:
     mini-batches a background thread prepares ahead (0: none). One pass over the table fits the
-    encoder and collects the validation and test rows. embedding_dim ... hash_buckets: as for
+    encoder and collects the validation and test rows. embedding_dim ... multi_value_separator: as for
     `load_table` (the same rules, `mmoe.data.vocabulary`; a hashed column is hashed row by row
     and keeps no vocabulary, so its memory does not grow with the stream's values).
     """
     source = str(path)
     task_list = resolve_tasks(tasks, source)
-    vocabulary = VocabularyOptions.of(embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets)
+    vocabulary = VocabularyOptions.of(
+        embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets, multi_value, multi_value_separator
+    )
     table = ParquetTable(path)
     shares = _fractions(validation_fraction, test_fraction, validation_path, test_path, source)
     feature_list, positive_values = resolve_columns(table.columns, source, task_list, features, positive)
     columns = feature_list + [task.name for task in task_list]
     table.use(columns)
-    numeric, categorical = infer_column_types(table.pandas_dtypes(), feature_list, column_types)
+    listed = [c for c in feature_list if pa.types.is_list(table.types[c]) or pa.types.is_large_list(table.types[c])]
+    vocabulary = vocabulary.with_list_columns(listed)
+    types = multi_valued_types(vocabulary, column_types, feature_list)
+    numeric, categorical = infer_column_types(table.pandas_dtypes(), feature_list, types)
     vocabulary.check_columns(categorical, numeric, source)
     rule = SplitRule(split_seed, *shares)
     batch_encoder = BatchEncoder(table, numeric, categorical, task_list, positive_values, vocabulary)

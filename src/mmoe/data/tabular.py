@@ -29,7 +29,7 @@ import pandas as pd
 from mmoe.data.assemble import fit_encode
 from mmoe.data.dataset import TASK_KINDS, MultiTaskData, Task
 from mmoe.data.encoders import BinaryLabelCoder, TableEncoder
-from mmoe.data.values import to_numeric_column
+from mmoe.data.values import multi_value_texts, to_numeric_column
 from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 
@@ -379,6 +379,35 @@ def infer_column_types(
     return numeric, categorical
 
 
+def list_columns(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
+    """The features whose first present value is a list (a Parquet list column read by pandas):
+    multi-valued columns without being named."""
+    found = []
+    for column in features:
+        if column in frame.columns and frame[column].dtype == object:
+            present = frame[column].dropna()
+            if len(present) and isinstance(present.iloc[0], (list, tuple, np.ndarray)):
+                found.append(column)
+    return found
+
+
+def multi_valued_types(
+    vocabulary: VocabularyOptions, column_types: Mapping[str, str] | None, features: Sequence[str]
+) -> dict[str, str]:
+    """`column_types` with the multi-valued columns categorical (a "3|5" column may read as text,
+    a "3" one as a number); a multi-valued column given as numeric is an MmoeError."""
+    types = dict(column_types or {})
+    for multi in vocabulary.multi_value:
+        if types.get(multi.column) == "numeric":
+            raise MmoeError(
+                f"option multi_value (--multi-value): column {multi.column!r} is given as numeric; "
+                f"expected a multi-valued column to be categorical"
+            )
+        if multi.column in features:
+            types[multi.column] = "categorical"
+    return types
+
+
 def _shown(names: Sequence[str], limit: int = 12) -> str:
     names = list(names)
     text = ", ".join(repr(str(name)) for name in names[:limit])
@@ -510,6 +539,8 @@ def load_table(
     min_frequency: int | None = None,
     max_categories: int | None = None,
     hash_buckets: int | Mapping[str, int] | None = None,
+    multi_value: Sequence[str] | Mapping[str, Mapping[str, Any]] | str | None = None,
+    multi_value_separator: str | None = None,
 ) -> MultiTaskData:
     """A user's table as a `MultiTaskData`.
 
@@ -525,13 +556,18 @@ def load_table(
     embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets: how the
         categorical columns' vocabularies are kept and how each enters the model
         (`mmoe.data.vocabulary.VocabularyOptions`; None: the default; docs/tables.md).
+    multi_value, multi_value_separator: the multi-valued columns ("COL[:max=L][:pooling=mean|sum]
+        [:shares=OTHER]" items, or {column: {max_values, pooling, shares}}) and the separator of
+        their values in text cells (default "|"); a Parquet list column is multi-valued unnamed.
 
     Rows of `path` without any task label are dropped before splitting (counted in
     info["dropped_unlabelled_rows"]); a row missing some labels keeps the others (NaN in `labels`).
     The encoder is fitted on the training rows only.
     """
     task_list = resolve_tasks(tasks, str(path))
-    vocabulary = VocabularyOptions.of(embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets)
+    vocabulary = VocabularyOptions.of(
+        embedding_dim, embed, one_hot, min_frequency, max_categories, hash_buckets, multi_value, multi_value_separator
+    )
     frame = read_table(path, delimiter)
     extras = {
         name: None if extra is None else (read_table(extra, delimiter), str(extra))
@@ -585,13 +621,16 @@ def table_data(
     feature_list, positive_values = resolve_columns(
         list(frame.columns), source, task_list, features, positive, header_hint
     )
-    numeric, categorical = infer_column_types(frame, feature_list, column_types)
-    vocabulary = vocabulary or VocabularyOptions()
+    vocabulary = (vocabulary or VocabularyOptions()).with_list_columns(list_columns(frame, feature_list))
+    numeric, categorical = infer_column_types(
+        frame, feature_list, multi_valued_types(vocabulary, column_types, feature_list)
+    )
     vocabulary.check_columns(categorical, numeric, source)
 
     # Check every value against the whole table before splitting, so that an error names the row
     # as it is in the table rather than its position inside a shuffled split.
     labels = _validate_frame(frame, source, numeric, task_list, positive_values)
+    _validate_multi_values(frame, source, vocabulary)
     labelled = ~np.isnan(labels).all(axis=1)
     dropped = int((~labelled).sum())
     frame = frame.loc[labelled].reset_index(drop=True)
@@ -621,6 +660,7 @@ def table_data(
                 f"same feature and task columns as the training table"
             )
         _validate_frame(extra, extra_source, numeric, task_list, positive_values)
+        _validate_multi_values(extra, extra_source, vocabulary)
         parts[name] = (extra, extra_source)
 
     info: dict[str, Any] = {
@@ -666,6 +706,14 @@ def _integral_binary_labels(frame: pd.DataFrame, tasks: Sequence[Task]) -> pd.Da
     return frame
 
 
+def _validate_multi_values(frame: pd.DataFrame, source: str, vocabulary: VocabularyOptions) -> None:
+    """Raises MmoeError, naming the row as it is in `frame`, for a multi-valued column's bad cell
+    or values of mixed types (`values.multi_value_texts`)."""
+    for multi in vocabulary.multi_value:
+        if multi.column in frame.columns:
+            multi_value_texts(frame[multi.column], multi.column, source, vocabulary.multi_value_separator)
+
+
 def _validate_frame(
     frame: pd.DataFrame, source: str, numeric: Sequence[str], tasks: Sequence[Task], positive: Mapping[str, str]
 ) -> np.ndarray:
@@ -688,6 +736,8 @@ def _validate_frame(
 
 __all__ = [
     "infer_column_types",
+    "list_columns",
+    "multi_valued_types",
     "load_table",
     "parquet_files",
     "parse_task_spec",

@@ -117,6 +117,100 @@ def kept_vocabulary(counts: Mapping[str, int], min_frequency: int = 1, max_categ
     return sorted(kept)
 
 
+# Multi-valued columns: a list per row (a Parquet list column, or text with the values joined by a
+# separator), each value a category text as above.
+DEFAULT_SEPARATOR = "|"
+
+
+def _element_kind(element: object) -> str:
+    """The type of a list's value as a user reads it (numpy scalars as their Python type)."""
+    if isinstance(element, (bool, np.bool_)):
+        return "bool"
+    if isinstance(element, (str, np.str_)):
+        return "str"
+    if isinstance(element, (int, np.integer)):
+        return "int"
+    if isinstance(element, (float, np.floating)):
+        return "float"
+    return type(element).__name__
+
+
+def _array_list_texts(values: pd.Series) -> tuple[list[str], np.ndarray] | None:
+    """`multi_value_texts` of a Parquet list column of integers or text (each cell a numpy array
+    or missing, all of one dtype) in a few vectorised passes, ≈ 20 times faster than cell by cell
+    on click logs; None for any other column (the general path then reads it, errors included).
+    The texts are the general path's: str() of each integer, the text itself, "<missing>"."""
+    cells = values.to_numpy(dtype=object)
+    present = ~values.isna().to_numpy()
+    arrays = cells[present]
+    if not all(type(cell) is np.ndarray and cell.ndim == 1 for cell in arrays):
+        return None
+    lengths = np.zeros(len(values), dtype=np.int64)
+    lengths[present] = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    kinds = {cell.dtype.kind for cell in arrays if len(cell)}
+    if not kinds:
+        return [], lengths
+    if len(kinds) != 1:
+        return None
+    flat = np.concatenate([cell for cell in arrays if len(cell)])
+    if kinds == {"i"} or kinds == {"u"}:  # Arrow's integer-to-text cast writes what str() writes, in C++
+        return pa.array(flat).cast(pa.string()).to_pylist(), lengths
+    if kinds == {"O"} and pd.api.types.infer_dtype(flat, skipna=True) in ("string", "empty"):
+        texts = flat.copy()
+        texts[pd.isna(flat)] = MISSING_CATEGORY
+        return texts.tolist(), lengths
+    return None
+
+
+def multi_value_texts(
+    values: pd.Series, column: str, source: str, separator: str = DEFAULT_SEPARATOR, first_row: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """(texts, lengths): the values of a multi-valued column's rows, all rows' values one after
+    another as category texts, and the number of values per row.
+
+    A cell is a list (a Parquet list column: an array, list or tuple; a missing value inside it
+    is "<missing>") or text holding the values joined by `separator` (empty values dropped, so
+    "" is an empty list); a missing cell is an empty list. Values of different types in one
+    column (numbers and text, whole and fractional numbers, lists and delimited text) are an
+    MmoeError naming the column and the first row that differs (counted from `first_row`, the
+    data rows before `values`): their texts would not compare.
+    """
+    fast = _array_list_texts(values)
+    if fast is not None:
+        return fast
+    texts: list[str] = []
+    lengths = np.zeros(len(values), dtype=np.int64)
+    first_kind: tuple[str, int] | None = None
+    for row, cell in enumerate(values.tolist()):
+        if isinstance(cell, (str, np.str_)):
+            elements: list[object] = [part for part in str(cell).split(separator) if part]
+        elif isinstance(cell, (list, tuple, np.ndarray)):
+            elements = list(cell)
+        elif cell is None or cell is pd.NA or (isinstance(cell, float) and np.isnan(cell)):
+            continue
+        else:
+            raise MmoeError(
+                f"{source}: multi-valued column {column!r}, row {first_row + row + 1}: {as_written(cell)} is "
+                f"neither a list nor text with values separated by {separator!r}"
+            )
+        for element in elements:
+            if element is None or element is pd.NA or (isinstance(element, float) and np.isnan(element)):
+                texts.append(MISSING_CATEGORY)
+                continue
+            kind = _element_kind(element)
+            if first_kind is None:
+                first_kind = (kind, row)
+            elif kind != first_kind[0]:
+                raise MmoeError(
+                    f"{source}: multi-valued column {column!r}, row {first_row + row + 1}: value "
+                    f"{as_written(element)} is {kind} but row {first_row + first_kind[1] + 1} holds "
+                    f"{first_kind[0]} values; expected values of one type"
+                )
+            texts.append(str(element))
+        lengths[row] = len(elements)
+    return texts, lengths
+
+
 # Hashing: the bucket of a category text is SipHash-2-4 of its UTF-8 bytes under the 16-byte key
 # HASH_KEY, passed through splitmix64's finaliser (pandas.util.hash_array's own steps), modulo the
 # number of buckets. Fixed key, no per-process salt: the same text lands in the same bucket in
@@ -218,6 +312,7 @@ def bad_label_error(
 
 
 __all__ = [
+    "DEFAULT_SEPARATOR",
     "FALSE_WORDS",
     "HASH_KEY",
     "MISSING_CATEGORY",
@@ -233,6 +328,7 @@ __all__ = [
     "kept_vocabulary",
     "label_texts",
     "missing",
+    "multi_value_texts",
     "present_label_texts",
     "to_numeric_column",
 ]

@@ -18,6 +18,13 @@ columns. docs/tables.md ("Vocabularies, embeddings and hashing") has the user's 
 - **Nearly unique columns** are refused: a column that is not hashed, with at least
   UNIQUE_CHECK_ROWS (1000) training rows and more distinct values than NEARLY_UNIQUE_SHARE (0.9)
   of them (an event id, a timestamp stored as text). Hashing it keeps it anyway.
+- **Multi-valued columns** (`multi_value`; a Parquet list column is one without being named): a
+  list of values per row, e.g. a user's recently clicked items, always embedded. The rules above
+  apply to its values (each value occurrence counts once towards min_frequency). A row's first
+  `max_values` values (default 20) fill that many positions of the categorical tensor, the rest
+  of them `mmoe.spec.PADDING_CODE`; the model pools their embeddings ("mean" or "sum"). A column
+  that `shares` another uses that column's vocabulary (or buckets) and embedding rows, which
+  makes that column embedded. Text cells are split on `multi_value_separator` (default "|").
 - **Memory**: before anything is allocated, the categorical weights and their optimiser state are
   estimated (`parameter_bytes`) and checked against the memory available (`check_parameter_memory`).
 """
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmoe.errors import MmoeError
-from mmoe.spec import InputSpec
+from mmoe.spec import InputSpec, MultiValue
 
 DEFAULT_EMBEDDING_DIM = 16
 EMBED_ABOVE_SLOTS = 100  # more slots than this (values + slot 0, or buckets): an embedding by default
@@ -51,7 +58,11 @@ OPTION_FLAGS = {
     "min_frequency": "--min-frequency",
     "max_categories": "--max-categories",
     "hash_buckets": "--hash-buckets",
+    "multi_value": "--multi-value",
+    "multi_value_separator": "--multi-value-separator",
 }
+MULTI_VALUE_KEYS = {"max": "max_values", "max_values": "max_values", "pooling": "pooling", "shares": "shares"}
+MULTI_VALUE_EXAMPLE = "e.g. --multi-value recent_items:max=20:pooling=mean:shares=item_id"
 
 
 def _option(name: str) -> str:
@@ -80,11 +91,79 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(str(c) for c in value)
 
 
+def parse_multi_value(text: str) -> MultiValue:
+    """One multi-valued column from "COL[:max=L][:pooling=mean|sum][:shares=OTHER]"."""
+    column, *settings = (part.strip() for part in text.split(":"))
+    if not column:
+        raise MmoeError(
+            f"{_option('multi_value')}: {text!r} names no column; expected COL[:KEY=VALUE...], {MULTI_VALUE_EXAMPLE}"
+        )
+    keywords: dict[str, Any] = {}
+    for setting in settings:
+        key, equals, value = (part.strip() for part in setting.partition("="))
+        if not equals or key not in MULTI_VALUE_KEYS:
+            raise MmoeError(
+                f"{_option('multi_value')}: {setting!r} in {text!r} is not max=L, pooling=mean|sum or shares=COL; "
+                f"{MULTI_VALUE_EXAMPLE}"
+            )
+        keywords[MULTI_VALUE_KEYS[key]] = value
+    return _multi_value(column, keywords)
+
+
+def _multi_value(column: str, settings: Mapping[str, Any]) -> MultiValue:
+    """A checked MultiValue; a bad setting is an MmoeError naming the option and the column."""
+    unknown = sorted(set(settings) - {"max_values", "pooling", "shares"})
+    if unknown:
+        raise MmoeError(
+            f"{_option('multi_value')} for column {column!r}: unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"expected max_values, pooling, shares"
+        )
+    length = settings.get("max_values")
+    if length is None:
+        length = MultiValue.max_values
+    elif isinstance(length, str):
+        try:
+            length = int(length)
+        except ValueError:
+            length = None
+    length = _positive_int("multi_value", length, "max=L with L a whole number of values >= 1 such as 20", column)
+    try:
+        return MultiValue(column, length, str(settings.get("pooling") or "mean"), settings.get("shares") or None)
+    except MmoeError as error:
+        raise MmoeError(f"{_option('multi_value')}: {error}") from None
+
+
+def _multi_values(value: Any) -> tuple[MultiValue, ...]:
+    """--multi-value "A,B:max=5" / ["A", "B:max=5"] / {"A": {}, "B": {"max_values": 5}} as MultiValues."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [item for item in value.split(",") if item.strip()]
+    if isinstance(value, Mapping):
+        multis = []
+        for column, settings in value.items():
+            if not isinstance(settings, Mapping):
+                raise MmoeError(
+                    f"{_option('multi_value')} for column {column!r}: expected its settings as a mapping "
+                    f"(max_values, pooling, shares), got {settings!r}"
+                )
+            multis.append(_multi_value(str(column), settings))
+        return tuple(multis)
+    if not isinstance(value, Sequence):
+        raise MmoeError(
+            f"{_option('multi_value')}: expected COL[:KEY=VALUE...] items, got {value!r}; {MULTI_VALUE_EXAMPLE}"
+        )
+    multis = [item if isinstance(item, MultiValue) else parse_multi_value(str(item)) for item in value]
+    return tuple(multis)
+
+
 @dataclass(frozen=True)
 class VocabularyOptions:
     """The vocabulary and representation options of a table's categorical columns (module docstring).
 
-    hash_buckets: 0 (no hashing), N (every categorical column into N buckets), or {column: N}."""
+    hash_buckets: 0 (no hashing), N (every categorical column into N buckets), or {column: N}.
+    multi_value: the multi-valued columns named (`MultiValue`s); multi_value_separator: the
+    separator of their values in text cells."""
 
     embedding_dim: int = DEFAULT_EMBEDDING_DIM
     embed: tuple[str, ...] = ()
@@ -92,6 +171,8 @@ class VocabularyOptions:
     min_frequency: int = 1
     max_categories: int | None = None
     hash_buckets: int | Mapping[str, int] = field(default=0)
+    multi_value: tuple[MultiValue, ...] = ()
+    multi_value_separator: str = "|"
 
     @classmethod
     def of(
@@ -102,6 +183,8 @@ class VocabularyOptions:
         min_frequency: int | None = None,
         max_categories: int | None = None,
         hash_buckets: int | Mapping[str, int] | None = None,
+        multi_value: Sequence[str] | Mapping[str, Mapping[str, Any]] | str | None = None,
+        multi_value_separator: str | None = None,
     ) -> VocabularyOptions:
         """Checked options from keyword arguments (None: the default); a bad value is an MmoeError
         naming the option and what was expected."""
@@ -129,7 +212,47 @@ class VocabularyOptions:
             }
         elif hash_buckets is not None:
             buckets = _positive_int("hash_buckets", hash_buckets, "a positive number of buckets such as 1000000")
-        return cls(dim, embedded, one_hots, frequency, most, buckets)
+        multis = _multi_values(multi_value)
+        repeated = sorted({m.column for m in multis if [n.column for n in multis].count(m.column) > 1})
+        if repeated:
+            raise MmoeError(f"{_option('multi_value')}: {', '.join(map(repr, repeated))} named more than once")
+        embedded_only = {m.column for m in multis} | {m.shares for m in multis if m.shares is not None}
+        forced = sorted(embedded_only & set(one_hots))
+        if forced:
+            raise MmoeError(
+                f"{_option('one_hot')} lists {', '.join(map(repr, forced))}, a multi-valued column or one whose rows "
+                f"one shares ({_option('multi_value')}); expected those embedded"
+            )
+        separator = "|"
+        if multi_value_separator is not None:
+            if not isinstance(multi_value_separator, str) or not multi_value_separator:
+                raise MmoeError(
+                    f"{_option('multi_value_separator')}: expected a non-empty separator such as '|', "
+                    f"got {multi_value_separator!r}"
+                )
+            separator = multi_value_separator
+        return cls(dim, embedded, one_hots, frequency, most, buckets, multis, separator)
+
+    def with_list_columns(self, columns: Sequence[str]) -> VocabularyOptions:
+        """These options plus `columns` (list-typed columns not named) as multi-valued with the defaults."""
+        named = {m.column for m in self.multi_value}
+        extra = tuple(MultiValue(c) for c in columns if c not in named)
+        if not extra:
+            return self
+        return VocabularyOptions(
+            self.embedding_dim,
+            self.embed,
+            self.one_hot,
+            self.min_frequency,
+            self.max_categories,
+            self.hash_buckets,
+            self.multi_value + extra,
+            self.multi_value_separator,
+        )
+
+    def multi_value_of(self, column: str) -> MultiValue | None:
+        """`column`'s MultiValue, None when it is single-valued."""
+        return next((m for m in self.multi_value if m.column == column), None)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> VocabularyOptions:
@@ -144,7 +267,12 @@ class VocabularyOptions:
         for name in OPTION_FLAGS:
             value = getattr(self, name)
             if value != getattr(defaults, name):
-                if isinstance(value, tuple):
+                if name == "multi_value":
+                    value = {
+                        m.column: {k: v for k, v in m.to_dict().items() if k != "column" and v is not None}
+                        for m in value
+                    }
+                elif isinstance(value, tuple):
                     value = list(value)
                 elif isinstance(value, Mapping):
                     value = dict(value)
@@ -162,6 +290,15 @@ class VocabularyOptions:
         named = [("embed", c) for c in self.embed] + [("one_hot", c) for c in self.one_hot]
         if isinstance(self.hash_buckets, Mapping):
             named += [("hash_buckets", c) for c in self.hash_buckets]
+        named += [("multi_value", m.column) for m in self.multi_value]
+        named += [("multi_value", m.shares) for m in self.multi_value if m.shares is not None]
+        multi = {m.column for m in self.multi_value}
+        for m in self.multi_value:
+            if m.shares in multi:
+                raise MmoeError(
+                    f"{source}: {_option('multi_value')}: {m.column!r} shares {m.shares!r}, itself multi-valued; "
+                    f"expected a single-valued categorical column"
+                )
         for option, column in named:
             if column in categorical:
                 continue
@@ -180,7 +317,8 @@ class VocabularyOptions:
         """0 (one-hot) or the embedding dimension of `column` with `slots` slots (module docstring)."""
         if column in self.one_hot:
             return 0
-        if column in self.embed or slots > EMBED_ABOVE_SLOTS:
+        shared = {m.shares for m in self.multi_value}
+        if column in self.embed or slots > EMBED_ABOVE_SLOTS or column in shared or self.multi_value_of(column):
             return self.embedding_dim
         return 0
 
@@ -202,9 +340,10 @@ def parameter_bytes(
     """Per categorical column, the bytes of its weights and their optimiser state: slots x width x
     4 bytes x (1 + optimizer_states), width = its embedding dimension, or `one_hot_width` (the
     first layer's outputs) for a one-hot column."""
+    shared = spec.shared_columns  # a column that shares another's rows has none of its own
     return [
-        slots * (dim or one_hot_width) * FLOAT_BYTES * (1 + optimizer_states)
-        for slots, dim in zip(spec.cardinalities, spec.column_embedding_dims)
+        0 if j in shared else slots * (dim or one_hot_width) * FLOAT_BYTES * (1 + optimizer_states)
+        for j, (slots, dim) in enumerate(zip(spec.cardinalities, spec.column_embedding_dims))
     ]
 
 
@@ -250,6 +389,7 @@ def check_parameter_memory(
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIM",
+    "MULTI_VALUE_KEYS",
     "EMBED_ABOVE_SLOTS",
     "NEARLY_UNIQUE_SHARE",
     "OPTION_FLAGS",
@@ -258,4 +398,5 @@ __all__ = [
     "available_memory",
     "check_parameter_memory",
     "parameter_bytes",
+    "parse_multi_value",
 ]

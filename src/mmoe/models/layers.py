@@ -41,8 +41,9 @@ SPARSE_ONE_HOT_ROWS = 65536
 
 
 class CategoryEmbeddings(nn.Module):
-    """The embedded categorical columns as dense features: codes [B, num_categorical] (int64, each
-    column's offset into the embedding vocabulary already added) -> [B, embedding_width].
+    """The embedded categorical columns as dense features: codes [B, num_codes] (int64, each
+    column's offset into the embedding vocabulary already added; num_codes = num_categorical
+    unless a column is multi-valued, see below) -> [B, embedding_width].
 
     Columns of one dimension e share one table [their rows, e] (all of them, in the usual case of
     one --embedding-dim: the table's rows are then the embedding vocabulary itself), so a batch is
@@ -57,6 +58,14 @@ class CategoryEmbeddings(nn.Module):
     `sparse_gradient` (off by default; see `row_sparse_parameters`): the tables' gradient is a
     sparse COO tensor holding one (row, vector) per lookup of the batch, B·(its columns) rows at
     most, instead of a dense [rows, e] tensor.
+
+    Multi-valued columns (`InputSpec.multi_values`): such a column's L positions are looked up
+    in its table and pooled into its one vector, v = Σ_p w_p · E[code_p] over its positions p
+    holding a value (w_p = 1 for "sum", 1 / (values present) for "mean"; no value: the zero
+    vector). A table holding such a column has one extra row, its last, for `PADDING_CODE`:
+    it starts at zero, and its weight w_p = 0 gives it a zero gradient, so it stays zero (lazy
+    Adam and row-AdaGrad leave a row of zero gradient and zero state unchanged). A column that
+    shares another's rows looks up that column's rows (same shift) and adds none of its own.
     """
 
     sparse_gradient = False
@@ -64,54 +73,114 @@ class CategoryEmbeddings(nn.Module):
     def __init__(self, input_spec: InputSpec) -> None:
         super().__init__()
         dims = input_spec.column_embedding_dims
+        positions, widths = input_spec.code_positions, input_spec.column_widths
+        multi, shared = input_spec.multi_value_of, input_spec.shared_columns
         by_dim: dict[int, list[int]] = {}
         for column in input_spec.embedded_columns:
             by_dim.setdefault(dims[column], []).append(column)
         self.table_columns: list[list[int]] = list(by_dim.values())
-        # Column j's code + shift[j] = its row in its table (0 when the table is the whole vocabulary).
+        # Per table: the tensor positions it reads, and per position: its shift (code + shift = its
+        # row in its table; 0 when the table is the whole vocabulary), and its column's place in
+        # the table's output; per table column: "mean" pooling or not; the padding row (-1: none).
+        self.table_positions: list[list[int]] = []
         self.table_shifts: list[list[int]] = []
+        self.position_columns: list[list[int]] = []
+        self.mean_columns: list[list[bool]] = []
+        self.padding_rows: list[int] = []
         tables = []
         for dim, columns in by_dim.items():
-            start, shifts = 0, []
+            start, shift_of = 0, {}
             for column in columns:
-                shifts.append(start - input_spec.offsets[column])
+                if column in shared:
+                    continue
+                shift_of[column] = start - input_spec.offsets[column]
                 start += input_spec.cardinalities[column]
+            table_positions, shifts, owners = [], [], []
+            for place, column in enumerate(columns):
+                shift = shift_of[shared.get(column, column)]
+                for position in range(positions[column], positions[column] + widths[column]):
+                    table_positions.append(position)
+                    shifts.append(shift)
+                    owners.append(place)
+            pooled = any(input_spec.categorical[column] in multi for column in columns)
+            self.table_positions.append(table_positions)
             self.table_shifts.append(shifts)
-            tables.append(nn.Parameter(torch.empty(start, dim).normal_(0.0, 1.0 / math.sqrt(dim))))
+            self.position_columns.append(owners)
+            poolings = [
+                multi[input_spec.categorical[c]].pooling if input_spec.categorical[c] in multi else "" for c in columns
+            ]
+            self.mean_columns.append([pooling == "mean" for pooling in poolings])
+            self.padding_rows.append(start if pooled else -1)
+            table = torch.empty(start + pooled, dim).normal_(0.0, 1.0 / math.sqrt(dim))
+            if pooled:
+                table[start].zero_()
+            tables.append(nn.Parameter(table))
         self.tables = nn.ParameterList(tables)
         self.width = input_spec.embedding_width
 
-    def _indices(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Per table: its columns [Cg] and their shifts [Cg] (None when all 0), on `device`. Plain
-        tensors cached per device, not buffers: population training's vmapped template lives on
-        the meta device."""
+    def _indices(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor | None, _Pooling | None]]:
+        """Per table: its positions [P] and their shifts [P] (None when all 0), and how it pools
+        (None without multi-valued columns), on `device`. Plain tensors cached per device, not
+        buffers: population training's vmapped template lives on the meta device."""
         cached = getattr(self, "_index_cache", None)
         if cached is None or cached[0] != device:
-            indices = [
-                (
-                    torch.tensor(columns, dtype=torch.long, device=device),
-                    torch.tensor(shifts, dtype=torch.long, device=device) if any(shifts) else None,
+            indices = []
+            for table_positions, shifts, owners, means, padding in zip(
+                self.table_positions, self.table_shifts, self.position_columns, self.mean_columns, self.padding_rows
+            ):
+                pooling = None
+                if padding >= 0:
+                    owner = torch.tensor(owners, dtype=torch.long, device=device)
+                    pool = torch.zeros(len(owners), len(means), device=device)
+                    pool[torch.arange(len(owners), device=device), owner] = 1.0
+                    pooling = _Pooling(pool, owner, torch.tensor(means, dtype=torch.bool, device=device), padding)
+                indices.append(
+                    (
+                        torch.tensor(table_positions, dtype=torch.long, device=device),
+                        torch.tensor(shifts, dtype=torch.long, device=device) if any(shifts) else None,
+                        pooling,
+                    )
                 )
-                for columns, shifts in zip(self.table_columns, self.table_shifts)
-            ]
             cached = (device, indices)
             self._index_cache = cached
         return cached[1]
 
     def table_rows(self, categorical: torch.Tensor) -> list[torch.Tensor]:
-        """Per table, the rows a batch looks up: [..., Cg] (any leading dimensions)."""
+        """Per table, the rows a batch looks up: [..., P] (any leading dimensions); a padding
+        position looks up the table's padding row."""
         rows = []
-        for columns, shifts in self._indices(categorical.device):
-            codes = categorical.index_select(-1, columns)
-            rows.append(codes if shifts is None else codes + shifts)
+        for positions, shifts, pooling in self._indices(categorical.device):
+            codes = categorical.index_select(-1, positions)
+            looked_up = codes if shifts is None else codes + shifts
+            if pooling is not None:
+                looked_up = torch.where(codes < 0, pooling.padding_row, looked_up)
+            rows.append(looked_up)
         return rows
 
     def forward(self, categorical: torch.Tensor) -> torch.Tensor:
-        vectors = [
-            F.embedding(rows, table, sparse=self.sparse_gradient).flatten(-2)
-            for rows, table in zip(self.table_rows(categorical), self.tables)
-        ]
+        vectors = []
+        for rows, table, (positions, _, pooling) in zip(
+            self.table_rows(categorical), self.tables, self._indices(categorical.device)
+        ):
+            looked_up = F.embedding(rows, table, sparse=self.sparse_gradient)  # [..., P, e]
+            if pooling is not None:
+                present = (categorical.index_select(-1, positions) >= 0).to(looked_up.dtype)  # [..., P]
+                counts = present @ pooling.pool  # [..., Cg]: values present per column
+                divisor = torch.where(pooling.mean, counts.clamp(min=1.0), torch.ones_like(counts))
+                weights = present / divisor.index_select(-1, pooling.owner)
+                # [..., e, P] @ [P, Cg] -> [..., e, Cg]: per column, the weighted sum of its positions.
+                looked_up = ((looked_up * weights.unsqueeze(-1)).transpose(-1, -2) @ pooling.pool).transpose(-1, -2)
+            vectors.append(looked_up.flatten(-2))
         return vectors[0] if len(vectors) == 1 else torch.cat(vectors, -1)
+
+
+class _Pooling(NamedTuple):
+    """How a table with multi-valued columns pools its P looked-up positions into its Cg columns."""
+
+    pool: torch.Tensor  # [P, Cg] float: 1 where position p belongs to column c
+    owner: torch.Tensor  # [P] the column of each position
+    mean: torch.Tensor  # [Cg] bool: the column's values are averaged (else summed)
+    padding_row: int  # the table's padding row
 
 
 class SparseLinear(nn.Module):
@@ -121,7 +190,7 @@ class SparseLinear(nn.Module):
     the dense part's product to the sum of the active categories' weight rows (an embedding
     bag). Same function as `nn.Linear` on x, a fraction of the work.
 
-    Input: numeric [B, num_numeric] float, categorical [B, num_categorical] int64 (each column's
+    Input: numeric [B, num_numeric] float, categorical [B, num_codes] int64 (each column's
     index in its kind's vocabulary: one-hot or embedding, see `InputSpec.offsets`).
     Output: [B, out_features] = x_denseᵀ W_dense + Σ_{one-hot columns c} W_cat[categorical[:, c]] (+ b),
     where x_dense = [numeric; CategoryEmbeddings(categorical)] (just numeric without embedded columns).
@@ -150,8 +219,9 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
         # Drawn last: the draws above are those of a spec without embedded columns.
         self.embeddings = CategoryEmbeddings(input_spec) if input_spec.embedded_columns else None
-        self.one_hot_columns = input_spec.one_hot_columns
-        self.all_one_hot = len(self.one_hot_columns) == input_spec.num_categorical
+        # Positions in the categorical tensor (the columns themselves unless a column is multi-valued).
+        self.one_hot_columns = input_spec.one_hot_positions
+        self.all_one_hot = len(self.one_hot_columns) == input_spec.num_codes
 
     # A row-sparse gradient for the one-hot weight (see `use_sparse_gradients`): embedding_bag's own.
     sparse_gradient = False
