@@ -318,3 +318,51 @@ def test_cli_train_then_evaluate_reads_the_table_the_same_way(tmp_path: Path, ca
     capsys.readouterr()
     assert main(["evaluate", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)  # re-read with the same options: the run's model fits it
+
+
+def test_an_exported_hashed_column_states_its_hash_and_serves_as_mmoe_predict(tmp_path: Path, capsys) -> None:
+    """The signature of a run with a hashed column gives its buckets and the hash's key, from which
+    a server's codes (the documented SipHash) equal encode_inputs'; the ONNX file then predicts
+    what `mmoe predict` prints."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from mmoe.cli import main
+    from mmoe.export import encode_inputs, load_signature
+
+    table = tmp_path / "clicks.csv"
+    clicks(600).to_csv(table, index=False)
+    run, model = tmp_path / "run", tmp_path / "model.onnx"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(table),
+                "--tasks",
+                "clicked:binary",
+                "--hash-buckets",
+                "user=13",
+                "--epochs",
+                "2",
+                "--threads",
+                "1",
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert main(["export", str(run), "--format", "onnx", "--out", str(model)]) == 0
+    signature = load_signature(model)
+    categorical = next(i for i in signature["inputs"] if i["name"] == "categorical")
+    assert categorical["hash_buckets"] == {"user": 13} and categorical["hash"]["key"] == HASH_KEY
+    frame = clicks(50, seed=1).drop(columns=["clicked"])
+    inputs = encode_inputs(frame, signature)
+    user = categorical["columns"].index("user")
+    server = [reference_bucket(str(text), 13) for text in frame["user"]]
+    assert inputs["categorical"][:, user].tolist() == server
+    served = onnxruntime.InferenceSession(str(model)).run(["predictions"], inputs)[0]
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", str(run), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    np.testing.assert_allclose(served[:, 0], pd.read_csv(tmp_path / "p.csv")["clicked"], rtol=1e-5, atol=1e-6)
+    capsys.readouterr()

@@ -53,6 +53,7 @@ from torch import nn
 from mmoe import __version__
 from mmoe.data.dataset import Split, Task
 from mmoe.data.encoders import MISSING_CATEGORY, TableEncoder
+from mmoe.data.values import HASH_KEY
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models.base import MultiTaskModel
@@ -470,6 +471,7 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
                 "unseen_code": UNSEEN_CODE,
                 "missing_category": MISSING_CATEGORY,
                 "vocabularies": {column: list(encoder.column_codes(j)[0]) for j, column in enumerate(spec.categorical)},
+                **_hash_signature(encoder),
                 # Per column: 0 one-hot, e > 0 embedded with dimension e (codes are given the same way).
                 "embedding_dims": dict(zip(spec.categorical, spec.column_embedding_dims)),
                 **(_multi_value_signature(spec) if spec.multi_values else {}),
@@ -498,6 +500,27 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
         ],
         "encoder": encoder.to_dict(),
         "versions": {"mmoe": __version__, "torch": torch.__version__},
+    }
+
+
+def _hash_signature(encoder: TableEncoder) -> dict[str, Any]:
+    """The categorical input's keys for hashed columns (none when no column is hashed): each one's
+    number of buckets and how a server computes a value's code (`mmoe.data.values.hash_buckets`)."""
+    buckets = {
+        column: encoder.column_codes(j)[1] for j, column in enumerate(encoder.categorical) if encoder.column_codes(j)[1]
+    }
+    if not buckets:
+        return {}
+    return {
+        "hash_buckets": buckets,
+        "hash": {
+            "meaning": "a hashed column's code is its bucket in [0, hash_buckets[column]) (it has no vocabulary "
+            "and no unseen code): pandas.util.hash_array([text], encoding='utf8', hash_key=key, "
+            "categorize=False) modulo the bucket count, where text is the value as written in the table "
+            "(missing_category for a missing value): SipHash-2-4 of the UTF-8 bytes under the 16-byte key, "
+            "then splitmix64's finaliser, unsigned 64-bit; mmoe.export.encode_inputs computes it",
+            "key": HASH_KEY,
+        },
     }
 
 
