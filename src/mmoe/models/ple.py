@@ -44,8 +44,8 @@ from mmoe.spec import InputSpec
 if TYPE_CHECKING:
     import optuna
 
-SpecificExperts = Annotated[int, Help("experts of each task's own, read by its gate only (0: none)")]
-SharedExperts = Annotated[int, Help("experts shared by all tasks' gates (0: none)")]
+SpecificExperts = Annotated[int, Help("experts per task that only that task's gate chooses from (0: none)")]
+SharedExperts = Annotated[int, Help("experts that every task's gate chooses from (0: none)")]
 ExpertUnits = Annotated[Units, Help("units per expert layer, e.g. 16 or 32,16")]
 
 
@@ -253,7 +253,7 @@ class PLE(LayeredExtraction):
         num_tasks: int,
         specific_experts: SpecificExperts = 2,
         shared_experts: SharedExperts = 4,
-        levels: Annotated[int, Help("extraction levels; a shared gate feeds each level but the first")] = 2,
+        levels: Annotated[int, Help("extraction levels; each but the last has a shared gate, read by the next")] = 2,
         expert_units: ExpertUnits = (16,),
         tower_units: TowerUnits = (8,),
     ) -> None:
