@@ -325,6 +325,10 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
         "--ranks",
         "--stitch",
         "--self-weight",
+        # PLE and CGC (mmoe/models/ple.py): their new hyperparameters, generated the same way
+        "--specific-experts",
+        "--shared-experts",
+        "--levels",
     }
     assert all(action.default is None and action.dest == flag[2:].replace("-", "_") for flag, action in flags.items())
     assert flags["--num-experts"].type is int and flags["--l2-alpha"].type is float

@@ -396,7 +396,9 @@ def paper_search_space(trial: optuna.Trial, model: str, max_units: int) -> dict:
     return hp
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+# The paper's seven models, whose search space moved from tune.suggest to the models unchanged
+# (paper_search_space is the old code); later models' spaces are tested beside them (test_ple.py).
+@pytest.mark.parametrize("model", list(MODELS)[:7])
 @pytest.mark.parametrize("max_units", [16, 2048])
 def test_each_models_search_space_draws_what_the_papers_limits_drew(model: str, max_units: int) -> None:
     """Same names, distributions and order of draws: the same sampler seed gives the same trials."""

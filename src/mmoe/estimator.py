@@ -527,12 +527,15 @@ class MultiTaskEstimator(BaseEstimator):
     @torch.inference_mode()
     def gates(self, X: pd.DataFrame | str | Path) -> dict[str, pd.DataFrame]:
         """{task: DataFrame [rows, experts]}: the weight each task's gate gives each expert, per
-        row of X (rows sum to 1). Models with gates only (mmoe, omoe)."""
+        row of X (rows sum to 1). Models with gates only: mmoe, omoe, and ple / cgc (their last
+        level's task gates over all experts, zero on other tasks' own experts)."""
         run = self._fitted()
         network = run.model
         gates_of = getattr(network, "gates", None)
         if gates_of is None:
-            raise MmoeError(f"model {network.name} has no gates; expected a mixture-of-experts model (mmoe or omoe)")
+            raise MmoeError(
+                f"model {network.name} has no gates; expected a mixture-of-experts model (mmoe, omoe, ple or cgc)"
+            )
         frame, source = _frame(X)
         split = features_split(run, frame, source)
         was_training = network.training
