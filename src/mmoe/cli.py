@@ -557,26 +557,25 @@ BENCHMARKS = {
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    """`mmoe bench NAME [OPTIONS]`: runs benchmarks/NAME's script of this source checkout with this
-    Python (the benchmarks, their peers and their results live in the repository, not the package)."""
+    """`mmoe bench NAME [OPTIONS]`: runs benchmarks/NAME's script of a source checkout with this
+    Python (the benchmarks, their peers and their results live in the repository, not the package):
+    the checkout this mmoe was imported from, else the current directory or one above it."""
     import subprocess
 
     import mmoe
 
     if args.benchmark not in BENCHMARKS:
         raise MmoeError(f"unknown benchmark {args.benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
-    root = Path(mmoe.__file__).resolve().parents[2]
-    script = root / "benchmarks" / BENCHMARKS[args.benchmark]
-    if not script.is_file():
+    name = Path("benchmarks") / BENCHMARKS[args.benchmark]
+    here = Path.cwd().resolve()
+    roots = [Path(mmoe.__file__).resolve().parents[2], here, *here.parents]
+    script = next((root / name for root in roots if (root / name).is_file()), None)
+    if script is None:
         raise MmoeError(
-            f"no {script}: `mmoe bench` runs the benchmarks of a source checkout (git clone, then pip install "
-            f"-e '.[bench]'); this mmoe is installed from a package without them"
+            f"no {name} in {here} or above it: `mmoe bench` runs the benchmarks of a source checkout; run it "
+            f"inside one (git clone, then pip install -c constraints.txt '.[bench]')"
         )
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run([sys.executable, str(script), *args.options], env=environment, cwd=root).returncode
+    return subprocess.run([sys.executable, str(script), *args.options], cwd=script.parents[1]).returncode
 
 
 def command_synthetic(args: argparse.Namespace) -> int:
