@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 
 from mmoe.data.synthetic import SyntheticConfig, load_synthetic
 from mmoe.models import build_model
@@ -22,7 +21,6 @@ def test_synthetic_training_loss_falls() -> None:
     assert all(result.metrics["test"][task]["r2"] > 0.8 for task in ("y1", "y2"))
 
 
-@pytest.mark.slow  # 16 trainings of 30 epochs one after another: 507 s measured on a busy 2-core machine
 def test_mmoe_fits_a_p05_pair_better_than_shared_bottom_of_equal_size() -> None:
     """The paper's Figure 4 setting at small scale: d = 100, MMoE 8 experts × 16 units, towers of 8,
     against a Shared-Bottom with the same number of parameters (125 units: within 1.1%); eight
