@@ -424,14 +424,9 @@ def command_train(args: argparse.Namespace) -> int:
     file_spec = apply_config_file(args) if args.config is not None else None
     spec = file_spec or dataset_spec(args)
     hyperparameters = model_hyperparameters(args)
-    from mmoe.models import model_hyperparameters as accepted
+    from mmoe.models import check_hyperparameters
 
-    unexpected = sorted(set(hyperparameters) - set(accepted(args.model)))  # fail before reading any data
-    if unexpected:
-        from mmoe.models import hyperparameter_options
-
-        flags = ", ".join(hyperparameter_options()[name].flag for name in unexpected)
-        raise MmoeError(f"model {args.model} does not take {flags}; see `mmoe models --verbose`")
+    check_hyperparameters(args.model, sorted(hyperparameters))  # before any data is read; main() names the flags
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
     training_config(args)  # bad training options fail before any process starts
     if args.distributed is not None or distributed.launched_by_torchrun():

@@ -40,7 +40,7 @@ from mmoe.data.tabular import read_table, resolve_tasks, table_data
 from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
-from mmoe.models import build_model, model_hyperparameters
+from mmoe.models import build_model, check_hyperparameters, model_hyperparameters
 from mmoe.predict import evaluate_frame, evaluate_table, features_split, predict_frame
 from mmoe.runs import (
     CHECKPOINT_FILE,
@@ -321,13 +321,7 @@ class MultiTaskEstimator(BaseEstimator):
         self.directory_: Path | None = None
 
     def _checked_hyperparameters(self) -> dict[str, Any]:
-        accepted = model_hyperparameters(self.model)  # MmoeError for an unknown model
-        unexpected = [name for name in self._hyperparameter_names if name not in accepted]
-        if unexpected:
-            raise MmoeError(
-                f"model {self.model} does not take {', '.join(unexpected)}; it takes "
-                f"{', '.join(accepted)} (see `mmoe models --verbose`)"
-            )
+        check_hyperparameters(self.model, self._hyperparameter_names)  # an unknown model too
         return self.hyperparameters
 
     def _train_config(self) -> TrainConfig:

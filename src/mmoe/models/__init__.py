@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -66,13 +67,22 @@ def hyperparameter_options() -> dict[str, Option]:
     return options(MODELS.values())
 
 
+def check_hyperparameters(name: str, hyperparameters: Iterable[str]) -> None:
+    """MmoeError naming the hyperparameters model `name` does not take (an unknown model too); the
+    estimator and `mmoe train` ask before reading any data, `build_model` before building."""
+    accepted = model_hyperparameters(name)
+    unexpected = [key for key in hyperparameters if key not in accepted]
+    if unexpected:
+        raise MmoeError(
+            f"model {name} does not take {', '.join(unexpected)}; it takes {', '.join(accepted)} "
+            f"(see `mmoe models --verbose`)"
+        )
+
+
 def build_model(name: str, input_spec: InputSpec, num_tasks: int, **hyperparameters: Any) -> MultiTaskModel:
     """Builds model `name`; a hyperparameter the model does not take is an error, not ignored, and
     so is a model of more than MAX_PARAMETERS parameters."""
-    accepted = model_hyperparameters(name)
-    unexpected = sorted(set(hyperparameters) - set(accepted))
-    if unexpected:
-        raise MmoeError(f"model {name} does not take {', '.join(unexpected)}; it takes {', '.join(accepted)}")
+    check_hyperparameters(name, sorted(hyperparameters))
     # Counted on the meta device first (shapes only: no memory, no random numbers drawn, so the
     # real build below gets the same initial weights as without this check).
     with torch.device("meta"):
@@ -100,6 +110,7 @@ __all__ = [
     "SingleTask",
     "TensorFactorization",
     "build_model",
+    "check_hyperparameters",
     "hyperparameter_options",
     "model_class",
     "model_hyperparameters",
