@@ -20,6 +20,8 @@ and `mmoe train` is `train_run(MultiTaskEstimator(...), dataset, out)`.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
 import sys
@@ -326,17 +328,10 @@ class MultiTaskEstimator(BaseEstimator):
 
     def _train_config(self) -> TrainConfig:
         # Errors name the option as this class does (TrainConfig's fields are its parameters).
-        return TrainConfig(
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            weight_decay=self.weight_decay,
-            patience=self.patience,
-            task_weights=None if self.task_weights is None else tuple(self.task_weights),
-            seed=self.seed,
-            threads=self.threads,
-            sparse_optimizer=self.sparse_optimizer,
-        )
+        options = {name: getattr(self, name) for name in _training_parameters()}
+        if options["task_weights"] is not None:
+            options["task_weights"] = tuple(options["task_weights"])
+        return TrainConfig(**options)
 
     def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:
         """The callbacks and the epoch lines (verbose 2) as the training loops' `Callback`s; in the
@@ -564,18 +559,7 @@ class MultiTaskEstimator(BaseEstimator):
         dataset = config.get("dataset")
         training = config.get("training", {})
         options: dict[str, Any] = {
-            name: training[name]
-            for name in (
-                "epochs",
-                "batch_size",
-                "learning_rate",
-                "weight_decay",
-                "patience",
-                "seed",
-                "threads",
-                "sparse_optimizer",
-            )
-            if name in training
+            name: training[name] for name in _training_parameters() if name in training and name != "task_weights"
         }
         if training.get("task_weights") is not None:
             options["task_weights"] = tuple(training["task_weights"])
@@ -636,6 +620,13 @@ class MultiTaskEstimator(BaseEstimator):
                 )
             format = EXPORT_SUFFIXES[path.suffix.lower()]
         return export_model(run, path, format)
+
+
+def _training_parameters() -> tuple[str, ...]:
+    """The TrainConfig fields that are constructor parameters of the estimator (the others, such as
+    eval_batch_size, keep TrainConfig's defaults)."""
+    accepted = inspect.signature(MultiTaskEstimator.__init__).parameters
+    return tuple(field.name for field in dataclasses.fields(TrainConfig) if field.name in accepted)
 
 
 def train_run(
