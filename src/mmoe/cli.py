@@ -378,21 +378,14 @@ def add_training_options(
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The training flags as `MultiTaskEstimator`/`TrainConfig` parameters; without --learning-rate
-    (`mmoe tune`), the default."""
+    """The training flags as `MultiTaskEstimator`/`TrainConfig` parameters (`mmoe tune` has no
+    --learning-rate: TrainConfig's default applies)."""
+    from dataclasses import fields
+
     from mmoe.train.trainer import TrainConfig
 
-    return {
-        "learning_rate": getattr(args, "learning_rate", TrainConfig.learning_rate),
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "weight_decay": args.weight_decay,
-        "patience": args.patience,
-        "task_weights": args.task_weights,
-        "seed": args.seed,
-        "threads": args.threads,
-        "sparse_optimizer": getattr(args, "sparse_optimizer", TrainConfig.sparse_optimizer),
-    }
+    # A flag's dest is the TrainConfig field's name; fields without a flag keep their defaults.
+    return {field.name: getattr(args, field.name) for field in fields(TrainConfig) if hasattr(args, field.name)}
 
 
 def training_config(args: argparse.Namespace) -> Any:
