@@ -195,7 +195,7 @@ def test_encoder_json_keeps_the_representation_and_old_files_load_as_one_hot(tmp
 
 
 # -- refusals --------------------------------------------------------------------------------------
-def test_a_nearly_unique_column_is_refused_unless_hashed() -> None:
+def test_a_nearly_unique_column_is_refused_unless_hashed_or_embedded_by_name() -> None:
     rows = 1000
     frame = pd.DataFrame({"event": [f"e{k}" for k in range(rows)], "clicked": [k % 2 for k in range(rows)]})
     with pytest.raises(
@@ -205,6 +205,10 @@ def test_a_nearly_unique_column_is_refused_unless_hashed() -> None:
     assert "--hash-buckets event=N" in str(error.value) and "\n" not in str(error.value)
     hashed = TableEncoder([], ["event"], TASKS, vocabulary=VocabularyOptions.of(hash_buckets={"event": 64}))
     assert hashed.fit(frame).hash_sizes == [64]
+    # Named in embed (an id column of a log where nearly every user comes once): every value kept.
+    assert "--embed event" in str(error.value)
+    embedded = TableEncoder([], ["event"], TASKS, vocabulary=VocabularyOptions.of(embed=["event"]))
+    assert len(embedded.fit(frame).vocabularies[0]) == rows
     # 90% of the rows distinct is allowed (a user id of a log where most users come once), 90.1% is
     # not; a small table is never refused.
     kept = frame.assign(event=[f"e{k % 900}" for k in range(rows)])

@@ -235,14 +235,16 @@ class StreamingTableData(MultiTaskData):
 
 # -- loading --------------------------------------------------------------------------------------
 def _fractions(
-    validation_fraction: float, test_fraction: float, validation_path: Any, test_path: Any, source: str
+    validation_fraction: float, test_fraction: float | None, validation_path: Any, test_path: Any, source: str
 ) -> tuple[float, float]:
+    """The shares of the rows held out for validation and test (0 where a file gives the split, and
+    for test_fraction None: no test rows, as in memory)."""
     shares = {}
     for name, fraction, path in (
         ("validation", validation_fraction, validation_path),
         ("test", test_fraction, test_path),
     ):
-        if path is not None:
+        if path is not None or (name == "test" and fraction is None):
             shares[name] = 0.0
             continue
         check_fraction(source, name, fraction)
@@ -297,7 +299,7 @@ def load_streaming_table(
     column_types: Mapping[str, str] | None = None,
     positive: Mapping[str, str] | None = None,
     validation_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    test_fraction: float | None = 0.1,
     split_seed: int = 0,
     validation_path: str | Path | None = None,
     test_path: str | Path | None = None,

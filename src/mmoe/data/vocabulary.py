@@ -324,13 +324,17 @@ class VocabularyOptions:
 
     def check_not_unique(self, column: str, distinct: int, rows: int, source: str) -> None:
         """MmoeError for a column (not hashed) whose `distinct` training values are nearly one per row."""
-        if self.buckets(column) or rows < UNIQUE_CHECK_ROWS or distinct <= NEARLY_UNIQUE_SHARE * rows:
+        # Naming the column in `embed` says it is an id column on purpose (10M users in 11M rows):
+        # each value keeps its own learned row.
+        if self.buckets(column) or column in self.embed or rows < UNIQUE_CHECK_ROWS:
+            return
+        if distinct <= NEARLY_UNIQUE_SHARE * rows:
             return
         raise MmoeError(
             f"{source}: categorical column {column!r} has {distinct} distinct values in {rows} training rows "
             f"(nearly one per row, like an event id or a timestamp stored as text); expected values that "
-            f"repeat: leave it out of the features, or keep it hashed with --hash-buckets {column}=N "
-            f"(hash_buckets={{{column!r}: N}})"
+            f"repeat: leave it out of the features, keep it hashed with --hash-buckets {column}=N "
+            f"(hash_buckets={{{column!r}: N}}), or keep every value with --embed {column} (embed=[{column!r}])"
         )
 
 

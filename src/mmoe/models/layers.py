@@ -37,6 +37,11 @@ from mmoe.spec import InputSpec
 
 # One-hot vocabularies of at least this many slots get a row-sparse gradient from
 # `use_sparse_gradients` (a [V, H] gradient of 65,536 × 144 floats is 38 MB written per step).
+# Embedding entries start ~ N(0, 0.01²). Measured on the click-log benchmark's log (2M training
+# rows, 1.08M user ids, one epoch of MMoE, lr 1e-3, December 2026): test click AUC .7079 with
+# N(0, 1/e) (unit-norm vectors), .7197 with 0.01; on a 1M-row log .7025 / .7149 / .7150 with 1e-4.
+# A rare id's vector barely moves from its start, so its start should be near zero.
+EMBEDDING_INIT_STD = 0.01
 SPARSE_ONE_HOT_ROWS = 65536
 
 
@@ -50,10 +55,9 @@ class CategoryEmbeddings(nn.Module):
     one lookup per distinct dimension, not one per column. Output: per table, its columns'
     vectors side by side, in column order; tables in order of their dimension's first column.
 
-    Initialisation: entries ~ N(0, 1/e), so a vector has norm ≈ 1 and its product with the dense
-    weight rows it meets (drawn U(±b) like a one-hot weight row, see `SparseLinear`) has the
-    variance of one one-hot row, b²/3, whatever e: an embedded column starts with the same
-    weight in the first layer's pre-activation as the same column one-hot.
+    Initialisation: entries ~ N(0, EMBEDDING_INIT_STD²), small, so that a vector starts near
+    zero: an id seen once or never in training (most ids of a power-law log) adds almost nothing
+    to the first layer instead of a random vector it had no chance to correct.
 
     `sparse_gradient` (off by default; see `row_sparse_parameters`): the tables' gradient is a
     sparse COO tensor holding one (row, vector) per lookup of the batch, B·(its columns) rows at
@@ -111,7 +115,7 @@ class CategoryEmbeddings(nn.Module):
             ]
             self.mean_columns.append([pooling == "mean" for pooling in poolings])
             self.padding_rows.append(start if pooled else -1)
-            table = torch.empty(start + pooled, dim).normal_(0.0, 1.0 / math.sqrt(dim))
+            table = torch.empty(start + pooled, dim).normal_(0.0, EMBEDDING_INIT_STD)
             if pooled:
                 table[start].zero_()
             tables.append(nn.Parameter(table))
