@@ -59,15 +59,17 @@ def parse_task_spec(text: str) -> list[Task]:
     return tasks
 
 
-GIVEN_MARK = ":given="
+GIVEN = re.compile(r"\s*given\s*=(.*)", re.IGNORECASE | re.DOTALL)
 
 
 def parse_task_item(item: str, source: str) -> Task:
     """One task of a spec: "NAME:KIND" or "NAME:binary:given=OTHER"."""
     text = item.strip()
     given: str | None = None
-    if GIVEN_MARK in text:  # the last one: a column name may itself contain ':'
-        text, _, given = (part.strip() for part in text.rpartition(GIVEN_MARK))
+    head, colon, last = text.rpartition(":")
+    condition = GIVEN.fullmatch(last) if colon else None
+    if condition is not None:
+        text, given = head, condition.group(1).strip()
         if not given:
             raise MmoeError(
                 f"{source}: {item.strip()!r} has an empty given=; expected NAME:binary:given=OTHER, e.g. "
