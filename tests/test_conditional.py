@@ -47,7 +47,14 @@ def click_frame(rows: int, seed: int = 0, purchase_everywhere: bool = False) -> 
     bought = rng.random(rows) < 1 / (1 + np.exp(-(2 * x[:, 1] - 0.3)))
     purchase = np.where(click, bought.astype(float), 0.0 if purchase_everywhere else np.nan)
     return pd.DataFrame(
-        {"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "colour": colour, "click": click.astype(int), "purchase": purchase}
+        {
+            "x0": x[:, 0],
+            "x1": x[:, 1],
+            "x2": x[:, 2],
+            "colour": colour,
+            "click": click.astype(int),
+            "purchase": purchase,
+        }
     )
 
 
@@ -218,7 +225,9 @@ def test_the_entire_space_loss_is_finite_at_extreme_logits() -> None:
     (gradient,) = torch.autograd.grad(losses.sum(), outputs)
     assert bool(gradient.isfinite().all())
     # The first row predicts a sure purchase that did not happen: clamped at -log(1e-7), not inf.
-    assert losses[1].item() == pytest.approx((-math.log(1e-7) + 0 + F.softplus(torch.tensor(-200.0)).item()) / 4, rel=1e-2)
+    assert losses[1].item() == pytest.approx(
+        (-math.log(1e-7) + 0 + F.softplus(torch.tensor(-200.0)).item()) / 4, rel=1e-2
+    )
 
 
 def test_the_stacked_loss_matches_each_replica() -> None:

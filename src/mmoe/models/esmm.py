@@ -62,7 +62,7 @@ class ESMM(MultiTaskModel):
         """Towers of 1 to 3 layers narrowing as the paper's (360 : 200 : 80), the first layer
         log-uniform in [8, min(max_units, 360)]: the paper's towers are the largest drawn."""
         layers = trial.suggest_int("tower_layers", 1, 3)
-        first = trial.suggest_int("tower_units", 8, max(8, min(max_units, PAPER_TOWER_UNITS[0])), log=True)
+        first = trial.suggest_int("tower_width", 8, max(8, min(max_units, PAPER_TOWER_UNITS[0])), log=True)
         widths = [max(1, round(first * units / PAPER_TOWER_UNITS[0])) for units in PAPER_TOWER_UNITS[:layers]]
         return {"tower_units": tuple(widths)}
 
