@@ -424,3 +424,32 @@ def test_export_serves_the_joint_probability_as_predict_does(
         got = torch.jit.load(str(file))(*(torch.from_numpy(a) for a in inputs.values())).numpy()
     expected = predict_frame(Run.load(cli_run["run"]), rows)
     np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_streaming_training_predict_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A Parquet table read in batches: the conditional task trains entire-space, and the streamed
+    predictions and metrics equal the in-memory commands'."""
+    click_frame(900, seed=0).to_parquet(tmp_path / "train.parquet", index=False)
+    click_frame(80, seed=1).to_parquet(tmp_path / "rows.parquet", index=False)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "train.parquet"), "--streaming", "--tasks", SPEC, "--model", "mmoe"]
+    argv += ["--num-experts", "2", "--expert-units", "8", "--epochs", "2", "--batch-size", "64", "--entire-space"]
+    assert main([*argv, "--quiet", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics["test"]) == ["click", "purchase", "click&purchase"]
+    rows = tmp_path / "rows.parquet"
+    for streaming in (["--streaming"], []):
+        out = tmp_path / f"predicted{len(streaming)}.csv"
+        assert main(["predict", str(run), "--data", str(rows), *streaming, "--keep", "x2", "--out", str(out)]) == 0
+    streamed, memory = pd.read_csv(tmp_path / "predicted1.csv"), pd.read_csv(tmp_path / "predicted0.csv")
+    assert list(streamed.columns) == ["x2", "click", "purchase", "click&purchase"]
+    pd.testing.assert_frame_equal(streamed, memory)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(rows), "--streaming", "--json"]) == 0
+    streamed_metrics = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run), "--data", str(rows), "--json"]) == 0
+    memory_metrics = json.loads(capsys.readouterr().out)
+    assert list(streamed_metrics) == ["click", "purchase", "click&purchase"]
+    for task, values in memory_metrics.items():
+        assert streamed_metrics[task] == pytest.approx(values, rel=1e-6)
+    assert streamed_metrics["purchase"]["rows"] == int(pd.read_parquet(rows)["click"].sum())

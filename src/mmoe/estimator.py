@@ -277,7 +277,7 @@ class MultiTaskEstimator(BaseEstimator):
             _log(
                 f"data: {kind} — {len(data.train):,} train / {len(data.validation):,} validation / "
                 f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
-                f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]"
+                f"{', '.join(_described(t) for t in data.tasks)} [{time.perf_counter() - started:.1f}s]"
             )
             if parallel.grouped:
                 _log(
@@ -632,6 +632,11 @@ class MultiTaskEstimator(BaseEstimator):
                 )
             format = EXPORT_SUFFIXES[path.suffix.lower()]
         return export_model(run, path, format)
+
+
+def _described(task: Task) -> str:
+    """E.g. "purchase (binary, given click)", for the data line."""
+    return f"{task.name} ({task.kind}{f', given {task.given}' if task.given else ''})"
 
 
 def _training_parameters() -> tuple[str, ...]:
