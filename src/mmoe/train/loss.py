@@ -3,6 +3,7 @@ entire-space loss of conditional tasks (ESMM, Ma et al., SIGIR 2018)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -114,7 +115,7 @@ class MultiTaskLoss:
         """The batch with its labels turned by `loss_labels` (the batch itself without conditional tasks)."""
         if not self.conditional:
             return batch
-        return Split(batch.numeric, batch.categorical, self.loss_labels(batch.labels))
+        return dataclasses.replace(batch, labels=self.loss_labels(batch.labels))
 
     def __call__(
         self, outputs: torch.Tensor, labels: torch.Tensor, label_counts: torch.Tensor | None = None
