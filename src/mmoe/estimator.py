@@ -505,15 +505,18 @@ class MultiTaskEstimator(BaseEstimator):
 
     def predict(self, X: pd.DataFrame | str | Path) -> pd.DataFrame:
         """One column per task: the positive class's probability (binary) or the value in the
-        label's own units (regression), indexed like X (a DataFrame, or a table path). Label
-        columns and any other column the model does not read are ignored."""
+        label's own units (regression), indexed like X (a DataFrame, or a table path); then per
+        conditional task its joint probability ("click&purchase": P(click) · P(purchase | click)).
+        Label columns and any other column the model does not read are ignored."""
         run = self._fitted()
         frame, source = _frame(X)
         return predict_frame(run, frame, source)
 
     def score(self, X: pd.DataFrame | str | Path) -> Metrics:
         """{task: {"auc", "logloss", "rows"}} (binary) or {task: {"mse", "r2", "rows"}} (regression)
-        on the rows of X that have that task's label. With streaming=True a Parquet path is read
+        on the rows of X that have that task's label (a conditional task's: where its condition
+        holds; its joint event, "click&purchase", after the tasks, on every row where the joint
+        label is known). With streaming=True a Parquet path is read
         in batches. A dict, not scikit-learn's single number (there is one per task): give
         scikit-learn's searches a `scoring` of their own."""
         run = self._fitted()
