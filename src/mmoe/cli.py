@@ -96,7 +96,11 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         help="0: purchase has drivers of its own; 1: the same drivers as click",
     )
     table = parser.add_argument_group("your own table (--data)")
-    table.add_argument("--tasks", help="NAME:binary|regression,...; the first is the main task")
+    table.add_argument(
+        "--tasks",
+        help="NAME:binary|regression,...; the first is the main task; NAME:binary:given=OTHER for a task that "
+        "follows an earlier one (purchase:binary:given=click)",
+    )
     table.add_argument("--features", help="comma-separated feature columns (default: every other column)")
     table.add_argument("--categorical", help="comma-separated columns to treat as categorical")
     table.add_argument("--numeric", help="comma-separated columns to treat as numeric")
@@ -374,6 +378,13 @@ def add_training_options(
         default=defaults.sparse_optimizer,
         help="how embedded columns' tables are trained: lazy-adam or row-adagrad update only the rows a batch "
         f"looks up; dense: Adam over every row (default {defaults.sparse_optimizer})",
+    )
+    group.add_argument(
+        "--entire-space",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.entire_space,
+        help="train conditional tasks (NAME:binary:given=OTHER) ESMM's way, on their joint event over every row "
+        "(default: on for --model esmm, off for the others)",
     )
 
 

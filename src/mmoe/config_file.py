@@ -34,9 +34,10 @@ TRAINING_KINDS = {
     "seed": int,
     "threads": int,
     "sparse_optimizer": str,  # written only when not the default (TrainConfig.to_dict)
+    "entire_space": bool,  # written only when set (TrainConfig.to_dict)
 }
 TRAINING_KEYS = tuple(TRAINING_KINDS)
-NULLABLE_TRAINING_KEYS = ("task_weights", "threads")  # flags whose default is None
+NULLABLE_TRAINING_KEYS = ("task_weights", "threads", "entire_space")  # flags whose default is None
 # TrainConfig fields without a flag: a run's config.json lists them; only their defaults can be honoured.
 TRAINING_KEYS_WITHOUT_FLAG = ("eval_batch_size", "restore_best")
 
@@ -133,6 +134,10 @@ def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
         if isinstance(value, str):
             return value
         expected = "a string"
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+        expected = "true or false"
     else:
         if is_int(value):
             return value

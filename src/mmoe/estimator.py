@@ -38,7 +38,7 @@ from sklearn.exceptions import NotFittedError
 
 from mmoe.data import DATASET_KINDS, load_dataset
 from mmoe.data.dataset import MultiTaskData, Task
-from mmoe.data.tabular import read_table, resolve_tasks, table_data
+from mmoe.data.tabular import parse_task_item, read_table, resolve_tasks, table_data
 from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
@@ -78,7 +78,10 @@ class MultiTaskEstimator(BaseEstimator):
 
     model: one of `mmoe.models.MODELS` ("mmoe", "omoe", "shared-bottom", ...).
     tasks: {column: "binary" | "regression"}, or "name:kind,..." (the first is the main task: early
-        stopping and model selection follow it). Not needed for a built-in data set.
+        stopping and model selection follow it), or `Task`s. A binary task may follow an earlier
+        one: {"click": "binary", "purchase": "binary:given=click"}, "...,purchase:binary:given=click"
+        or Task("purchase", "binary", given="click") (`mmoe.spec.Task.given`). Not needed for a
+        built-in data set.
     features: the input columns (default: every column that is not a task). numeric / categorical:
         columns to read as numbers or as categories whatever their dtype. positive: {binary task:
         the value that means 1} for labels other than 0/1, true/false, yes/no.
@@ -94,8 +97,10 @@ class MultiTaskEstimator(BaseEstimator):
         list, or one comma-separated string) or {column: {"max_values": L, "pooling": ...,
         "shares": ...}}; text cells hold the values joined by multi_value_separator (default
         "|"). A Parquet list column is multi-valued without being named (docs/tables.md).
-    epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads: the
-        training options (`mmoe.train.trainer.TrainConfig`; task_weights one per task).
+    epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads,
+        sparse_optimizer, entire_space: the training options (`mmoe.train.trainer.TrainConfig`;
+        task_weights one per task; entire_space: train conditional tasks ESMM's way, None the
+        model's default).
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
         main-task validation metric; `replicas_` holds every replica's metrics.
     validation_fraction, test_fraction, split_seed: the seeded split of a table into training,
@@ -141,6 +146,7 @@ class MultiTaskEstimator(BaseEstimator):
         seed: int = _DEFAULTS.seed,
         threads: int | None = None,
         sparse_optimizer: str = _DEFAULTS.sparse_optimizer,
+        entire_space: bool | None = _DEFAULTS.entire_space,
         replicas: int = 1,
         validation_fraction: float = 0.1,
         test_fraction: float | None = 0.1,
@@ -173,6 +179,7 @@ class MultiTaskEstimator(BaseEstimator):
         self.seed = seed
         self.threads = threads
         self.sparse_optimizer = sparse_optimizer
+        self.entire_space = entire_space
         self.replicas = replicas
         self.validation_fraction = validation_fraction
         self.test_fraction = test_fraction
@@ -270,7 +277,7 @@ class MultiTaskEstimator(BaseEstimator):
             _log(
                 f"data: {kind} — {len(data.train):,} train / {len(data.validation):,} validation / "
                 f"{len(data.test):,} test rows, {data.input_spec.one_hot_dim} input columns, tasks "
-                f"{', '.join(f'{t.name} ({t.kind})' for t in data.tasks)} [{time.perf_counter() - started:.1f}s]"
+                f"{', '.join(_described(t) for t in data.tasks)} [{time.perf_counter() - started:.1f}s]"
             )
             if parallel.grouped:
                 _log(
@@ -362,7 +369,9 @@ class MultiTaskEstimator(BaseEstimator):
                 "'watch_time': 'regression'}"
             )
         if isinstance(self.tasks, Mapping):
-            return resolve_tasks([Task(str(name), str(kind)) for name, kind in self.tasks.items()], "option tasks")
+            return resolve_tasks(
+                [parse_task_item(f"{name}:{kind}", "option tasks") for name, kind in self.tasks.items()], "option tasks"
+            )
         return resolve_tasks(self.tasks, "option tasks")
 
     def _column_types(self) -> dict[str, str] | None:
@@ -374,7 +383,7 @@ class MultiTaskEstimator(BaseEstimator):
         """The table options of a data set description, as `mmoe train --data` writes them."""
         tasks = self._task_list()
         return {
-            "tasks": ",".join(f"{task.name}:{task.kind}" for task in tasks),
+            "tasks": ",".join(task.spec() for task in tasks),
             "features": [str(c) for c in _names(self.features)] or None,
             "column_types": self._column_types(),
             "positive": {str(k): str(v) for k, v in (self.positive or {}).items()} or None,
@@ -496,15 +505,18 @@ class MultiTaskEstimator(BaseEstimator):
 
     def predict(self, X: pd.DataFrame | str | Path) -> pd.DataFrame:
         """One column per task: the positive class's probability (binary) or the value in the
-        label's own units (regression), indexed like X (a DataFrame, or a table path). Label
-        columns and any other column the model does not read are ignored."""
+        label's own units (regression), indexed like X (a DataFrame, or a table path); then per
+        conditional task its joint probability ("click&purchase": P(click) · P(purchase | click)).
+        Label columns and any other column the model does not read are ignored."""
         run = self._fitted()
         frame, source = _frame(X)
         return predict_frame(run, frame, source)
 
     def score(self, X: pd.DataFrame | str | Path) -> Metrics:
         """{task: {"auc", "logloss", "rows"}} (binary) or {task: {"mse", "r2", "rows"}} (regression)
-        on the rows of X that have that task's label. With streaming=True a Parquet path is read
+        on the rows of X that have that task's label (a conditional task's: where its condition
+        holds; its joint event, "click&purchase", after the tasks, on every row where the joint
+        label is known). With streaming=True a Parquet path is read
         in batches. A dict, not scikit-learn's single number (there is one per task): give
         scikit-learn's searches a `scoring` of their own."""
         run = self._fitted()
@@ -581,7 +593,10 @@ class MultiTaskEstimator(BaseEstimator):
             for name, value in config["hyperparameters"].items()
         }
         estimator = cls(
-            model=config["model"], tasks={task.name: task.kind for task in run.tasks}, **options, **hyperparameters
+            model=config["model"],
+            tasks={task.name: task.spec()[len(task.name) + 1 :] for task in run.tasks},
+            **options,
+            **hyperparameters,
         )
         history = _read_json(run.directory / "history.json", [])
         metrics = _read_json(run.directory / "metrics.json", {})
@@ -620,6 +635,11 @@ class MultiTaskEstimator(BaseEstimator):
                 )
             format = EXPORT_SUFFIXES[path.suffix.lower()]
         return export_model(run, path, format)
+
+
+def _described(task: Task) -> str:
+    """E.g. "purchase (binary, given click)", for the data line."""
+    return f"{task.name} ({task.kind}{f', given {task.given}' if task.given else ''})"
 
 
 def _training_parameters() -> tuple[str, ...]:

@@ -60,7 +60,8 @@ from mmoe.models.base import MultiTaskModel
 from mmoe.models.layers import SparseLinear
 from mmoe.predict import predictions_of
 from mmoe.runs import RUN_FILES, Run
-from mmoe.spec import PADDING_CODE
+from mmoe.spec import PADDING_CODE, joint_tasks, prediction_names
+from mmoe.train.metrics import with_joint_predictions
 
 FORMATS = ("onnx", "torchscript")
 NUMERIC_INPUT = "numeric"
@@ -111,7 +112,8 @@ class ServingModel(nn.Module):
     forward(numeric [B, num_numeric] float64 in the table's units, NaN = missing;
             categorical [B, num_codes] int64 per-column codes, 0 = unseen; a multi-valued
             column's positions after its last value hold PADDING_CODE)
-        -> predictions [B, num_tasks] float32, as `mmoe predict` prints them.
+        -> predictions [B, K + J] float32, as `mmoe predict` prints them (the K tasks, then the
+           J conditional tasks' joint probabilities, `mmoe.train.metrics.with_joint_predictions`).
     Either input is None when the model has no column of that kind.
     """
 
@@ -144,6 +146,7 @@ class ServingModel(nn.Module):
         self.register_buffer("binary", torch.tensor([task.kind == "binary" for task in tasks]))
         self.register_buffer("scale", torch.tensor([task.label_std for task in tasks], dtype=torch.float32))
         self.register_buffer("shift", torch.tensor([task.label_mean for task in tasks], dtype=torch.float32))
+        self.tasks = list(tasks)  # the conditional tasks' joint products, a fixed structure traced as such
 
     def forward(self, numeric: torch.Tensor | None, categorical: torch.Tensor | None) -> torch.Tensor:
         given = numeric if numeric is not None else categorical
@@ -163,7 +166,8 @@ class ServingModel(nn.Module):
                 coded = torch.where(self.multi_positions & (categorical == PADDING_CODE), PADDING_CODE, coded)
             categorical = coded
         outputs = self.model(numeric, categorical).float()
-        return torch.where(self.binary, torch.sigmoid(outputs), outputs * self.scale + self.shift)
+        predictions = torch.where(self.binary, torch.sigmoid(outputs), outputs * self.scale + self.shift)
+        return with_joint_predictions(self.tasks, predictions)
 
 
 class NumericOnly(nn.Module):
@@ -478,6 +482,7 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
             }
         )
     tasks = run.tasks
+    joints = joint_tasks(tasks)
     return {
         "signature_version": SIGNATURE_VERSION,
         "format": format,
@@ -491,11 +496,17 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
             {
                 "name": OUTPUT,
                 "dtype": "float32",
-                "shape": ["batch", len(tasks)],
-                "columns": [task.name for task in tasks],
-                "kinds": [task.kind for task in tasks],
+                "shape": ["batch", len(tasks) + len(joints)],
+                "columns": prediction_names(tasks),
+                "kinds": [task.kind for task in tasks] + ["binary"] * len(joints),
                 "meaning": "per task, as `mmoe predict` prints it: the positive class's probability (binary) "
-                "or the value in the label's own units (regression)",
+                "or the value in the label's own units (regression)"
+                + (
+                    "; then per conditional task the probability of its joint event (e.g. click&purchase: "
+                    "P(click) x P(purchase | click))"
+                    if joints
+                    else ""
+                ),
             }
         ],
         "encoder": encoder.to_dict(),

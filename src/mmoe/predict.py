@@ -32,6 +32,7 @@ from mmoe.errors import MmoeError
 from mmoe.io import atomic_write
 from mmoe.models.base import MultiTaskModel
 from mmoe.runs import Run
+from mmoe.spec import prediction_names
 from mmoe.train.metrics import Metrics, to_predictions
 from mmoe.train.trainer import evaluate_source, predict_outputs
 
@@ -42,8 +43,9 @@ BATCH_ROWS = 65_536
 def predictions_of(
     model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource, batch_size: int = BATCH_ROWS
 ) -> np.ndarray:
-    """[N, K] float32: per task, the positive class's probability (binary) or the value in the
-    label's own units (regression), for encoded rows in memory or read batch by batch."""
+    """[N, K + J] float32: per task, the positive class's probability (binary) or the value in the
+    label's own units (regression), then per conditional task its joint probability (columns
+    named by `mmoe.spec.prediction_names`), for encoded rows in memory or read batch by batch."""
     return to_predictions(tasks, predict_outputs(model, rows, batch_size)).numpy()
 
 
@@ -55,10 +57,11 @@ def features_split(run: Run, frame: pd.DataFrame, source: str = "data") -> Split
 
 
 def predict_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> pd.DataFrame:
-    """One column per task (probability or value), indexed like `frame`."""
+    """One column per task (probability or value), then one per conditional task's joint event
+    ("click&purchase": P(click ∧ purchase)), indexed like `frame`."""
     tasks = run.tasks
     predictions = predictions_of(run.model, tasks, features_split(run, frame, source), batch_size)
-    return pd.DataFrame({task.name: predictions[:, k] for k, task in enumerate(tasks)}, index=frame.index)
+    return pd.DataFrame({name: predictions[:, k] for k, name in enumerate(prediction_names(tasks))}, index=frame.index)
 
 
 def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> Metrics:
@@ -125,17 +128,18 @@ def _check_keep(keep: Sequence[str], columns: Sequence[str], tasks: list[Task], 
             f"{source}: option keep names column(s) {', '.join(map(repr, missing))} that are not in the "
             f"table; expected input columns to copy into the predictions"
         )
-    clash = [c for c in keep if c in {task.name for task in tasks}]
+    clash = [c for c in keep if c in set(prediction_names(tasks))]
     if clash:
         raise MmoeError(
-            f"option keep names column(s) {', '.join(map(repr, clash))} that share a task's name; expected "
-            f"other columns"
+            f"option keep names column(s) {', '.join(map(repr, clash))} that share a prediction's name (a task "
+            f"or a joint event); expected other columns"
         )
     return keep
 
 
 def _frames_of_table(run: Run, path: str | Path, keep: Sequence[str], batch_size: int) -> Iterator[pd.DataFrame]:
-    """A Parquet table's predictions batch by batch: the `keep` columns, then one column per task."""
+    """A Parquet table's predictions batch by batch: the `keep` columns, then one column per
+    prediction (`predict_frame`'s)."""
     table, batch_encoder = _table_rows(run, path, labels=False)
     tasks = run.tasks
     keep = _check_keep(keep, table.columns, tasks, path)
@@ -149,8 +153,8 @@ def _frames_of_table(run: Run, path: str | Path, keep: Sequence[str], batch_size
         )
         predictions = predictions_of(run.model, tasks, split, batch_size)
         frame = batch.select(keep).to_pandas() if keep else pd.DataFrame(index=range(batch.num_rows))
-        for k, task in enumerate(tasks):
-            frame[task.name] = predictions[:, k]
+        for k, name in enumerate(prediction_names(tasks)):
+            frame[name] = predictions[:, k]
         yield frame
 
 
@@ -163,7 +167,8 @@ def write_predictions(
     batch_size: int = BATCH_ROWS,
 ) -> int:
     """What `mmoe predict` does: the run's predictions for the table `data` written to `out`
-    (.parquet or .pq: Parquet, else CSV), the `keep` columns first, then one column per task,
+    (.parquet or .pq: Parquet, else CSV), the `keep` columns first, then one column per task
+    (and one per conditional task's joint event, `predict_frame`),
     atomically (an error leaves no file). streaming: read `data` (Parquet) and write `out` batch
     by batch, for tables larger than memory. Returns the number of rows written."""
     out = Path(out)

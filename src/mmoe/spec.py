@@ -8,6 +8,7 @@ but its errors.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,25 +27,114 @@ class Task:
     kind: "binary" (labels 0/1, trained with BCE on logits) or "regression" (trained with MSE on
     the label standardised by `label_mean` / `label_std`; predictions are returned in the
     label's own units).
+
+    given: the name of an earlier binary task this one follows (a purchase is only observed
+    after a click: `Task("purchase", "binary", given="click")`), or None. Such a conditional
+    task is binary; the model's output for it is the logit of P(task | given, x), its label
+    counts only on the rows where the given event happened (its joint label is 1), and mmoe also
+    predicts the entire-space P(given ∧ task | x) = P(given | x) · P(task | given, x), named
+    `joint_name` (see `condition_chains` and `mmoe.train.loss` for the entire-space training).
     """
 
     name: str
     kind: str
     label_mean: float = 0.0
     label_std: float = 1.0
+    given: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise MmoeError(f"task {self.name!r}: kind {self.kind!r} is not one of {', '.join(TASK_KINDS)}")
         if not (self.label_std > 0 and math.isfinite(self.label_std)):
             raise MmoeError(f"task {self.name!r}: label_std must be a positive number, got {self.label_std}")
+        if self.given is not None:
+            if not isinstance(self.given, str) or not self.given:
+                raise MmoeError(
+                    f"task {self.name!r}: given must be the name of an earlier binary task, got {self.given!r}"
+                )
+            if self.kind != "binary":
+                raise MmoeError(
+                    f"task {self.name!r}: given={self.given!r} on a {self.kind} task; expected a binary task "
+                    f"(a conditional task is an event that may follow another)"
+                )
+            if self.given == self.name:
+                raise MmoeError(f"task {self.name!r}: given= names the task itself; expected an earlier binary task")
+
+    def spec(self) -> str:
+        """The task as one item of a task spec: "name:kind", or "name:binary:given=other"."""
+        return f"{self.name}:{self.kind}" + (f":given={self.given}" if self.given is not None else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "label_mean": self.label_mean, "label_std": self.label_std}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
+        }
+        if self.given is not None:  # absent otherwise, as written before conditional tasks
+            data["given"] = self.given
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         return cls(**data)
+
+
+JOINT_SEPARATOR = "&"
+
+
+def condition_chains(tasks: Sequence[Task]) -> list[tuple[int, ...]]:
+    """Per task k, the positions of the tasks its event needs, root first and k last: (k,) for a
+    task that follows none; (click, purchase) for purchase given click; (a, b, c) for c given b
+    given a. MmoeError (one line naming the task) when a `given` names no task, a later task
+    (conditions must follow the task order: no cycles) or a task that is not binary, or when a
+    conditional task's joint name is another task's name."""
+    position = {task.name: k for k, task in enumerate(tasks)}
+    chains: list[tuple[int, ...]] = []
+    for k, task in enumerate(tasks):
+        if task.given is None:
+            chains.append((k,))
+            continue
+        earlier = [t.name for t in tasks[:k] if t.kind == "binary"]
+        expected = f"expected an earlier binary task ({', '.join(map(repr, earlier)) or 'there is none'})"
+        given = position.get(task.given)
+        if given is None:
+            raise MmoeError(f"task {task.name!r}: given={task.given!r} names no task; {expected}")
+        if given > k:
+            raise MmoeError(
+                f"task {task.name!r}: given={task.given!r} names a later task; {expected}, listed before it "
+                f"(conditions follow the task order, so they cannot form a cycle)"
+            )
+        if tasks[given].kind != "binary":
+            raise MmoeError(f"task {task.name!r}: given={task.given!r} names a {tasks[given].kind} task; {expected}")
+        chains.append((*chains[given], k))
+    names = set(position)
+    for k, chain in enumerate(chains):
+        if len(chain) > 1 and joint_name(tasks, chain) in names:
+            raise MmoeError(
+                f"task {tasks[k].name!r}: its joint prediction's name {joint_name(tasks, chain)!r} is also a task's "
+                f"name; expected distinct names"
+            )
+    return chains
+
+
+def joint_name(tasks: Sequence[Task], chain: Sequence[int]) -> str:
+    """The name of the entire-space event of a chain (see `condition_chains`): "click&purchase"."""
+    return JOINT_SEPARATOR.join(tasks[j].name for j in chain)
+
+
+def joint_tasks(tasks: Sequence[Task]) -> list[tuple[int, int, str]]:
+    """Per conditional task, in task order: (its position k, its given task's position, the name
+    of its joint event P(given ∧ task | x), e.g. "click&purchase"). Empty when no task is
+    conditional. Checks the conditions as `condition_chains` does."""
+    chains = condition_chains(tasks)
+    return [(k, chain[-2], joint_name(tasks, chain)) for k, chain in enumerate(chains) if len(chain) > 1]
+
+
+def prediction_names(tasks: Sequence[Task]) -> list[str]:
+    """What a model's predictions are called, in order: one per task, then one per conditional
+    task's joint event (`joint_tasks`): ["click", "purchase", "click&purchase"]."""
+    return [task.name for task in tasks] + [name for _, _, name in joint_tasks(tasks)]
 
 
 @dataclass(frozen=True)
@@ -270,4 +360,16 @@ class InputSpec:
         )
 
 
-__all__ = ["PADDING_CODE", "POOLINGS", "TASK_KINDS", "InputSpec", "MultiValue", "Task"]
+__all__ = [
+    "JOINT_SEPARATOR",
+    "PADDING_CODE",
+    "POOLINGS",
+    "TASK_KINDS",
+    "InputSpec",
+    "MultiValue",
+    "Task",
+    "condition_chains",
+    "joint_name",
+    "joint_tasks",
+    "prediction_names",
+]

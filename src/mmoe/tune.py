@@ -355,7 +355,7 @@ def best_config(
             "task_weights": training.task_weights,
             "seed": int(attrs["seed"]),
             # Only when not the default, as a run's config.json has it (TrainConfig.to_dict).
-            **{key: value for key, value in training.to_dict().items() if key == "sparse_optimizer"},
+            **{key: value for key, value in training.to_dict().items() if key in ("sparse_optimizer", "entire_space")},
         },
         "dataset": options.dataset,
         "tuned": {

@@ -281,14 +281,14 @@ class TableEncoder:
                 assert not isinstance(texts, Moments), f"binary task {task.name!r}: label texts expected"
                 coder = BinaryLabelCoder(task.name, self.positive.get(task.name)).fit_texts(texts, source)
                 self.label_coders[task.name] = coder
-                fitted_tasks.append(Task(task.name, task.kind))
+                fitted_tasks.append(Task(task.name, task.kind, given=task.given))
             else:
                 label = labels[task.name]
                 assert isinstance(label, Moments), f"regression task {task.name!r}: label moments expected"
                 mean, std = (label.mean, label.std) if label.count > 1 else (0.0, 1.0)
                 if not self.standardize_regression or not math.isfinite(std) or std <= 1e-12:
                     mean, std = 0.0, 1.0
-                fitted_tasks.append(Task(task.name, task.kind, mean, std))
+                fitted_tasks.append(Task(task.name, task.kind, mean, std, task.given))
         self.tasks = fitted_tasks
         self.fitted = True
         return self

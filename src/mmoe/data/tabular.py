@@ -32,6 +32,7 @@ from mmoe.data.encoders import BinaryLabelCoder, TableEncoder
 from mmoe.data.values import multi_value_texts, to_numeric_column
 from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
+from mmoe.spec import condition_chains
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -44,29 +45,57 @@ def parse_task_spec(text: str) -> list[Task]:
     """Tasks from "name:kind,name:kind" (e.g. "clicked:binary,watch_time:regression").
 
     The first task is the main task (the one model selection and reports centre on). Kinds are
-    "binary" and "regression". Spaces around names and kinds are ignored.
+    "binary" and "regression". A binary task may follow an earlier one: "name:binary:given=other"
+    (e.g. "click:binary,purchase:binary:given=click"; see `mmoe.spec.Task.given`). Spaces around
+    names and kinds are ignored.
     """
     if not isinstance(text, str) or not text.strip():
         raise MmoeError(
             f"task spec {text!r} is empty; expected NAME:KIND[,NAME:KIND...], e.g. clicked:binary,watch_time:regression"
         )
-    tasks: list[Task] = []
-    for item in text.split(","):
-        # rpartition: a column name may itself contain ':', the kind never does.
-        name, colon, kind = (part.strip() for part in item.rpartition(":"))
-        if not colon or not name or not kind:
-            raise MmoeError(
-                f"task spec {text!r}: {item.strip()!r} is not NAME:KIND; expected e.g. "
-                f"clicked:binary,watch_time:regression"
-            )
-        kind = kind.lower()
-        if kind not in TASK_KINDS:
-            raise MmoeError(
-                f"task spec {text!r}: task {name!r} has unknown kind {kind!r}; expected one of {', '.join(TASK_KINDS)}"
-            )
-        tasks.append(Task(name, kind))
+    tasks = [parse_task_item(item, f"task spec {text!r}") for item in text.split(",")]
     _check_unique_tasks(tasks, f"task spec {text!r}")
+    _check_conditions(tasks, f"task spec {text!r}")
     return tasks
+
+
+GIVEN = re.compile(r"\s*given\s*=(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def parse_task_item(item: str, source: str) -> Task:
+    """One task of a spec: "NAME:KIND" or "NAME:binary:given=OTHER"."""
+    text = item.strip()
+    given: str | None = None
+    head, colon, last = text.rpartition(":")
+    condition = GIVEN.fullmatch(last) if colon else None
+    if condition is not None:
+        text, given = head, condition.group(1).strip()
+        if not given:
+            raise MmoeError(
+                f"{source}: {item.strip()!r} has an empty given=; expected NAME:binary:given=OTHER, e.g. "
+                f"click:binary,purchase:binary:given=click"
+            )
+    # rpartition: a column name may itself contain ':', the kind never does.
+    name, colon, kind = (part.strip() for part in text.rpartition(":"))
+    if not colon or not name or not kind:
+        raise MmoeError(
+            f"{source}: {item.strip()!r} is not NAME:KIND; expected e.g. clicked:binary,watch_time:regression"
+        )
+    kind = kind.lower()
+    if kind not in TASK_KINDS:
+        raise MmoeError(f"{source}: task {name!r} has unknown kind {kind!r}; expected one of {', '.join(TASK_KINDS)}")
+    try:
+        return Task(name, kind, given=given)
+    except MmoeError as error:
+        raise MmoeError(f"{source}: {error}") from None
+
+
+def _check_conditions(tasks: Sequence[Task], source: str) -> None:
+    """The tasks' `given`s name earlier binary tasks (`mmoe.spec.condition_chains`)."""
+    try:
+        condition_chains(tasks)
+    except MmoeError as error:
+        raise MmoeError(f"{source}: {error}") from None
 
 
 def _repeated(names: Sequence[str]) -> list[str]:
@@ -466,6 +495,7 @@ def resolve_tasks(tasks: Sequence[Task] | str, source: str) -> list[Task]:
     if not all(isinstance(task, Task) for task in task_list):
         raise MmoeError(f"tasks must be Task objects or a NAME:KIND spec string, got {tasks!r}")
     _check_unique_tasks(task_list, source)
+    _check_conditions(task_list, source)
     return task_list
 
 
@@ -740,6 +770,7 @@ __all__ = [
     "multi_valued_types",
     "load_table",
     "parquet_files",
+    "parse_task_item",
     "parse_task_spec",
     "read_table",
     "resolve_columns",

@@ -1,13 +1,55 @@
-"""The multi-task loss: per-task BCE-with-logits or MSE, masked where a label is missing."""
+"""The multi-task loss: per-task BCE-with-logits or MSE, masked where a label is missing, and the
+entire-space loss of conditional tasks (ESMM, Ma et al., SIGIR 2018)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from mmoe.spec import Task
+from mmoe.data.dataset import Split
+from mmoe.errors import MmoeError
+from mmoe.spec import Task, condition_chains
+
+# A probability's log is clamped to at most log(1 - 1e-7) before log(1 - p) is taken: BCE on a
+# product probability that rounds to 1 stays finite (as torch's BCELoss clamps its logs).
+_MAX_LOG_PROBABILITY = math.log1p(-1e-7)
+
+
+def conditional_labels(tasks: Sequence[Task], labels: torch.Tensor, entire_space: bool = False) -> torch.Tensor:
+    """The labels [..., B, K] each task's loss and metrics are computed against (NaN = none).
+
+    A task that follows no other keeps its labels. A conditional task (`Task.given`) is labelled
+    only where its condition's joint label is 1 (the given event happened): where it is 0 or
+    unknown its own label, if any, is dropped. With `entire_space`, a conditional task's column
+    holds instead its joint label, the label of the event "given ∧ task" (click ∧ purchase):
+    0 where the given event's joint label is 0, the task's own label where it is 1, unknown
+    (NaN) where that is unknown. Joint labels are built along the chain (`condition_chains`), so
+    c given b given a has the label of a ∧ b ∧ c. Idempotent: labels already turned are kept.
+    Returns `labels` itself when no task is conditional.
+    """
+    return _turn_labels(condition_chains(tasks), labels, entire_space)
+
+
+def _turn_labels(chains: Sequence[tuple[int, ...]], labels: torch.Tensor, entire_space: bool) -> torch.Tensor:
+    """`conditional_labels` with the chains already found."""
+    if all(len(chain) == 1 for chain in chains):
+        return labels
+    joint = list(labels.unbind(-1))  # per task, the joint label of its chain (its own label at a root)
+    turned = list(joint)
+    for k, chain in enumerate(chains):
+        if len(chain) == 1:
+            continue
+        condition = joint[chain[-2]]
+        own = labels[..., k]
+        # NaN compares unequal to everything: an unknown condition gives NaN in both columns.
+        joint[k] = torch.where(condition == 0, 0.0, torch.where(condition == 1, own, math.nan))
+        turned[k] = joint[k] if entire_space else torch.where(condition == 1, own, math.nan)
+    return torch.stack(turned, -1)
 
 
 class MultiTaskLoss:
@@ -18,34 +60,71 @@ class MultiTaskLoss:
     runs once per batch. Outputs and labels are [..., B, K] (a leading replica dimension is
     allowed); returns the per-task losses [..., K] (attached to the graph) and which tasks have
     labelled rows [..., K]. Turning them into one loss is the job of `mmoe.train.weighting`.
+
+    Conditional tasks (`Task.given`; labels turned by `conditional_labels`). Without
+    `entire_space`, a conditional task's output o_k is the logit of P(task | given, x) and its
+    loss is that BCE on the rows where the given event happened and its label is known. With
+    `entire_space` (ESMM's training), its loss is instead the BCE of the joint probability
+        p = Π_{j ∈ chain(k)} σ(o_j)      (P(click ∧ purchase | x) = σ(o_click) · σ(o_purchase))
+    against the joint label, over every row where that is known (the entire space of
+    impressions): -[y log p + (1 - y) log(1 - p)], with log p = Σ_j log σ(o_j) and log(1 - p)
+    from log p stably (see `log1mexp`). Still one loss per task, K of them: the condition's own
+    task keeps its loss (click's BCE over all rows), so any weighting combines them as before.
     """
 
-    def __init__(self, tasks: Sequence[Task]) -> None:
+    def __init__(self, tasks: Sequence[Task], entire_space: bool = False) -> None:
         self.is_binary = torch.tensor([task.kind == "binary" for task in tasks])
         self.label_mean = torch.tensor([task.label_mean for task in tasks], dtype=torch.float32)
         self.label_std = torch.tensor([task.label_std for task in tasks], dtype=torch.float32)
         # Binary labels are 0/1 and never standardised (their tasks keep mean 0, std 1).
         self.all_binary = all(task.kind == "binary" and task.label_mean == 0 and task.label_std == 1 for task in tasks)
+        self.chains = chains = condition_chains(tasks)
+        self.conditional = any(len(chain) > 1 for chain in chains)
+        self.entire_space = entire_space and self.conditional
+        # chain[k, j] = 1 where task j's event is part of task k's joint event, for the tasks
+        # trained entire-space (other rows stay 0 and are not used).
+        self.chain = torch.zeros(len(tasks), len(tasks))
+        for k, chain in enumerate(chains):
+            if len(chain) > 1:
+                self.chain[k, list(chain)] = 1.0
+        self.joint_columns = self.chain.any(1) if self.entire_space else torch.zeros(len(tasks), dtype=torch.bool)
 
     @classmethod
-    def stacked(cls, task_lists: Sequence[Sequence[Task]]) -> MultiTaskLoss:
+    def stacked(cls, task_lists: Sequence[Sequence[Task]], entire_space: bool = False) -> MultiTaskLoss:
         """One loss for N replicas with their own label statistics (outputs [N, B, K])."""
-        loss = cls(task_lists[0])
+        loss = cls(task_lists[0], entire_space)
         loss.label_mean = torch.tensor([[t.label_mean for t in tasks] for tasks in task_lists]).unsqueeze(1)
         loss.label_std = torch.tensor([[t.label_std for t in tasks] for tasks in task_lists]).unsqueeze(1)
         return loss
 
     def to(self, device: torch.device | str) -> MultiTaskLoss:
-        for name in ("is_binary", "label_mean", "label_std"):
+        for name in ("is_binary", "label_mean", "label_std", "chain", "joint_columns"):
             setattr(self, name, getattr(self, name).to(device))
         return self
+
+    def loss_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The labels [..., B, K] the losses are computed against (`conditional_labels` with this
+        loss's entire_space); `labels` itself without conditional tasks. Under distributed
+        training the trainer turns the global batch's labels before counting them, so that each
+        task's mean divides by the rows its loss is over."""
+        if not self.conditional:
+            return labels
+        return _turn_labels(self.chains, labels, self.entire_space)
+
+    def with_loss_labels(self, batch: Split) -> Split:
+        """The batch with its labels turned by `loss_labels` (the batch itself without conditional tasks)."""
+        if not self.conditional:
+            return batch
+        return dataclasses.replace(batch, labels=self.loss_labels(batch.labels))
 
     def __call__(
         self, outputs: torch.Tensor, labels: torch.Tensor, label_counts: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """label_counts [..., K]: what each task's mean divides by, when `labels` are one rank's
         share of a larger batch (see `mmoe.train.distributed`); default: this batch's labelled rows.
-        A task without labelled rows has a loss of exactly 0 (its sum, 0, over a count clamped to 1)."""
+        A task without labelled rows has a loss of exactly 0 (its sum, 0, over a count clamped to 1).
+        labels: as the data hold them, or already turned by `loss_labels` (turning is idempotent)."""
+        labels = self.loss_labels(labels)
         present = ~torch.isnan(labels)
         if self.all_binary:  # the common case, in fewer ops: they are a few % of a census step
             per_element = F.binary_cross_entropy_with_logits(outputs, torch.nan_to_num(labels), reduction="none")
@@ -56,5 +135,38 @@ class MultiTaskLoss:
                 F.binary_cross_entropy_with_logits(outputs, targets, reduction="none"),
                 (outputs - targets).square(),
             )
+        if self.entire_space:
+            per_element = torch.where(self.joint_columns, self._joint_bce(outputs, labels), per_element)
         counts = present.sum(-2) if label_counts is None else label_counts
         return (per_element * present).sum(-2) / counts.clamp(min=1), counts > 0
+
+    def _joint_bce(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[..., B, K]: per row, the BCE of each task's joint probability against its (joint)
+        label; meaningful in the entire-space columns only. Regression outputs are masked out of
+        the sums (their chain entries are 0)."""
+        log_sigmoid = torch.where(self.is_binary, F.logsigmoid(outputs), 0.0)
+        log_p = (log_sigmoid @ self.chain.T).clamp(max=_MAX_LOG_PROBABILITY)  # [..., B, K]
+        y = torch.nan_to_num(labels)
+        return -(y * log_p + (1 - y) * log1mexp(log_p))
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate over the whole range (Mächler 2012): log(-expm1(x))
+    near 0, log1p(-exp(x)) further out. x must be below 0 (the caller clamps)."""
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def resolve_entire_space(option: bool | None, model: nn.Module, tasks: Sequence[Task]) -> bool:
+    """Whether training uses the entire-space loss: the `entire_space` training option, where
+    None takes the model's default (a model class sets `entire_space_by_default = True`, as
+    ESMM does; every other model's is off). Off when no task is conditional; MmoeError when the
+    option asks for it then."""
+    conditional = any(task.given is not None for task in tasks)
+    if option and not conditional:
+        raise MmoeError(
+            f"training option entire_space trains conditional tasks over every row, but none of the tasks "
+            f"({', '.join(task.name for task in tasks)}) has a given=; expected e.g. "
+            f"--tasks click:binary,purchase:binary:given=click"
+        )
+    wanted = bool(getattr(model, "entire_space_by_default", False)) if option is None else bool(option)
+    return wanted and conditional

@@ -1,6 +1,13 @@
 """Per-task metrics: AUC and log loss for binary tasks, MSE and R² for regression tasks.
 
 Rows whose label is missing (NaN) for a task are left out of that task's metrics only.
+
+Conditional tasks (`mmoe.spec.Task.given`, e.g. purchase given click) are measured twice: the
+task itself, P(purchase | click, x), on the rows where its condition holds (click = 1) and its
+label is known; and its joint event, P(click ∧ purchase | x) under the name
+`mmoe.spec.joint_tasks` gives it ("click&purchase"), on every row where the joint label is
+known (click ∧ purchase: 0 where click = 0). Predictions carry the joint probabilities after
+the tasks' columns (`to_predictions`), and metrics the joint events after the tasks.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score, roc_auc_score
 
-from mmoe.spec import Task
+from mmoe.spec import Task, joint_tasks
+from mmoe.train.loss import conditional_labels
 
 
 class TaskMetrics(TypedDict, total=False):
@@ -33,15 +41,30 @@ SplitMetrics = dict[str, Metrics]  # {"train" | "validation" | "test": {task nam
 
 
 def to_predictions(tasks: list[Task], outputs: torch.Tensor) -> torch.Tensor:
-    """Model outputs [N, K] -> predictions in the labels' terms: probabilities for binary tasks,
-    values in the label's own units for regression tasks."""
+    """Model outputs [N, K] -> predictions in the labels' terms [N, K + J]: probabilities for
+    binary tasks, values in the label's own units for regression tasks, then per conditional
+    task (J of them, `mmoe.spec.joint_tasks`) its joint probability, the product of its
+    probability and its condition's joint probability (P(click) · P(purchase | click))."""
     predictions = outputs.clone()
     for k, task in enumerate(tasks):
         if task.kind == "binary":
             predictions[:, k] = torch.sigmoid(outputs[:, k])
         else:
             predictions[:, k] = outputs[:, k] * task.label_std + task.label_mean
-    return predictions
+    return with_joint_predictions(tasks, predictions)
+
+
+def with_joint_predictions(tasks: list[Task], predictions: torch.Tensor) -> torch.Tensor:
+    """The tasks' predictions [..., K] with the conditional tasks' joint probabilities appended
+    [..., K + J]; `predictions` itself when no task is conditional. A Python loop over the J
+    conditional tasks, a fixed structure: an exported graph traces it as J products."""
+    joints = joint_tasks(tasks)
+    if not joints:
+        return predictions
+    joint = dict(enumerate(predictions.unbind(-1)))  # a task's joint probability: its own at a root
+    for k, given, _ in joints:
+        joint[k] = joint[given] * predictions[..., k]
+    return torch.cat([predictions, torch.stack([joint[k] for k, _, _ in joints], -1)], -1)
 
 
 def task_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> TaskMetrics:
@@ -59,9 +82,20 @@ def task_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> Tas
 
 
 def evaluate_predictions(tasks: list[Task], predictions: torch.Tensor, labels: torch.Tensor) -> Metrics:
-    """{task name: metrics} for predictions and labels of shape [N, K]."""
-    predictions_np, labels_np = predictions.double().numpy(), labels.double().numpy()
-    return {task.name: task_metrics(task, predictions_np[:, k], labels_np[:, k]) for k, task in enumerate(tasks)}
+    """{task name: metrics} for predictions [N, K + J] (`to_predictions`; [N, K] is completed with
+    the joint probabilities) and labels [N, K]: a conditional task's on the rows where its
+    condition holds, its joint event's after the tasks (see the module docstring)."""
+    joints = joint_tasks(tasks)
+    if predictions.shape[-1] == len(tasks) and joints:
+        predictions = with_joint_predictions(tasks, predictions)
+    predictions_np = predictions.double().numpy()
+    labels_np = conditional_labels(tasks, labels).double().numpy()
+    metrics = {task.name: task_metrics(task, predictions_np[:, k], labels_np[:, k]) for k, task in enumerate(tasks)}
+    if joints:
+        joint_labels = conditional_labels(tasks, labels, entire_space=True).double().numpy()
+        for j, (k, _, name) in enumerate(joints):
+            metrics[name] = task_metrics(tasks[k], predictions_np[:, len(tasks) + j], joint_labels[:, k])
+    return metrics
 
 
 def evaluate_stacked(
@@ -87,6 +121,9 @@ def evaluate_stacked(
     signature = [(task.name, task.kind) for task in tasks]
     if any([(task.name, task.kind) for task in replica_tasks] != signature for replica_tasks in task_lists):
         raise ValueError("evaluate_stacked: every replica needs the same task names and kinds")
+    labels = conditional_labels(tasks, labels)
+    joints = joint_tasks(tasks)
+    probabilities: dict[int, torch.Tensor] = {}  # per binary task, its float32 probabilities [N, rows]
     per_task = []
     for k, task in enumerate(tasks):
         y = labels[..., k].double()  # [N, rows]
@@ -98,12 +135,8 @@ def evaluate_stacked(
             # torch's CPU sigmoid gives ulp-different float32 results on its SIMD and scalar paths, and
             # which one an element takes depends on the layout of the tensor it is called on; calling it
             # on the very views to_predictions sees keeps the predictions (and so ties) bit-identical.
-            probabilities = torch.stack([torch.sigmoid(replica[:, k]) for replica in outputs])
-            p = probabilities.double().clamp(1e-7, 1 - 1e-7)  # float32 sigmoid, then clip in float64, as task_metrics
-            losses = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
-            logloss = torch.where(present, losses, 0.0).sum(1) / count
-            auc, two_classes = _stacked_auc(p, y == 1, present)
-            metrics = {"auc": _or_none(auc, two_classes), "logloss": _or_none(logloss, rows > 0)}
+            probabilities[k] = torch.stack([torch.sigmoid(replica[:, k]) for replica in outputs])
+            metrics = _stacked_binary(probabilities[k], y, present, rows, count)
         else:
             # The same float ops in the outputs' dtype as to_predictions (multiply, then add), with
             # each replica's own label scale.
@@ -117,6 +150,16 @@ def evaluate_stacked(
             r2 = torch.where(ss_tot != 0, 1 - ss_res / ss_tot, (ss_res == 0).double())
             metrics = {"mse": _or_none(ss_res / count, rows > 0), "r2": _or_none(r2, rows > 1)}
         per_task.append((task.name, metrics, rows.tolist()))
+    if joints:  # the joint events, with to_predictions' float32 products along each chain
+        joint_labels = conditional_labels(tasks, labels, entire_space=True)
+        joint = dict(probabilities)
+        for k, given, name in joints:
+            joint[k] = joint[given] * probabilities[k]
+            y = joint_labels[..., k].double()
+            present = ~torch.isnan(y)
+            rows = present.sum(1)
+            metrics = _stacked_binary(joint[k], torch.where(present, y, 0.0), present, rows, rows.clamp(min=1).double())
+            per_task.append((name, metrics, rows.tolist()))
     # The metric names are the binary or the regression ones (above): keys TaskMetrics has.
     return [
         {
@@ -125,6 +168,18 @@ def evaluate_stacked(
         }
         for r in range(len(task_lists))
     ]
+
+
+def _stacked_binary(
+    probabilities: torch.Tensor, y: torch.Tensor, present: torch.Tensor, rows: torch.Tensor, count: torch.Tensor
+) -> dict[str, list[float | None]]:
+    """AUC and log loss per replica of float32 probabilities [N, rows] against labels y (0 where
+    not `present`), as `task_metrics` computes them."""
+    p = probabilities.double().clamp(1e-7, 1 - 1e-7)  # float32 sigmoid, then clip in float64, as task_metrics
+    losses = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+    logloss = torch.where(present, losses, 0.0).sum(1) / count
+    auc, two_classes = _stacked_auc(p, y == 1, present)
+    return {"auc": _or_none(auc, two_classes), "logloss": _or_none(logloss, rows > 0)}
 
 
 def _or_none(values: torch.Tensor, defined: torch.Tensor) -> list[float | None]:

@@ -38,7 +38,7 @@ from mmoe.models.layers import row_sparse_tables, use_sparse_gradients
 from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, as_callbacks, reporting_to
-from mmoe.train.loss import MultiTaskLoss
+from mmoe.train.loss import MultiTaskLoss, resolve_entire_space
 from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_predictions, main_score, to_predictions
 from mmoe.train.optim import (
     DEFAULT_SPARSE_OPTIMIZER,
@@ -67,6 +67,11 @@ class TrainConfig:
     only the rows a batch looked up, from a row-sparse gradient; "dense" trains them with the
     same Adam as every other weight (see `mmoe.train.optim` for how they differ). Every other
     weight is always trained by Adam; without embedded columns the option changes nothing.
+
+    entire_space: train conditional tasks (`Task.given`) the ESMM way, each on its joint event
+    over every row (`mmoe.train.loss.MultiTaskLoss`), instead of on the rows where its condition
+    holds; None (the default) takes the model's default: on for esmm, off for the others.
+    Without a conditional task it changes nothing (True is then an error).
     """
 
     learning_rate: float = 1e-3
@@ -81,6 +86,7 @@ class TrainConfig:
     restore_best: bool = True
     weighting: str = "ew"
     sparse_optimizer: str = DEFAULT_SPARSE_OPTIMIZER
+    entire_space: bool | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -109,6 +115,11 @@ class TrainConfig:
                 f"training option sparse_optimizer {self.sparse_optimizer!r} is unknown; expected one of: "
                 f"{', '.join(SPARSE_OPTIMIZERS)}"
             )
+        if self.entire_space is not None and not isinstance(self.entire_space, bool):
+            raise MmoeError(
+                f"training option entire_space must be True, False or None (the model's default), "
+                f"got {self.entire_space!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Every option, JSON-able. `weighting` only where task_weights do not already say it
@@ -122,6 +133,8 @@ class TrainConfig:
             del data["weighting"]
         if self.sparse_optimizer == DEFAULT_SPARSE_OPTIMIZER:
             del data["sparse_optimizer"]
+        if self.entire_space is None:  # the model's default, as before the option
+            del data["entire_space"]
         return data
 
 
@@ -236,7 +249,7 @@ def train(
     use_sparse_gradients(model, bool(tables))
     network = parallel.wrap(model, ignored=[name for name, _, _, _ in sparse_tables])
     device = next(model.parameters()).device
-    loss_fn = MultiTaskLoss(tasks).to(device)
+    loss_fn = MultiTaskLoss(tasks, resolve_entire_space(config.entire_space, model, tasks)).to(device)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
     parameters = list(model.parameters())
     dense_parameters = [p for p in parameters if all(p is not table for table in tables)]
@@ -283,7 +296,9 @@ def train(
             started = time.perf_counter()
             loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
             for batch in train_split.shuffled_batches(config.batch_size, shuffle):
-                batch, label_counts = parallel.share(batch)  # one process: the batch itself, and None
+                # One process: the batch itself, and None. The loss's labels (conditional tasks' turned)
+                # are counted over the global batch.
+                batch, label_counts = parallel.share(loss_fn.with_loss_labels(batch))
                 outputs = network(batch.numeric, batch.categorical)
                 task_losses, labelled = loss_fn(outputs, batch.labels, label_counts)
                 # The ranks' gradients are summed: the penalty counts on one rank only.
