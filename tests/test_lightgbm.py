@@ -289,3 +289,25 @@ def test_fit_baseline_on_a_multi_task_data(lgb) -> None:
     assert result.best_rounds.keys() == {"clicked", "watch_time"}
     assert result.metrics["test"]["clicked"]["auc"] > 0.8
     assert result.metrics["test"]["watch_time"]["rows"] == int((~data.test.labels[:, 1].isnan()).sum())
+
+
+# -- mmoe reproduce's census tables ---------------------------------------------------------------
+def test_the_census_tables_gain_a_lightgbm_row(lgb, census_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from mmoe.experiments import census
+    from mmoe.experiments.context import StudyContext
+    from mmoe.experiments.scale import get_scale
+    from mmoe.report.report import _census
+
+    scale = replace(get_scale("tiny"), census_models=("single-task",), census_groups=(1,))
+    ctx = StudyContext(out=tmp_path, scale=scale, data_dir=census_dir, show_progress=False)
+    result = census.run(ctx)
+    group = result["groups"]["1"]
+    assert list(group["models"]) == ["single-task"] and list(group["baselines"]) == ["lightgbm"]
+    baseline = group["baselines"]["lightgbm"]
+    assert [run["seed"] for run in baseline["runs"]] == [0, 1]  # the repeats' seeds
+    assert len(list(tmp_path.rglob("census-baseline-runs-*.json"))) == 1  # cached: a rerun fits nothing again
+    assert baseline["summary"]["income"]["mean"] > 0.85 and baseline["options"]["num_leaves"] == 63
+    row = next(line for line in _census(result) if line.startswith("| lightgbm (baseline) |"))
+    assert f"{baseline['summary']['income']['mean']:.4f} (—)" in row and "not tuned: num_leaves=63" in row

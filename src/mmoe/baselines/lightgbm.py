@@ -95,6 +95,7 @@ class LightGBM(Baseline):
             raise MmoeError(f"model lightgbm: num_leaves must be at least 2, got {num_leaves!r}")
         check_single_valued(self.name, input_spec)
         self.boosters: list[Any] = []
+        self.threads: int | None = None  # predicting's threads: fit's (None: LightGBM's default, every core)
 
     # -- fitting --------------------------------------------------------------------------------------
     def _params(self, kind: str, metric: str, seed: int, threads: int | None) -> dict[str, Any]:
@@ -184,7 +185,7 @@ class LightGBM(Baseline):
                     f"lightgbm {task.name}: best round {best_round} of {len(values)}, validation {metric} "
                     f"{entry['best_validation']:.4f} ({entry['train_rows']:,} training rows) [{entry['seconds']:.1f}s]"
                 )
-        self.boosters = boosters
+        self.boosters, self.threads = boosters, threads
         return history
 
     # -- predicting -----------------------------------------------------------------------------------
@@ -200,7 +201,15 @@ class LightGBM(Baseline):
                     part.labels[start : start + PREDICT_ROWS],
                 )
                 x = feature_matrix(self.input_spec, piece)
-                chunks.append(np.stack([booster.predict(x, raw_score=True) for booster in self.boosters], axis=1))
+                chunks.append(
+                    np.stack(
+                        [
+                            booster.predict(x, raw_score=True, num_threads=self.threads or 0)
+                            for booster in self.boosters
+                        ],
+                        axis=1,
+                    )
+                )
         raw = np.concatenate(chunks) if chunks else np.zeros((0, self.num_tasks))
         return torch.from_numpy(raw.astype(np.float32))
 
