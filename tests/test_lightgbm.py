@@ -265,6 +265,13 @@ def test_neural_model_flags_are_one_line_errors(capsys, tmp_path: Path, flags, m
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+def test_tune_is_a_neural_model_option(capsys) -> None:
+    code, _, err = run_cli(capsys, "tune", "--dataset", "synthetic", "--model", "lightgbm")
+    assert code == 2 and err.strip() == (
+        "mmoe: error: mmoe tune is a neural-model option; model lightgbm is a baseline and cannot take it"
+    )
+
+
 def test_a_neural_model_refuses_the_baselines_options(capsys, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--model", "mmoe", "--num-leaves", "8")
     assert code == 2 and "model mmoe does not take --num-leaves" in err

@@ -806,8 +806,11 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_tune(args: argparse.Namespace) -> int:
+    from mmoe.baselines import is_baseline, neural_only
     from mmoe.tune import TuneOptions, check_options, run_tune
 
+    if is_baseline(args.model):  # --model lightgbm: its defaults are the baseline; nothing to tune here
+        raise neural_only(args.model, "mmoe tune")
     check_options(args.model, args.trials, args.sampler, args.max_units)  # before the data options
     spec = dataset_spec(args)
     out = Path(args.out or f"runs/tune-{args.model}-{spec['kind']}")
