@@ -325,6 +325,7 @@ class MultiTaskEstimator(BaseEstimator):
                 raise neural_only(self.model, f"option {name}")
         if distributed.current().grouped:
             raise neural_only(self.model, "distributed training")
+        TrainConfig(seed=self.seed, threads=self.threads)  # threads checked as for a network
         dataset = self._describe(X, validation)
         if self.streaming or (dataset is not None and dataset.get("streaming")):
             raise neural_only(self.model, "option streaming")
