@@ -234,6 +234,20 @@ def test_train_evaluate_predict_on_a_csv(lgb, capsys, tmp_path: Path) -> None:
     expected = MultiTaskEstimator.load(run).predict(pd.read_csv(data))
     np.testing.assert_allclose(predictions[["clicked", "watch_time"]].to_numpy(), expected.to_numpy(), rtol=1e-6)
 
+    # A Parquet table read batch by batch: the same metrics and predictions as read whole.
+    pd.read_csv(data).to_parquet(tmp_path / "rows.parquet")
+    code, whole, err = run_cli(capsys, "evaluate", run, "--data", data, "--json")
+    assert code == 0, err
+    code, streamed, err = run_cli(capsys, "evaluate", run, "--data", tmp_path / "rows.parquet", "--streaming", "--json")
+    assert code == 0, err
+    for task, metrics in json.loads(whole).items():
+        assert json.loads(streamed)[task] == pytest.approx(metrics)
+    code, _, err = run_cli(
+        capsys, "predict", run, "--data", tmp_path / "rows.parquet", "--out", tmp_path / "p.parquet", "--streaming"
+    )
+    assert code == 0, err
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "p.parquet").to_numpy(), expected.to_numpy(), rtol=1e-6)
+
     code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "m.onnx")
     assert code == 2 and err.strip() == (
         "mmoe: error: mmoe export is a neural-model option; model lightgbm is a baseline and cannot take it"
