@@ -10,6 +10,9 @@ Sections:
               lr 1e-3, batch 1024) trained for E epochs by each contender through its own API,
               each run in a fresh process (so its peak memory is its own), contenders alternating
               so that drift hits all alike. Samples/s over whole epochs, test AUC, peak RSS.
+              With lightgbm installed, also mmoe's LightGBM baseline (`--model lightgbm`: one
+              booster per task, its defaults, early-stopped on mmoe's validation split, the same
+              test split): test AUC and seconds of the whole fit (rows/s = training rows / those).
   population  the paper's synthetic setting (d = 100; MMoE/OMoE 8 × 16, towers of 8; Shared-Bottom
               of equal size), N replicas with fresh data each: completed runs per minute of
               `train_population` against runs one after another with `fit`.
@@ -42,8 +45,8 @@ sys.path.insert(0, str(HERE))
 
 from peers import PEERS, PeerData, _result, _TrainWindow  # noqa: E402
 
-CONTENDERS = ("mmoe", *PEERS)
-PEER_MODULES = {"rechub": "torch_rechub", "deepctr": "deepctr_torch"}
+CONTENDERS = ("mmoe", *PEERS, "lightgbm")
+PEER_MODULES = {"rechub": "torch_rechub", "deepctr": "deepctr_torch", "lightgbm": "lightgbm"}
 
 
 # -- the mmoe contender (runs in its own process, like the peers) --------------------------------
@@ -84,6 +87,27 @@ def run_mmoe(data: PeerData, epochs: int, batch_size: int = 1024, lr: float = 1e
                       probabilities, memory), "version": __version__}
 
 
+def run_lightgbm(data: PeerData, data_dir: str | None, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """mmoe's LightGBM baseline (`mmoe.baselines.fit_baseline`) on census group 1: trained on the
+    training file, early-stopped on mmoe's validation split, measured on its test split (PeerData's
+    test rows). One "epoch": the whole fit, every task's booster."""
+    from mmoe.baselines import fit_baseline
+    from mmoe.data.census import load_census
+    from mmoe.predict import predictions_of
+
+    census = load_census(1, data_dir)
+    window = _TrainWindow()
+    window.start()
+    cpu_before = time.process_time()
+    result = fit_baseline(census, "lightgbm", seed=seed, threads=threads)
+    cpu_seconds = time.process_time() - cpu_before
+    memory = window.stop()
+    probabilities = predictions_of(result.model, census.tasks, census.test)
+    return {**_result("lightgbm", "lightgbm", data, [result.train_seconds], [cpu_seconds], probabilities, memory),
+            "best_rounds": result.best_rounds, "options": result.model.hyperparameters,
+            "note": "one fit of every task's booster: train_seconds is its time, samples/s = training rows / it"}
+
+
 def census_peer_data(data_dir: str | None) -> PeerData:
     """Census group 1 in the form every contender reads: standardised dense columns, per-column
     category codes (slot 0 = unseen), train = the training file, test = mmoe's test split."""
@@ -99,12 +123,15 @@ def census_peer_data(data_dir: str | None) -> PeerData:
         labels_test=data.test.labels.numpy(), task_names=data.task_names)
 
 
-def _run_contender(contender: str, data_path: Path, epochs: int, threads: int | None, seed: int) -> dict[str, Any]:
+def _run_contender(contender: str, data_path: Path, epochs: int, threads: int | None, seed: int,
+                   data_dir: str | None = None) -> dict[str, Any]:
     """One contender in a fresh process; returns its JSON result (or the error it died with)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "result.json"
-        if contender == "mmoe":
-            command = [sys.executable, str(Path(__file__).resolve()), "--contender", "mmoe"]
+        if contender in ("mmoe", "lightgbm"):
+            command = [sys.executable, str(Path(__file__).resolve()), "--contender", contender]
+            if contender == "lightgbm" and data_dir is not None:
+                command += ["--data-dir", data_dir]
         else:
             command = [sys.executable, str(HERE / "peers.py"), "--peer", contender]
         command += ["--data", str(data_path), "--epochs", str(epochs), "--seed", str(seed), "--json", str(out)]
@@ -139,7 +166,8 @@ def section_peers(args: argparse.Namespace) -> dict[str, Any]:
             for contender in contenders[shift:] + contenders[:shift]:
                 print(f"  peers: repeat {repeat + 1}/{args.repeats}, {contender} ...", file=sys.stderr, flush=True)
                 # Seed per repeat, the same for every contender: AUCs are compared over the same seeds.
-                result = _run_contender(contender, data_path, args.epochs, args.threads, args.seed + repeat)
+                result = _run_contender(contender, data_path, args.epochs, args.threads, args.seed + repeat,
+                                        args.data_dir)
                 result["repeat"] = repeat
                 runs.append(result)
     summary: dict[str, Any] = {}
@@ -155,13 +183,16 @@ def section_peers(args: argparse.Namespace) -> dict[str, Any]:
             "test_auc_mean": {task: float(np.mean([r["test_auc"][task] for r in ok])) for task in ok[0]["test_auc"]},
             "test_auc_runs": {task: [r["test_auc"][task] for r in ok] for task in ok[0]["test_auc"]},
             "peak_rss_mb_max": float(max(r["peak_rss_mb"] for r in ok)),
+            "train_seconds_median": float(np.median([r["train_seconds"] for r in ok])),
         }
     ratios, auc_differences = {}, {}
     if "mmoe" in summary and "error" not in summary["mmoe"]:
         mine = summary["mmoe"]
-        for peer in PEERS:
+        for peer in (*PEERS, "lightgbm"):
             if peer in summary and "error" not in summary[peer]:
-                ratios[f"mmoe/{peer}"] = mine["samples_per_second_median"] / summary[peer]["samples_per_second_median"]
+                if peer in PEERS:  # LightGBM's rows/s count one whole fit, not epochs: no speed ratio
+                    ratios[f"mmoe/{peer}"] = (mine["samples_per_second_median"]
+                                              / summary[peer]["samples_per_second_median"])
                 # mmoe's mean test AUC minus the peer's, per task (the target: none below 0)
                 auc_differences[f"mmoe-{peer}"] = {task: mine["test_auc_mean"][task] - auc
                                                    for task, auc in summary[peer]["test_auc_mean"].items()}
@@ -320,6 +351,11 @@ def print_tables(report: dict[str, Any]) -> None:
             print(f"{name:<10} {row['version']:<8} {row['samples_per_second_median']:>11,.0f} "
                   f"{auc.get('income', float('nan')):>11.4f} {auc.get('marital', float('nan')):>12.4f} "
                   f"{row['peak_rss_mb_max']:>7,.0f}MB")
+        lightgbm = peers["summary"].get("lightgbm", {})
+        if "train_seconds_median" in lightgbm:
+            print(f"  lightgbm (mmoe's --model lightgbm baseline, one booster per task, early-stopped on the "
+                  f"validation split): {lightgbm['train_seconds_median']:.1f}s per fit of every task; samples/s = "
+                  f"training rows / that")
         for ratio, value in peers["speed_ratios"].items():
             print(f"  {ratio}: {value:.1f}x (target {peers['targets'][ratio]:.0f}x)")
         for pair, differences in peers.get("test_auc_differences", {}).items():
@@ -360,11 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="census folder (default: $MMOE_DATA_DIR, then the cache)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench.json", help="JSON output")
     # Internal: one contender in this process (the driver spawns these).
-    parser.add_argument("--contender", choices=["mmoe"], help=argparse.SUPPRESS)
+    parser.add_argument("--contender", choices=["mmoe", "lightgbm"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.contender == "lightgbm":
+        result = run_lightgbm(PeerData.load(args.data), args.data_dir, seed=args.seed, threads=args.threads)
+        args.json.write_text(json.dumps(result, indent=2))
+        return 0
     if args.contender:
         result = run_mmoe(PeerData.load(args.data), args.epochs, seed=args.seed, threads=args.threads)
         args.json.write_text(json.dumps(result, indent=2))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmoe.baselines import BASELINES
 from mmoe.cli import build_parser, main
 from mmoe.errors import MmoeError
 from mmoe.models import MODELS
@@ -38,7 +39,7 @@ def recommendation_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
 def test_models_lists_the_seven_models(capsys) -> None:
     code, out, _ = run_cli(capsys, "models")
     assert code == 0
-    assert [line.split()[0] for line in out.strip().splitlines()] == list(MODELS)
+    assert [line.split()[0] for line in out.strip().splitlines()] == [*MODELS, *BASELINES]  # then the baselines
 
 
 def _subcommands() -> dict:
@@ -329,6 +330,12 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
         "--specific-experts",
         "--shared-experts",
         "--levels",
+        # the LightGBM baseline's options (mmoe/baselines/lightgbm.py), declared the same way
+        "--num-leaves",
+        "--boosting-learning-rate",
+        "--max-rounds",
+        "--early-stopping-rounds",
+        "--min-data-in-leaf",
     }
     assert all(action.default is None and action.dest == flag[2:].replace("-", "_") for flag, action in flags.items())
     assert flags["--num-experts"].type is int and flags["--l2-alpha"].type is float

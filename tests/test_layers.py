@@ -19,7 +19,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("neutral", ("mmoe.errors", "mmoe.io", "mmoe.spec")),
     ("data", ("mmoe.data.*",)),
     ("models", ("mmoe.models.*",)),
-    ("train", ("mmoe.train.*",)),
+    # mmoe.baselines: models that are not networks (one LightGBM booster per task), fitted and measured
+    # on the trainer's data and metrics; the run files and the predict path dispatch on them.
+    ("train", ("mmoe.train.*", "mmoe.baselines.*")),
     # A fitted run's files, predicting with it and exporting it: what the estimator is made of
     # (est.save / load / predict / export are calls into these).
     ("runs", ("mmoe.runs", "mmoe.predict", "mmoe.export.*", "mmoe.config_file")),

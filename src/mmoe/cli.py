@@ -306,16 +306,20 @@ def _columns(text: str | None) -> list[str]:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, and one flag per hyperparameter name of any model, generated from the models'
+    """--model, and one flag per hyperparameter name of any model or baseline, generated from their
     constructor signatures (`mmoe.models.options`): --num-experts for num_experts. Unset, a flag is
     None, so that the model's own default applies."""
-    from mmoe.models import MODELS, hyperparameter_options
+    from mmoe.baselines import hyperparameter_options, model_names
     from mmoe.models.options import CHOICE, FLOAT, INT, UNITS
 
     group = parser.add_argument_group(
         "model (options a model does not take are an error; unset options take the model's default, see `mmoe models`)"
     )
-    group.add_argument("--model", default="mmoe", help=f"the model: {', '.join(MODELS)}")
+    group.add_argument(
+        "--model",
+        default="mmoe",
+        help=f"the model: {', '.join(model_names())} (lightgbm: a baseline, see `mmoe models`)",
+    )
     parse: dict[object, Callable[[str], Any]] = {INT: int, FLOAT: float, UNITS: _units, CHOICE: str}
     for option in hyperparameter_options().values():
         # The text names each model's default; the empty field "%(default).0s" keeps the help
@@ -331,7 +335,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def model_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     """The hyperparameter flags given (as the models' parameter names), the unset ones left out."""
-    from mmoe.models import hyperparameter_options
+    from mmoe.baselines import hyperparameter_options
 
     return {name: getattr(args, name) for name in hyperparameter_options() if getattr(args, name, None) is not None}
 
@@ -408,11 +412,13 @@ def training_config(args: argparse.Namespace) -> Any:
 
 # -- commands -------------------------------------------------------------------------------------
 def command_models(args: argparse.Namespace) -> int:
-    from mmoe.models import MODELS, model_summary
-    from mmoe.models import model_hyperparameters as defaults_of
+    from mmoe.baselines import hyperparameters_of as defaults_of
+    from mmoe.baselines import model_names
+    from mmoe.baselines import summary as model_summary
 
-    width = max(len(name) for name in MODELS)
-    for name in MODELS:
+    names = model_names()  # the neural models, then the baselines (mmoe.baselines)
+    width = max(len(name) for name in names)
+    for name in names:
         print(f"{name:<{width}}  {model_summary(name)}")
         if args.verbose:
             print(f"{'':<{width}}  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults_of(name).items()))
@@ -428,9 +434,18 @@ def command_train(args: argparse.Namespace) -> int:
     file_spec = apply_config_file(args) if args.config is not None else None
     spec = file_spec or dataset_spec(args)
     hyperparameters = model_hyperparameters(args)
-    from mmoe.models import check_hyperparameters
+    from mmoe.baselines import check_hyperparameters, is_baseline, neural_only
 
     check_hyperparameters(args.model, sorted(hyperparameters))  # before any data is read; main() names the flags
+    baseline = is_baseline(args.model)  # --model lightgbm: no epochs to log, no processes to start
+    if baseline:
+        for flag, given in (
+            ("--distributed", args.distributed),
+            ("--log-dir", args.log_dir),
+            ("--mlflow", args.mlflow),
+        ):
+            if given is not None:
+                raise neural_only(args.model, flag)
     out = Path(args.out or f"runs/{args.model}-{spec['kind']}")
     training_config(args)  # bad training options fail before any process starts
     if args.distributed is not None or distributed.launched_by_torchrun():
@@ -448,7 +463,7 @@ def command_train(args: argparse.Namespace) -> int:
             **training_options(args),
             replicas=args.replicas,
             verbose=1,
-            callbacks=[progress, *_loggers(args)],
+            callbacks=[] if baseline else [progress, *_loggers(args)],
             **hyperparameters,
         )
         train_run(estimator, spec, out, resume=args.resume, processes=args.distributed)
@@ -802,8 +817,11 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_tune(args: argparse.Namespace) -> int:
+    from mmoe.baselines import is_baseline, neural_only
     from mmoe.tune import TuneOptions, check_options, run_tune
 
+    if is_baseline(args.model):  # --model lightgbm: its defaults are the baseline; nothing to tune here
+        raise neural_only(args.model, "mmoe tune")
     check_options(args.model, args.trials, args.sampler, args.max_units)  # before the data options
     spec = dataset_spec(args)
     out = Path(args.out or f"runs/tune-{args.model}-{spec['kind']}")

@@ -16,6 +16,11 @@ like the others; fitted state lives in attributes ending in "_"; `fit` returns t
 
 The directory `save` writes is a run directory (`mmoe.runs`), the one `mmoe train --out` writes,
 and `mmoe train` is `train_run(MultiTaskEstimator(...), dataset, out)`.
+
+model="lightgbm" is the baseline of one LightGBM booster per task (`mmoe.baselines`): the same
+data, split, encoding, metrics and run directory, its options (num_leaves, boosting_learning_rate,
+max_rounds, early_stopping_rounds, min_data_in_leaf) as keyword arguments, seed and threads as for
+a network; the neural models' options (learning_rate, epochs, replicas, ...) are errors there.
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from mmoe.baselines import Baseline, BaselineResult, fit_baseline, is_baseline, neural_only
+from mmoe.baselines import check_hyperparameters as check_any_hyperparameters
 from mmoe.data import DATASET_KINDS, load_dataset
 from mmoe.data.dataset import MultiTaskData, Task
 from mmoe.data.tabular import parse_task_item, read_table, resolve_tasks, table_data
 from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
-from mmoe.models import build_model, check_hyperparameters, model_hyperparameters
+from mmoe.models import build_model, model_hyperparameters
 from mmoe.predict import evaluate_frame, evaluate_table, features_split, predict_frame
 from mmoe.runs import (
     CHECKPOINT_FILE,
@@ -76,7 +83,10 @@ class NotFitted(MmoeError, NotFittedError):
 class MultiTaskEstimator(BaseEstimator):
     """A multi-task model (MMoE or any model of the paper) fitted on a table, scikit-learn style.
 
-    model: one of `mmoe.models.MODELS` ("mmoe", "omoe", "shared-bottom", ...).
+    model: one of `mmoe.models.MODELS` ("mmoe", "omoe", "shared-bottom", ...), or a baseline of
+        `mmoe.baselines.BASELINES` ("lightgbm": one booster per task; learning_rate, epochs,
+        batch_size, weight_decay, patience, task_weights, sparse_optimizer, replicas, streaming,
+        callbacks, resume and export are neural-model options it refuses; seed and threads apply).
     tasks: {column: "binary" | "regression"}, or "name:kind,..." (the first is the main task: early
         stopping and model selection follow it), or `Task`s. A binary task may follow an earlier
         one: {"click": "binary", "purchase": "binary:given=click"}, "...,purchase:binary:given=click"
@@ -234,6 +244,8 @@ class MultiTaskEstimator(BaseEstimator):
             path) instead of validation_fraction of X.
         checkpoint: where to write the training state after every epoch; resume: continue from it
             (the same options and data; the result equals an uninterrupted fit)."""
+        if is_baseline(self.model):
+            return self._fit_baseline(X, validation, resume)
         hyperparameters = self._checked_hyperparameters()
         config = self._train_config()
         replicas = self.replicas
@@ -307,11 +319,43 @@ class MultiTaskEstimator(BaseEstimator):
         self._set_fitted(result, data, config, dataset, replica_summary)
         return self
 
+    # -- baselines (mmoe.baselines, model="lightgbm") ------------------------------------------------
+    def _fit_baseline(self, X: Any, validation: Any, resume: bool) -> MultiTaskEstimator:
+        """`fit` for a baseline: the same data, split and encoding, one fit per task, no epochs.
+        The neural models' options are MmoeErrors unless left at their defaults."""
+        hyperparameters = self._checked_hyperparameters()
+        for name in _training_parameters():
+            if name not in ("seed", "threads") and getattr(self, name) != getattr(_DEFAULTS, name):
+                raise neural_only(self.model, f"option {name}")
+        for name, given in (("replicas", self.replicas != 1), ("resume", resume), ("callbacks", bool(self.callbacks))):
+            if given:
+                raise neural_only(self.model, f"option {name}")
+        if distributed.current().grouped:
+            raise neural_only(self.model, "distributed training")
+        TrainConfig(seed=self.seed, threads=self.threads)  # threads checked as for a network
+        dataset = self._describe(X, validation)
+        if self.streaming or (dataset is not None and dataset.get("streaming")):
+            raise neural_only(self.model, "option streaming")
+        started = time.perf_counter()
+        data = self._load(X, dataset, validation)
+        self._check_tasks(data)
+        if self.verbose:
+            _log(
+                f"data: {dataset['kind'] if dataset else 'data'} — {len(data.train):,} train / "
+                f"{len(data.validation):,} validation / {len(data.test):,} test rows, "
+                f"{data.input_spec.num_numeric + data.input_spec.num_categorical} input columns "
+                f"[{time.perf_counter() - started:.1f}s]"
+            )
+        log = _log if self.verbose else None
+        result = fit_baseline(data, self.model, self.seed, self.threads, log, **hyperparameters)
+        self._set_fitted(result, data, {"seed": self.seed, "threads": self.threads}, dataset, None)
+        return self
+
     def _set_fitted(
         self,
-        result: TrainResult,
+        result: TrainResult | BaselineResult,
         data: MultiTaskData,
-        config: TrainConfig,
+        config: TrainConfig | dict[str, Any],
         dataset: dict[str, Any] | None,
         replicas: dict[str, Any] | None,
     ) -> None:
@@ -321,7 +365,8 @@ class MultiTaskEstimator(BaseEstimator):
         self.input_spec_ = data.input_spec
         self.history_ = result.history
         self.metrics_ = result.metrics
-        self.best_epoch_ = result.best_epoch
+        # A baseline has no epochs (its config.json has each task's best round).
+        self.best_epoch_ = result.best_epoch if isinstance(result, TrainResult) else None
         self.result_ = result
         self.training_ = config
         self.dataset_ = dataset
@@ -330,7 +375,7 @@ class MultiTaskEstimator(BaseEstimator):
         self.directory_: Path | None = None
 
     def _checked_hyperparameters(self) -> dict[str, Any]:
-        check_hyperparameters(self.model, self._hyperparameter_names)  # an unknown model too
+        check_any_hyperparameters(self.model, self._hyperparameter_names)  # an unknown model too
         return self.hyperparameters
 
     def _train_config(self) -> TrainConfig:
@@ -531,7 +576,7 @@ class MultiTaskEstimator(BaseEstimator):
         row of X (rows sum to 1). Models with gates only: mmoe, omoe, and ple / cgc (their last
         level's task gates over all experts, zero on other tasks' own experts)."""
         run = self._fitted()
-        network = run.model
+        network = run.network("gates")
         gates_of = getattr(network, "gates", None)
         if gates_of is None:
             raise MmoeError(
@@ -601,24 +646,31 @@ class MultiTaskEstimator(BaseEstimator):
         history = _read_json(run.directory / "history.json", [])
         metrics = _read_json(run.directory / "metrics.json", {})
         replicas = _read_json(run.directory / "replicas.json", None)
-        best_epoch = int(config.get("best_epoch") or 0)
-        epochs = int(training.get("epochs", len(history)))
-        result = TrainResult(
-            run.model,
-            history,
-            best_epoch,
-            math.nan,
-            float(config.get("train_seconds") or 0.0),
-            float(config.get("samples_per_second") or 0.0),
-            metrics,
-            stopped_early=len(history) < epochs,
-        )
+        seconds = float(config.get("train_seconds") or 0.0)
+        samples_per_second = float(config.get("samples_per_second") or 0.0)
+        result: TrainResult | BaselineResult
+        trained: TrainConfig | dict[str, Any]
+        if isinstance(run.model, Baseline):  # a baseline's run: no epochs, its options are seed and threads
+            best_epoch, trained = None, dict(training)
+            result = BaselineResult(run.model, history, seconds, samples_per_second, metrics)
+        else:
+            best_epoch = int(config.get("best_epoch") or 0)
+            epochs = int(training.get("epochs", len(history)))
+            result = TrainResult(
+                run.model,
+                history,
+                best_epoch,
+                math.nan,
+                seconds,
+                samples_per_second,
+                metrics,
+                stopped_early=len(history) < epochs,
+            )
+            trained = TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__})
         estimator.model_, estimator.encoder_, estimator.tasks_ = run.model, run.encoder, run.tasks
         estimator.input_spec_, estimator.history_, estimator.metrics_ = run.model.input_spec, history, metrics
         estimator.best_epoch_, estimator.result_, estimator.replicas_ = best_epoch, result, replicas
-        estimator.training_ = TrainConfig(
-            **{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__}
-        )
+        estimator.training_ = trained
         estimator.dataset_, estimator.config_, estimator.directory_ = dataset, config, run.directory
         return estimator
 

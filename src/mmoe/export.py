@@ -202,7 +202,7 @@ def serving_model(run: Run, gather_sum: bool = False) -> nn.Module:
     gather_sum: run the first layers as gather-and-sum (for ONNX; see the module docstring)
     instead of the embedding bag the model trains with."""
     encoder = _encoder_of(run)
-    model = copy.deepcopy(run.model).requires_grad_(False)
+    model = copy.deepcopy(run.network("mmoe export")).requires_grad_(False)
     if gather_sum:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
@@ -287,6 +287,7 @@ def export_model(run: Run, out: str | Path, format: str = "onnx", verify: bool =
     fails here, not on a server. Raises MmoeError for an unknown format, a run without an
     encoder, an `out` that is a directory, and missing ONNX packages."""
     _check_format(format)
+    run.network("mmoe export")  # a baseline's run (LightGBM) has no network to export
     out = Path(out)
     if out.is_dir():
         raise MmoeError(f"option out: {out} is a directory; expected a file name such as model.{_suffix(format)}")

@@ -1,8 +1,9 @@
 """Predicting and measuring with a fitted model, on rows in memory or read batch by batch.
 
-One path for all: `predict_outputs` turns encoded rows (a `Split`, or a `RowSource` yielding
-`Split`s) into raw outputs; `predictions_of` maps them to probabilities and values in label
-units; `evaluate_predictions` scores them. `MultiTaskEstimator.predict`/`score`, `mmoe
+One path for all: `mmoe.baselines.outputs_of` turns encoded rows (a `Split`, or a `RowSource`
+yielding `Split`s) into raw outputs (a network's `predict_outputs`, or a baseline's: LightGBM);
+`predictions_of` maps them to probabilities and values in label units; `evaluate_predictions`
+scores them. `MultiTaskEstimator.predict`/`score`, `mmoe
 evaluate`/`predict`, their streamed variants and `mmoe export`'s check of the exported file all
 go through it. The fitted model comes as a `mmoe.runs.Run` (a saved run, or an estimator's
 fitted state handed over as one).
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mmoe.baselines import Predictor, evaluate_rows, outputs_of
 from mmoe.data.dataset import RowSource, Split, Task
 from mmoe.data.streaming import (
     PARQUET_SUFFIXES,
@@ -30,23 +32,21 @@ from mmoe.data.streaming import (
 from mmoe.data.tabular import read_table
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write
-from mmoe.models.base import MultiTaskModel
 from mmoe.runs import Run
 from mmoe.spec import prediction_names
 from mmoe.train.metrics import Metrics, to_predictions
-from mmoe.train.trainer import evaluate_source, predict_outputs
 
 BATCH_ROWS = 65_536
 
 
 # -- the one predict path ---------------------------------------------------------------------------
 def predictions_of(
-    model: MultiTaskModel, tasks: list[Task], rows: Split | RowSource, batch_size: int = BATCH_ROWS
+    model: Predictor, tasks: list[Task], rows: Split | RowSource, batch_size: int = BATCH_ROWS
 ) -> np.ndarray:
     """[N, K + J] float32: per task, the positive class's probability (binary) or the value in the
     label's own units (regression), then per conditional task its joint probability (columns
     named by `mmoe.spec.prediction_names`), for encoded rows in memory or read batch by batch."""
-    return to_predictions(tasks, predict_outputs(model, rows, batch_size)).numpy()
+    return to_predictions(tasks, outputs_of(model, rows, batch_size)).numpy()
 
 
 def features_split(run: Run, frame: pd.DataFrame, source: str = "data") -> Split:
@@ -67,7 +67,7 @@ def predict_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_siz
 def evaluate_frame(run: Run, frame: pd.DataFrame, source: str = "data", batch_size: int = BATCH_ROWS) -> Metrics:
     """{task: metrics} on a labelled table (each task on the rows that have its label)."""
     split = run.require_encoder(source).transform(frame, source)
-    return evaluate_source(run.model, run.tasks, split, batch_size)
+    return evaluate_rows(run.model, run.tasks, split, batch_size)
 
 
 # -- tables read batch by batch ---------------------------------------------------------------------
@@ -97,14 +97,14 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int = BATCH_ROWS) ->
     rows = run_split_rows(
         spec, run.require_encoder(spec["path"]), split, f" that the run {run.directory} was trained on"
     )
-    return evaluate_source(run.model, run.tasks, rows.sample(None), batch_size)
+    return evaluate_rows(run.model, run.tasks, rows.sample(None), batch_size)
 
 
 def evaluate_table(run: Run, path: str | Path, batch_size: int = BATCH_ROWS) -> Metrics:
     """Metrics of a saved run on a labelled Parquet table read in batches (every row counts, as
     in `evaluate_frame`)."""
     table, batch_encoder = _table_rows(run, path, labels=True)
-    return evaluate_source(run.model, run.tasks, _TableBatches(table, batch_encoder, batch_size), batch_size)
+    return evaluate_rows(run.model, run.tasks, _TableBatches(table, batch_encoder, batch_size), batch_size)
 
 
 def evaluate(run: Run, split: str = "test", data: str | Path | None = None, streaming: bool = False) -> Metrics:

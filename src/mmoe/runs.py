@@ -10,7 +10,9 @@ A run directory holds:
   history.json   one entry per epoch
   checkpoint.pt  the last epoch's full training state
   replicas.json  with several replicas (seeds) trained at once: each replica's metrics and their spread
-Every file is written atomically.
+A baseline's run (`mmoe.baselines`, e.g. --model lightgbm) holds its own files instead of model.pt
+and checkpoint.pt (booster-K.txt, one LightGBM booster per task), and history.json holds one entry
+per task. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mmoe.baselines import Baseline, BaselineResult, Predictor, evaluate_rows, is_baseline, load_baseline, neural_only
 from mmoe.data import DATASET_KINDS, load_dataset
 from mmoe.data.dataset import InputSpec, MultiTaskData, Task
 from mmoe.data.encoders import TableEncoder
@@ -31,7 +34,7 @@ from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models import MultiTaskModel, build_model
 from mmoe.train.fit import fit, fit_replicas, summarize_replicas
 from mmoe.train.metrics import Metrics, evaluate_predictions
-from mmoe.train.trainer import TrainConfig, TrainResult, evaluate
+from mmoe.train.trainer import TrainConfig, TrainResult
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -52,18 +55,37 @@ CONFIG_KEYS = ("dataset", "model", "hyperparameters", "training", "tasks", "inpu
 
 def run_config(
     dataset: dict[str, Any] | None,
-    model: MultiTaskModel,
+    model: Predictor,
     tasks: list[Task],
     input_spec: InputSpec,
-    training: TrainConfig,
-    result: TrainResult,
+    training: TrainConfig | dict[str, Any],
+    result: TrainResult | BaselineResult,
     data_info: dict[str, Any],
 ) -> dict[str, Any]:
     """The content of a run's config.json: how to get the data again (`dataset`, the description
     `mmoe.data.load_dataset` takes; None when the rows were given in memory), the model, the
-    training options, the fitted tasks and inputs, and the versions that wrote it."""
+    training options, the fitted tasks and inputs, and the versions that wrote it. A baseline's
+    `training` is the dict of the options it takes (seed, threads), and its config has each
+    task's best round (`best_rounds`) where a network's has its best epoch."""
     from mmoe import __version__
 
+    if isinstance(result, BaselineResult):  # -- a baseline (mmoe.baselines): no epochs, no torch weights
+        assert isinstance(model, Baseline) and isinstance(training, dict)
+        return {
+            "dataset": dataset,
+            "model": model.name,
+            "hyperparameters": model.hyperparameters,
+            "training": training,
+            "tasks": [task.to_dict() for task in tasks],
+            "input_spec": input_spec.to_dict(),
+            "parameters": model.num_parameters(),
+            "best_rounds": result.best_rounds,
+            "train_seconds": result.train_seconds,
+            "samples_per_second": result.samples_per_second,
+            "versions": {"mmoe": __version__, **model.versions(), "python": platform.python_version()},
+            "data_info": data_info,
+        }
+    assert isinstance(model, MultiTaskModel) and isinstance(training, TrainConfig)
     return {
         "dataset": dataset,
         "model": model.name,
@@ -83,23 +105,27 @@ def run_config(
 def write_run(
     directory: str | Path,
     config: dict[str, Any],
-    model: MultiTaskModel,
+    model: Predictor,
     encoder: TableEncoder | None,
-    result: TrainResult,
+    result: TrainResult | BaselineResult,
     replicas: dict[str, Any] | None = None,
 ) -> Path:
     """Writes a run's files (see the module docstring) into `directory`: `config` (`run_config`)
-    as config.json, the model, the encoder, the history and metrics of `result`, and
-    replicas.json when `replicas` is given."""
+    as config.json, the model (a baseline: its own files), the encoder, the history and metrics
+    of `result`, and replicas.json when `replicas` is given."""
     directory = Path(directory)
-    weights = {
-        "model": model.name,
-        "hyperparameters": model.hyperparameters,
-        "num_tasks": model.num_tasks,
-        "input_spec": model.input_spec.to_dict(),
-        "state_dict": model.state_dict(),
-    }
-    atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
+    if isinstance(model, Baseline):
+        directory.mkdir(parents=True, exist_ok=True)
+        model.save(directory)
+    else:
+        weights = {
+            "model": model.name,
+            "hyperparameters": model.hyperparameters,
+            "num_tasks": model.num_tasks,
+            "input_spec": model.input_spec.to_dict(),
+            "state_dict": model.state_dict(),
+        }
+        atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
     if encoder is not None:
         encoder.save(directory / "encoder.json")
     atomic_write_json(directory / "history.json", result.history)
@@ -177,16 +203,24 @@ class Run:
     config.json holds), the network and the fitted encoder. `Run.load` reads a run directory;
     `MultiTaskEstimator` hands its fitted state over as one (directory: where it was saved or
     loaded from, else a name for messages), so that predicting, evaluating and exporting are one
-    code path for both (`mmoe.predict`, `mmoe.export`)."""
+    code path for both (`mmoe.predict`, `mmoe.export`). `model` is a network or a baseline
+    (`mmoe.baselines`); `network` is the network, for what only a network does."""
 
     directory: Path
     config: dict[str, Any]
-    model: MultiTaskModel
+    model: Predictor
     encoder: TableEncoder | None
 
     @property
     def tasks(self) -> list[Task]:
         return [Task.from_dict(task) for task in self.config["tasks"]]
+
+    def network(self, purpose: str) -> MultiTaskModel:
+        """The run's network; a one-line MmoeError for a baseline's run, saying that `purpose`
+        ("mmoe export", "gates", ...) is a neural-model option."""
+        if isinstance(self.model, Baseline):
+            raise neural_only(self.model.name, purpose)
+        return self.model
 
     @classmethod
     def load(cls, directory: str | Path) -> Run:
@@ -210,6 +244,15 @@ class Run:
             )
         encoder_path = directory / "encoder.json"
         encoder = TableEncoder.load(encoder_path) if encoder_path.is_file() else None
+        if is_baseline(str(config["model"])):
+            baseline = load_baseline(
+                config["model"],
+                directory,
+                InputSpec.from_dict(config["input_spec"]),
+                len(config["tasks"]),
+                config["hyperparameters"],
+            )
+            return cls(directory, config, baseline, encoder)
         model = load_model(directory / "model.pt")
         _check_model_matches_config(directory, model, config)
         return cls(directory, config, model, encoder)
@@ -230,7 +273,7 @@ class Run:
         data = self.dataset()
         if split not in data.splits():
             raise MmoeError(f"unknown split {split!r}; expected train, validation or test")
-        return evaluate(self.model, self.tasks, data.splits()[split])
+        return evaluate_rows(self.model, self.tasks, data.splits()[split])
 
     def require_encoder(self, source: str | Path) -> TableEncoder:
         """The fitted encoder; MmoeError when the run has none to encode `source` with."""

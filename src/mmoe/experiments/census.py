@@ -4,16 +4,22 @@ Per (group, model): tune (see `tuning`), then train the tuned configuration `cen
 times from random initialisation (in chunks of `census_chunk` runs, each chunk cached). The
 (group, model) pairs are independent and run in `ctx.workers` processes at once.
 Reported as the paper does: mean test AUC per task (here with its 95% t-interval), and the run
-with the best main-task test AUC with its auxiliary AUC."""
+with the best main-task test AUC with its auxiliary AUC.
+
+Beside the paper's models, the baselines of `mmoe.baselines` (LightGBM, one booster per task, its
+default options, not tuned) on the same data: `census_repeats` fits with the repeats' seeds, in a
+group's "baselines" (left out, with a note, when lightgbm is not installed)."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmoe.baselines import BASELINES, fit_baseline, hyperparameters_of, is_baseline
 from mmoe.experiments import stats, tuning
 from mmoe.experiments.census_data import load_group, subsample
 from mmoe.experiments.context import StudyContext, map_units
@@ -27,14 +33,20 @@ TITLE = "UCI census-income: Tables 1 and 2"
 def run(ctx: StudyContext) -> dict[str, Any]:
     scale = ctx.scale
     results: dict[str, Any] = {"batch_size": TrainConfig().batch_size, "groups": {}}
-    pairs = [(group, model) for group in scale.census_groups for model in scale.census_models]
+    baselines = [name for name in BASELINES if importlib.util.find_spec(BASELINES[name].package) is not None]
+    for name in BASELINES:
+        if name not in baselines:
+            ctx.notes.append(
+                f"census: the {name} baseline row is left out: the package {BASELINES[name].package} is not "
+                f"installed (pip install 'mmoe[{BASELINES[name].package}]')"
+            )
+    pairs = [(group, model) for group in scale.census_groups for model in (*scale.census_models, *baselines)]
     # Every (group, model) is tuned and repeated on its own, so the pairs run side by side.
-    studied = map_units(
-        ctx, study_model, pairs, desc=NAME, weights=[scale.census_trials + scale.census_repeats] * len(pairs)
-    )
+    weights = [scale.census_repeats + (0 if is_baseline(model) else scale.census_trials) for _, model in pairs]
+    studied = map_units(ctx, study_model, pairs, desc=NAME, weights=weights)
     for (group, model), (rows, tasks, model_result) in zip(pairs, studied):
         group_result = results["groups"].setdefault(str(group), {"tasks": tasks, "rows": rows, "models": {}})
-        group_result["models"][model] = model_result
+        group_result.setdefault("baselines" if is_baseline(model) else "models", {})[model] = model_result
     return results
 
 
@@ -52,6 +64,10 @@ def study_model(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int
         "test": len(data.test),
         "tuning_train": len(tune_data.train),
     }
+    if is_baseline(model):  # not tuned: its defaults, on the repeats' data
+        runs = baseline_repeats(ctx, data, group, model)
+        options = hyperparameters_of(model)
+        return rows, data.task_names, {"options": options, "runs": runs, "summary": summarize(runs, data.task_names)}
     tuned = tuning.tune(ctx, tune_data, group, model)
     runs = repeats(ctx, data, group, model, tuned)
     return (
@@ -109,6 +125,43 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
             ]
 
         runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
+    return runs
+
+
+def baseline_repeats(ctx: StudyContext, data: Any, group: int, model: str) -> list[dict[str, Any]]:
+    """census_repeats fits of a baseline with its default options, seeds seed·100000 + r (the
+    neural repeats' seeds), in cached chunks. LightGBM samples no rows or columns at its defaults,
+    so its repeats agree unless its seed reaches something (binning samples of large data)."""
+    scale = ctx.scale
+    base = ctx.seed * 100_000
+    runs: list[dict[str, Any]] = []
+    for start in range(0, scale.census_repeats, scale.census_chunk):
+        seeds = list(range(base + start, base + min(start + scale.census_chunk, scale.census_repeats)))
+        spec = {
+            "group": group,
+            "model": model,
+            "hyperparameters": hyperparameters_of(model),
+            "seeds": seeds,
+            "train_rows": scale.census_train_rows,
+            "eval_rows": scale.census_eval_rows,
+            "data_seed": ctx.seed,
+        }
+
+        def compute() -> list[dict[str, Any]]:
+            results = [(seed, fit_baseline(data, model, seed=seed, threads=ctx.threads)) for seed in seeds]  # noqa: B023
+            return [
+                {
+                    "seed": seed,
+                    "best_rounds": r.best_rounds,
+                    "validation": {
+                        t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()
+                    },
+                    "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()},
+                }
+                for seed, r in results
+            ]
+
+        runs.extend(ctx.cache.get_or_compute("census-baseline-runs", spec, compute))
     return runs
 
 

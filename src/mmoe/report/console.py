@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mmoe.baselines import BaselineResult
 from mmoe.data.dataset import Task
 from mmoe.train.callbacks import Callback
 from mmoe.train.progress import HistoryEntry
@@ -121,6 +122,9 @@ def _format(value: Any) -> str:
 
 
 def print_summary(result: Any, tasks: list[Task], out: Path) -> None:
+    if isinstance(result, BaselineResult):
+        print_baseline_summary(result, out)
+        return
     epochs = len(result.history)
     reason = f"stopped early after {epochs} epochs" if result.stopped_early else f"ran {epochs} epochs"
     print(
@@ -129,3 +133,14 @@ def print_summary(result: Any, tasks: list[Task], out: Path) -> None:
     )
     print(metrics_table({split: result.metrics[split] for split in ("validation", "test")}))
     print(f"saved to {out}/ (model.pt, encoder.json, config.json, metrics.json, history.json)")
+
+
+def print_baseline_summary(result: BaselineResult, out: Path) -> None:
+    """A baseline's end of `mmoe train`: each task's best round, then the metrics as for a network."""
+    rounds = ", ".join(f"{entry['task']} {entry['best_round']} of {entry['rounds']}" for entry in result.history)
+    print(
+        f"{result.model.name}: one model per task, {result.model.num_parameters():,} leaves; best rounds {rounds}; "
+        f"{result.train_seconds:.1f}s training ({result.samples_per_second:,.0f} rows/s)"
+    )
+    print(metrics_table({split: result.metrics[split] for split in ("validation", "test")}))
+    print(f"saved to {out}/ ({', '.join(result.model.files())}, encoder.json, config.json, metrics.json, history.json)")

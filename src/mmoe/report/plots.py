@@ -121,6 +121,9 @@ def census_figure(result: dict[str, Any], path: Path) -> Path:
             reference = paper.TABLES.get(int(group), {}).get(model)
             if reference:
                 axis.plot([reference[1]], [i], "rx")
+        for baseline, b in group_result.get("baselines", {}).items():  # LightGBM: a line to beat
+            axis.axvline(b["summary"][main]["mean"], ls="--", color="tab:orange", label=f"{baseline} (baseline)")
+            axis.legend(fontsize=8, loc="lower right")
         axis.set_yticks(range(len(names)), names)
         axis.set(xlabel=f"mean test AUC, {main} (x: paper)", title=f"Group {group} (95% CI)")
     figure.suptitle("Tables 1 and 2 (Tensor-Factorization left out of the plot: far lower)")

@@ -126,7 +126,9 @@ def _choices(studies: dict[str, Any]) -> list[str]:
             f"- **Census**: batch {c['batch_size']}; tuning with Optuna's `GPSampler` on the main task's "
             "validation AUC; training steps = the epoch with the best validation AUC during tuning; towers "
             "of 8 units (not tuned). Repeats start from random initialisation on the full data unless "
-            "the scale says otherwise (below)."
+            "the scale says otherwise (below). Baseline rows (LightGBM, one booster per task on the same "
+            "split and encoding, early-stopped on the validation split) use their default options, one fit per "
+            "repeat with the repeat's seed; without row or column sampling their repeats agree (std 0)."
         )
     lines.append("")
     return lines
@@ -235,6 +237,14 @@ def _census(result: dict[str, Any]) -> list[str]:
                 f"{s['best'][aux]:.4f} ({_f(aux_best)}) | "
                 f"{s[aux]['mean']:.4f} ({_f(aux_mean)}) | {_d(s[aux]['mean'], aux_mean)} | "
                 f"{hp}, lr={tuned['learning_rate']:.2g}, epochs={tuned['epochs']} |"
+            )
+        for name, b in g.get("baselines", {}).items():  # LightGBM per task: no paper figure, not tuned
+            s = b["summary"]
+            options = ", ".join(f"{k}={v}" for k, v in b["options"].items())
+            lines.append(
+                f"| {name} (baseline) | {s['best'][main]:.4f} (—) | | {s[main]['mean']:.4f} (—) | | "
+                f"{_f(s[main]['mean'] - s[main]['ci_low'])} | {_f(s[main]['std'])} | {s['best'][aux]:.4f} (—) | "
+                f"{s[aux]['mean']:.4f} (—) | | not tuned: {options} |"
             )
         mmoe = g["models"].get("mmoe")
         if mmoe:
