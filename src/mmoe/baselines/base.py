@@ -26,6 +26,7 @@ import torch
 from mmoe.data.dataset import MultiTaskData, RowSource, Split
 from mmoe.errors import MmoeError
 from mmoe.spec import InputSpec, Task
+from mmoe.train.loss import conditional_labels
 from mmoe.train.metrics import SplitMetrics
 
 # Every baseline, by name, in the order the classes were defined (see Baseline.__init_subclass__).
@@ -145,12 +146,15 @@ def categorical_features(spec: InputSpec) -> list[int]:
     return list(range(spec.num_numeric, spec.num_numeric + spec.num_categorical))
 
 
-def task_rows(split: Split, k: int, task: Task) -> tuple[np.ndarray, np.ndarray]:
+def task_rows(split: Split, k: int, tasks: list[Task]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, labels) of task k: the positions of the rows that have its label (a missing label
-    leaves the row out of this task only), and the labels a baseline trains on: 0/1 for a binary
-    task, the standardised label (y - label_mean) / label_std for a regression task, so that its
-    outputs are the neural models' (a tree's splits do not change with the label's scale)."""
-    labels = split.labels[:, k].numpy().astype(np.float64)
+    leaves the row out of this task only; a conditional task's label counts only where its
+    condition holds, as for the networks: `mmoe.train.loss.conditional_labels`), and the labels a
+    baseline trains on: 0/1 for a binary task, the standardised label (y - label_mean) / label_std
+    for a regression task, so that its outputs are the neural models' (a tree's splits do not
+    change with the label's scale)."""
+    task = tasks[k]
+    labels = conditional_labels(tasks, split.labels)[:, k].numpy().astype(np.float64)
     present = np.flatnonzero(~np.isnan(labels))
     labels = labels[present]
     if task.kind == "regression":

@@ -127,8 +127,8 @@ class LightGBM(Baseline):
         history, boosters = [], []
         for k, task in enumerate(data.tasks):
             started = time.perf_counter()
-            train_rows, train_labels = task_rows(data.train, k, task)
-            validation_rows, validation_labels = task_rows(data.validation, k, task)
+            train_rows, train_labels = task_rows(data.train, k, data.tasks)
+            validation_rows, validation_labels = task_rows(data.validation, k, data.tasks)
             for split, rows in (("training", train_rows), ("validation", validation_rows)):
                 if rows.size == 0:
                     raise MmoeError(

@@ -248,7 +248,7 @@ def _fractions(
             shares[name] = 0.0
             continue
         check_fraction(source, name, fraction)
-        shares[name] = float(fraction)
+        shares[name] = float(fraction or 0.0)  # check_fraction refused None and 0
     if shares["validation"] + shares["test"] >= 1.0:
         raise MmoeError(
             f"{source}: validation and test fractions {shares['validation']} + {shares['test']} leave no "
