@@ -227,7 +227,7 @@ def test_the_entropy_weight_changes_training_and_the_loss_reports_it(one_torch_t
     rows = data.train
     _, auxiliary = fresh.forward_with_aux(rows.numeric, rows.categorical, data.tasks)
     extra = weighted.history[0]["train_loss"] - plain.history[0]["train_loss"]
-    assert extra == pytest.approx(float(auxiliary) / len(rows), rel=1e-4)
+    assert extra == pytest.approx(float(auxiliary.detach()) / len(rows), rel=1e-4)
     assert not torch.equal(plain.model.input_layer.bias, weighted.model.input_layer.bias)
 
 

@@ -90,10 +90,13 @@ class DSelectGate(nn.Module):
         self.num_experts, self.k, self.gamma = num_experts, k, gamma
         self.bits = max(1, math.ceil(math.log2(num_experts)))
         self.codes = 2**self.bits
+        self._code_bits(torch.device("cpu"))
 
     def _code_bits(self, device: torch.device) -> torch.Tensor:
-        """[C, m] bool: bit j of code c (a plain tensor cached per device, not a buffer: population
-        training's vmapped template lives on the meta device, as `CategoryEmbeddings._indices` says)."""
+        """[C, m] bool: bit j of code c. A plain tensor, not a buffer (population training's vmapped
+        template lives on the meta device, as `CategoryEmbeddings._indices` says), made on the CPU
+        when the gate is built (so that every trace of the model reads the same constant) and
+        moved to another device the first time one is asked for."""
         cached = getattr(self, "_bits_cache", None)
         if cached is None or cached.device != device:
             table = [[(code >> bit) & 1 == 1 for bit in range(self.bits)] for code in range(self.codes)]
