@@ -1,7 +1,8 @@
 """Training one model: a loop you can read top to bottom.
 
 Adam on the per-task losses combined by the configured loss weighting (`mmoe.train.weighting`;
-+ the model's own penalty and batch-dependent loss term), shuffled mini-batches drawn from tensors already in memory (no
++ the model's own penalty and batch-dependent term, see `MultiTaskModel.forward_with_aux`),
+shuffled mini-batches drawn from tensors already in memory (no
 DataLoader: at these sizes its per-batch collation costs more than the model), early stopping on
 the main task's validation metric with the best weights restored (`mmoe.train.progress`, shared
 with population training), and a checkpoint written atomically after every epoch.
