@@ -18,7 +18,9 @@ Calibrator: a later task of the sequence is a deeper conversion (no purchase wit
 so P(task t) ≤ P(task t−1). For every two consecutive binary tasks the loss gains
     calibrator_weight · Σ_t max(σ(y_t) − σ(y_{t−1}), 0)      per row, a mean over the rows
 (through `forward_with_aux`; the paper's weight α = 0.6). A pair with a regression task has no
-such order and is left out.
+such order and is left out. The calibrator assumes that the binary tasks are steps of one
+funnel in the order given; for binary tasks without that order (census's income and marital
+status) set calibrator_weight to 0.
 
 Input: the paper's towers share the embedding layer. Here every tower has its own first layer,
 as Single-Task's networks do: an embedded categorical column's table is looked up once and
