@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from mmoe.errors import MmoeError
 from mmoe.models.options import Help, Units
-from mmoe.spec import InputSpec
+from mmoe.spec import InputSpec, Task
 
 if TYPE_CHECKING:
     import optuna
@@ -27,7 +28,21 @@ class MultiTaskModel(nn.Module):
 
     forward(numeric [B, num_numeric], categorical [B, num_categorical]) -> outputs [B, K]: a logit
     for a binary task, the standardised prediction for a regression task.
-    `penalty()` is the model's own loss term (the L2 constraint); 0 for the others.
+    `penalty()` is the model's own loss term on its parameters alone (the L2 constraint); 0 for
+    the others.
+    `forward_with_aux(numeric, categorical, tasks) -> (outputs [B, K], auxiliary or None)` is
+    what the training loops call instead of forward: the outputs, and the model's own loss term
+    that depends on the batch (AITM's calibrator, DSelect-k's entropy regulariser), as the *sum*
+    over the batch's rows of a per-row term, a scalar tensor. The loops divide it by the batch's
+    rows (the global batch's, under torch.distributed), so that it enters the loss as a per-row
+    mean, as the task losses do: each rank's sum over its share, divided by the global batch's
+    rows, adds up over the ranks (DDP sums their gradients) to the one-process term, however
+    unevenly the rows fall, and an empty share adds exactly 0. `tasks` (in the outputs' order)
+    say which outputs are logits. The default is forward's outputs and None (no term); a model
+    that overrides it returns a tensor on every call (a zero where nothing applies: population
+    training's vmap takes tensors only), never stores it on the module (under vmap it is one
+    replica's slice), and computes it from the same forward pass, so it costs no second one.
+    Prediction, evaluation and export call forward only.
     `hyperparameters` holds exactly what the constructor took besides input_spec and num_tasks,
     so that `type(model)(input_spec, num_tasks, **model.hyperparameters)` rebuilds it.
 
@@ -67,8 +82,36 @@ class MultiTaskModel(nn.Module):
     def penalty(self) -> torch.Tensor:
         return torch.zeros((), device=next(self.parameters()).device)
 
+    def forward_with_aux(
+        self, numeric: torch.Tensor, categorical: torch.Tensor, tasks: Sequence[Task]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(outputs [B, K], the batch-dependent loss term summed over the rows, or None): see the class docstring."""
+        return self(numeric, categorical), None
+
+    @property
+    def has_auxiliary_loss(self) -> bool:
+        """Whether the model has a batch-dependent loss term (overrides `forward_with_aux`)."""
+        return type(self).forward_with_aux is not MultiTaskModel.forward_with_aux
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class TrainingForward(nn.Module):
+    """`model.forward_with_aux(numeric, categorical, tasks)` as a module's forward, which is what
+    the training loops call: DistributedDataParallel's hooks run on forward, and
+    `torch.func.functional_call` calls forward. Its parameters are the model's, named "model.*".
+
+    forward(numeric [B, num_numeric], categorical [B, num_categorical]) -> (outputs [B, K], auxiliary or None)
+    """
+
+    def __init__(self, model: MultiTaskModel, tasks: Sequence[Task]) -> None:
+        super().__init__()
+        self.model = model
+        self.tasks = tuple(tasks)
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.model.forward_with_aux(numeric, categorical, self.tasks)
 
 
 def suggest_hidden_units(trial: optuna.Trial, max_units: int) -> int:
@@ -97,3 +140,10 @@ def check_positive(model: str, option: str, value: Any, kind: type = int) -> Any
             f"model {model}: {option} must be a positive {'integer' if kind is int else 'number'}, got {value!r}"
         )
     return kind(value)
+
+
+def check_non_negative(model: str, option: str, value: Any) -> float:
+    """A finite number, zero or more (a loss term's weight, where 0 turns the term off), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise MmoeError(f"model {model}: {option} must be a finite number, zero or more, got {value!r}")
+    return float(value)

@@ -18,7 +18,10 @@ with `--batch-size B` and the same seed and data, up to floating-point round-off
     counts locally, with no communication), and DDP sums the ranks' gradients instead of averaging
     them (`_sum_gradients`): the sum is the gradient of the global batch's loss, however unevenly
     the rows or the missing labels fall. The model's own penalty (L2-Constrained) is added on rank
-    0 only, so it too counts once.
+    0 only, so it too counts once. A model's batch-dependent term (AITM's calibrator, DSelect-k's
+    entropy: `MultiTaskModel.forward_with_aux`) is a sum over the rank's share, which the trainer
+    divides by the global batch's rows as the task losses are: the ranks' terms add up to one
+    process's per-row mean (an empty share adds 0).
   * The same fused Adam step runs on every rank with the same summed gradients, so the weights
     stay identical on every rank. What differs from one process is only the order of the sums.
   * Embedding tables trained by a row-sparse optimiser (`TrainConfig.sparse_optimizer`) have

@@ -34,6 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from mmoe.data.dataset import MultiTaskData, Split
 from mmoe.errors import MmoeError
 from mmoe.models import MultiTaskModel, build_model
+from mmoe.models.base import TrainingForward
 from mmoe.models.layers import SparseLinear, row_sparse_tables
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
@@ -203,6 +204,15 @@ def _train_stack(
             # Eager-mode kernels (autograd Functions): no vmap rule, or slower under vmap.
             setattr(module, "custom_backward", False)  # noqa: B010 (a flag of some modules only)
     forward = vmap(lambda p, numeric, categorical: functional_call(template, p, (numeric, categorical)))
+    # The model's batch-dependent loss term with its outputs (see MultiTaskModel.forward_with_aux):
+    # (outputs [N, b, K], per-replica sums over the rows [N]).
+    has_auxiliary = template.has_auxiliary_loss
+    with_auxiliary = TrainingForward(template, reference.tasks)
+    training_forward = vmap(
+        lambda p, numeric, categorical: functional_call(
+            with_auxiliary, {f"model.{k}": v for k, v in p.items()}, (numeric, categorical)
+        )
+    )
     has_penalty = type(template).penalty is not MultiTaskModel.penalty
     penalty = vmap(lambda p: functional_call(_Penalty(template), {f"model.{k}": v for k, v in p.items()}, ()))
 
@@ -270,8 +280,15 @@ def _train_stack(
         batches = 0
         for start in range(0, rows, config.batch_size):
             numeric, categorical, labels = batch(train, orders[:, start : start + config.batch_size])
-            task_losses, labelled = loss_fn(forward(params, numeric, categorical), labels)
+            if has_auxiliary:
+                outputs, auxiliary = training_forward(params, numeric, categorical)
+            else:
+                outputs, auxiliary = forward(params, numeric, categorical), None
+            task_losses, labelled = loss_fn(outputs, labels)
             penalties = penalty(params) if has_penalty else None
+            if auxiliary is not None:  # as in the single loop: a per-row mean over each replica's batch
+                auxiliary = auxiliary / labels.shape[-2]
+                penalties = auxiliary if penalties is None else penalties + auxiliary
             optimizer.zero_grad(set_to_none=True)
             if table_optimizer is not None:
                 table_optimizer.zero_grad(set_to_none=True)

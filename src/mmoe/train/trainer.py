@@ -1,7 +1,8 @@
 """Training one model: a loop you can read top to bottom.
 
 Adam on the per-task losses combined by the configured loss weighting (`mmoe.train.weighting`;
-+ the model's own penalty), shuffled mini-batches drawn from tensors already in memory (no
++ the model's own penalty and batch-dependent term, see `MultiTaskModel.forward_with_aux`),
+shuffled mini-batches drawn from tensors already in memory (no
 DataLoader: at these sizes its per-batch collation costs more than the model), early stopping on
 the main task's validation metric with the best weights restored (`mmoe.train.progress`, shared
 with population training), and a checkpoint written atomically after every epoch.
@@ -33,7 +34,7 @@ import torch
 from mmoe.data.dataset import MultiTaskData, RowSource, Split, Task
 from mmoe.errors import MmoeError, TrainingDiverged
 from mmoe.io import atomic_write, to_jsonable
-from mmoe.models.base import MultiTaskModel
+from mmoe.models.base import MultiTaskModel, TrainingForward
 from mmoe.models.layers import row_sparse_tables, use_sparse_gradients
 from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
@@ -247,7 +248,9 @@ def train(
     sparse_tables = row_sparse_tables(model) if SPARSE_OPTIMIZERS[config.sparse_optimizer] is not None else []
     tables = [table for _, table, _, _ in sparse_tables]
     use_sparse_gradients(model, bool(tables))
-    network = parallel.wrap(model, ignored=[name for name, _, _, _ in sparse_tables])
+    # The loop calls the model's forward_with_aux (outputs and its batch-dependent loss term, see
+    # MultiTaskModel) through a module, so that DDP's hooks run; its parameters are named "model.*".
+    network = parallel.wrap(TrainingForward(model, tasks), ignored=[f"model.{name}" for name, *_ in sparse_tables])
     device = next(model.parameters()).device
     loss_fn = MultiTaskLoss(tasks, resolve_entire_space(config.entire_space, model, tasks)).to(device)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
@@ -296,13 +299,17 @@ def train(
             started = time.perf_counter()
             loss_sum, task_loss_sum, batches = 0.0, torch.zeros(len(tasks), device=device), 0
             for batch in train_split.shuffled_batches(config.batch_size, shuffle):
+                rows_in_batch = len(batch)  # the global batch's rows
                 # One process: the batch itself, and None. The loss's labels (conditional tasks' turned)
                 # are counted over the global batch.
                 batch, label_counts = parallel.share(loss_fn.with_loss_labels(batch))
-                outputs = network(batch.numeric, batch.categorical)
+                outputs, auxiliary = network(batch.numeric, batch.categorical)
                 task_losses, labelled = loss_fn(outputs, batch.labels, label_counts)
                 # The ranks' gradients are summed: the penalty counts on one rank only.
                 penalty = model.penalty() if has_penalty and parallel.is_first else None
+                if auxiliary is not None:  # a sum over this rank's rows: its share of the global batch's mean
+                    auxiliary = auxiliary / rows_in_batch
+                    penalty = auxiliary if penalty is None else penalty + auxiliary
                 optimizer.zero_grad(set_to_none=True)
                 if table_optimizer is not None:
                     table_optimizer.zero_grad(set_to_none=True)
