@@ -112,7 +112,7 @@ def test_task_weights_select_fixed_and_the_name_says_the_same() -> None:
     ("options", "fragment"),
     [
         ({"weighting": "fixed"}, "weighting 'fixed' needs task_weights"),
-        ({"weighting": "gradnorm"}, "weighting 'gradnorm' is unknown; expected one of: ew, fixed"),
+        ({"weighting": "nonsense"}, "weighting 'nonsense' is unknown; expected one of: ew, fixed, uw"),
         ({"weighting": "fixed", "task_weights": (1.0, -1.0)}, "task_weights must be non-negative"),
     ],
 )
