@@ -96,6 +96,9 @@ class MultiTaskEstimator(BaseEstimator):
         "|"). A Parquet list column is multi-valued without being named (docs/tables.md).
     epochs, batch_size, learning_rate, weight_decay, patience, task_weights, seed, threads: the
         training options (`mmoe.train.trainer.TrainConfig`; task_weights one per task).
+    weighting, weighting_options: how the task losses make one update, a name of
+        `mmoe.train.weighting.WEIGHTINGS` ("ew", "uw", "pcgrad", ...; task_weights alone mean
+        "fixed"), and that method's options ({"alpha": 1.5}).
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
         main-task validation metric; `replicas_` holds every replica's metrics.
     validation_fraction, test_fraction, split_seed: the seeded split of a table into training,
@@ -141,6 +144,8 @@ class MultiTaskEstimator(BaseEstimator):
         seed: int = _DEFAULTS.seed,
         threads: int | None = None,
         sparse_optimizer: str = _DEFAULTS.sparse_optimizer,
+        weighting: str = _DEFAULTS.weighting,
+        weighting_options: Mapping[str, float] | None = None,
         replicas: int = 1,
         validation_fraction: float = 0.1,
         test_fraction: float | None = 0.1,
@@ -173,6 +178,8 @@ class MultiTaskEstimator(BaseEstimator):
         self.seed = seed
         self.threads = threads
         self.sparse_optimizer = sparse_optimizer
+        self.weighting = weighting
+        self.weighting_options = weighting_options
         self.replicas = replicas
         self.validation_fraction = validation_fraction
         self.test_fraction = test_fraction
@@ -331,6 +338,8 @@ class MultiTaskEstimator(BaseEstimator):
         options = {name: getattr(self, name) for name in _training_parameters()}
         if options["task_weights"] is not None:
             options["task_weights"] = tuple(options["task_weights"])
+        if options["weighting_options"] is not None:
+            options["weighting_options"] = dict(options["weighting_options"])
         return TrainConfig(**options)
 
     def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:
