@@ -332,3 +332,23 @@ def test_two_ranks_train_what_one_process_trains(tmp_path: Path, weighting: str)
     )
     for key, tensor in expected["state"].items():
         torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=1e-4, msg=key)
+
+
+# -- the benchmark -----------------------------------------------------------------------------------------
+def test_the_benchmark_smoke_mode_times_every_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    import json
+
+    path = SRC.parent / "benchmarks" / "weighting.py"
+    spec = importlib.util.spec_from_file_location("weighting_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    out = tmp_path / "weighting.json"
+    assert benchmark.main(["--smoke", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["summary"]) == METHODS and report["smoke"]
+    assert report["summary"]["ew"]["ratio_to_ew"] == 1.0
+    assert all(row["ms_per_step_median"] > 0 for row in report["summary"].values())
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[0] == "weighting" and len(table) == 1 + len(METHODS)

@@ -315,17 +315,19 @@ class CAGrad(GradientBalancing):
         gram = gram / scale.square().view(n, 1, 1)
         mean_products = gram.mean(-1)  # [n, k]: g_kᵀḡ
         radius = (mean_products.mean(-1) + 1e-4).sqrt() * c  # c‖ḡ‖ [n]
-        logits = torch.zeros(n, k, dtype=gram.dtype, requires_grad=True)
+        # The objective's gradient in closed form (no autograd): ∂f/∂w = ḡ-products + c‖ḡ‖·Mw/‖g_w‖,
+        # through the softmax: ∂f/∂θ = w ⊙ (∂f/∂w − w·∂f/∂w).
+        logits = gram.new_zeros(n, k)
         velocity = torch.zeros_like(logits)
-        with torch.enable_grad():
-            for _ in range(21):
-                w = torch.softmax(logits, -1)
-                gw_norm = ((w.unsqueeze(1) @ gram @ w.unsqueeze(-1)).view(n) + 1e-4).sqrt()
-                objective = (w * mean_products).sum(-1) + radius * gw_norm
-                (gradient,) = torch.autograd.grad(objective.sum(), logits)
-                velocity = 0.5 * velocity + gradient
-                logits = (logits - 25 * velocity).detach().requires_grad_(True)
-        w = torch.softmax(logits.detach(), -1)
+        for _ in range(21):
+            w = torch.softmax(logits, -1)
+            product = (gram @ w.unsqueeze(-1)).squeeze(-1)
+            gw_norm = ((w * product).sum(-1) + 1e-4).sqrt()
+            by_weight = mean_products + (radius / gw_norm).unsqueeze(-1) * product
+            gradient = w * (by_weight - (w * by_weight).sum(-1, keepdim=True))
+            velocity = 0.5 * velocity + gradient
+            logits = logits - 25 * velocity
+        w = torch.softmax(logits, -1)
         gw_norm = ((w.unsqueeze(1) @ gram @ w.unsqueeze(-1)).view(n) + 1e-4).sqrt()
         weights = ((1.0 / k + w * (radius / (gw_norm + 1e-4)).unsqueeze(-1)) / (1 + c * c)).to(grads.dtype)
         return _combine(grads, weights), weights
