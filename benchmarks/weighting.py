@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         shift = repeat % len(methods)
         for method in methods[shift:] + methods[:shift]:
             print(f"  repeat {repeat + 1}/{args.repeats}: {method} ...", file=sys.stderr, flush=True)
-            runs.append({**run_method(data, method, args.epochs, args.batch_size, args.seed, args.threads), "repeat": repeat})
+            runs.append(
+                {**run_method(data, method, args.epochs, args.batch_size, args.seed, args.threads), "repeat": repeat}
+            )
     report = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(sys.argv),
