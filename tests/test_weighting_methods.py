@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from mmoe.errors import MmoeError
 from mmoe.models import MODELS, build_model
 from mmoe.runs import fit
 from mmoe.spec import InputSpec, Task
@@ -296,21 +297,32 @@ from mmoe.train import distributed
 from mmoe.train.trainer import TrainConfig
 from tests.conftest import toy_data
 
-out, weighting = sys.argv[1], sys.argv[2]
+out, weighting, model, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 parallel = distributed.setup()
 data = toy_data(rows=700, missing_second=0.3)
 options = dict(batch_size=97, patience=0, learning_rate=1e-2, weighting=weighting, threads=1, seed=3)
+if extra:
+    options["weighting_options"] = {extra[0]: float(extra[1])}
 checkpoint = out + ".checkpoint"
-fit(data, "mmoe", TrainConfig(epochs=1, **options), checkpoint_path=checkpoint, num_experts=3)
-result = fit(data, "mmoe", TrainConfig(epochs=2, **options), resume_from=checkpoint, num_experts=3)
+fit(data, model, TrainConfig(epochs=1, **options), checkpoint_path=checkpoint)
+result = fit(data, model, TrainConfig(epochs=2, **options), resume_from=checkpoint)
 if parallel.is_first:
     torch.save({"state": result.model.state_dict(), "history": result.history}, out)
 """
 
 
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="no torch.distributed with gloo")
-@pytest.mark.parametrize("weighting", ["gls", "uw", "mgda"])
-def test_two_ranks_train_what_one_process_trains(tmp_path: Path, weighting: str) -> None:
+@pytest.mark.parametrize(
+    ("weighting", "model", "option"),
+    [
+        ("gls", "mmoe", []),
+        ("uw", "mmoe", []),
+        ("mgda", "mmoe", []),
+        ("pcgrad", "l2-constrained", []),  # the penalty, on rank 0 only, reaches the shared weights
+        ("mgda", "shared-bottom", ["upper_bound", "1"]),
+    ],
+)
+def test_two_ranks_train_what_one_process_trains(tmp_path: Path, weighting: str, model: str, option: list) -> None:
     """Batches of 97 rows of 490 (uneven shares, a last batch of 5), 30% of the second task's labels
     missing, interrupted after one epoch and resumed: two ranks end where one process ends."""
     script = tmp_path / "ranks.py"
@@ -323,7 +335,8 @@ def test_two_ranks_train_what_one_process_trains(tmp_path: Path, weighting: str)
     }
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     ranks = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    for command in ([sys.executable, str(script), str(one), weighting], [*ranks, str(script), str(two), weighting]):
+    arguments = [weighting, model, *option]
+    for command in ([sys.executable, str(script), str(one), *arguments], [*ranks, str(script), str(two), *arguments]):
         done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     expected, got = torch.load(one, weights_only=False), torch.load(two, weights_only=False)
@@ -352,3 +365,37 @@ def test_the_benchmark_smoke_mode_times_every_method(tmp_path: Path, capsys: pyt
     assert all(row["ms_per_step_median"] > 0 for row in report["summary"].values())
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[0] == "weighting" and len(table) == 1 + len(METHODS)
+
+
+# -- MGDA's upper bound on the shared representation --------------------------------------------------------
+def test_mgda_upper_bound_weighs_by_the_representation_gradients() -> None:
+    tasks = [Task("clicked", "binary"), Task("watch", "regression", 10.0, 3.0)]
+    torch.manual_seed(0)
+    model = build_model("shared-bottom", InputSpec(("a", "b"), ("colour",), (4,)), 2, hidden_units=(8,))
+    labels = torch.stack([torch.randint(0, 2, (16,)).float(), 10 + 3 * torch.randn(16)], 1)
+    inputs = torch.randn(16, 2), torch.randint(0, 4, (16, 1))
+    method = make_weighting("mgda", 2, options={"upper_bound": 1})
+    method.prepare(model, dict(model.named_parameters()))
+    kept: list[torch.Tensor] = []
+    hook = model.bottom.register_forward_hook(lambda module, i, output: kept.append(output))
+    per_task, labelled = MultiTaskLoss(tasks)(model(*inputs), labels)
+    hook.remove()
+    grads = torch.stack([torch.autograd.grad(per_task[k], kept[0], retain_graph=True)[0].reshape(-1) for k in (0, 1)])
+    weights = min_norm_weights((grads @ grads.T).double().unsqueeze(0))[0].float()
+    (weights * per_task).sum().backward(retain_graph=True)
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    loss = method.backward(per_task, labelled, list(model.parameters()))
+    assert float(loss) == pytest.approx(float((weights * per_task).sum().detach()), rel=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_mgda_upper_bound_needs_a_shared_representation_and_one_run() -> None:
+    config = TrainConfig(weighting="mgda", weighting_options={"upper_bound": 1}, **OPTIONS)
+    assert all(math.isfinite(e["train_loss"]) for e in fit(toy_data(rows=300), "mmoe", config).history)
+    with pytest.raises(MmoeError, match="model cross-stitch exposes no shared representation") as error:
+        fit(toy_data(rows=300), "cross-stitch", config)
+    assert "\n" not in str(error.value)
+    with pytest.raises(MmoeError, match="upper_bound: not in population training"):
+        train_population("mmoe", toy_data(rows=300), config, seeds=[0, 1])

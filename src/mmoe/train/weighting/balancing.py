@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmoe.errors import MmoeError
+from mmoe.models.base import MultiTaskModel
 from mmoe.models.layers import row_sparse_tables
 from mmoe.train.gradients import assign_gradient, shared_parameter_names, task_gradients
 from mmoe.train.weighting.base import LossWeighting, sum_over_ranks_, world_size
@@ -44,6 +46,7 @@ class GradientBalancing(LossWeighting):
         self.others: list[torch.Tensor] = []
         self.dense_others: list[torch.Tensor] = []
         self.stacked, self.replicas = False, 1
+        self.penalised = False
 
     def prepare(
         self,
@@ -60,6 +63,10 @@ class GradientBalancing(LossWeighting):
         self.others = [p for p in parameters.values() if id(p) not in chosen]
         self.dense_others = [p for p in self.others if id(p) not in is_table]
         self.stacked, self.replicas = replicas is not None, replicas or 1
+        # The loops add a model's penalty on rank 0 only: its gradient on the shared parameters
+        # must be summed over the ranks too (every rank must send the same tensors).
+        penalty = getattr(type(model), "penalty", None)
+        self.penalised = penalty is not None and penalty is not MultiTaskModel.penalty
         return []
 
     def solve(
@@ -113,18 +120,12 @@ class GradientBalancing(LossWeighting):
             weights[members.unsqueeze(1), tasks.unsqueeze(0)] = part_weights
         return update, weights
 
-    def _sum_dense_gradients(self) -> None:
-        """The non-shared dense gradients summed over the ranks, in one all_reduce."""
-        for p in self.dense_others:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        if self.shared and any(p.grad is not None for p in self.shared):  # the penalty's, on rank 0 only
-            for p in self.shared:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            tensors = [*self.dense_others, *self.shared]
-        else:
-            tensors = self.dense_others
+    def _sum_dense_gradients(self, everything: bool = False) -> None:
+        """The non-shared dense gradients (every dense one with `everything`) summed over the
+        ranks, in one all_reduce."""
+        tensors = list(self.dense_others)
+        if everything or self.penalised:  # the shared ones hold only the penalty's gradient yet
+            tensors += self.shared
         if not tensors:
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in tensors]
@@ -255,15 +256,86 @@ class GradNorm(GradientBalancing):
         self.initial_losses = torch.as_tensor(state["initial_losses"]).clone()
 
 
+#: The module whose output is a model's representation shared by every task (MGDA's upper bound),
+#: for the models that have one; a model may name its own with a `shared_representation` attribute.
+SHARED_REPRESENTATIONS = {"shared-bottom": "bottom", "mmoe": "experts", "omoe": "experts"}
+
+
 class MGDA(GradientBalancing):
     """mgda: the min-norm point of the task gradients' convex hull (Sener & Koltun, 2018).
 
     a = argmin_{a ∈ simplex} ‖Σ_k a_k g_k‖ (`min_norm_weights`), update Σ_k a_k g_k:
     a common descent direction of every task, or 0 at a Pareto-stationary point. The weights sum
     to 1 (equal weights sum to K). `normalize` 1 divides each g_k by loss_k first (the paper's
-    "loss" normalisation; 0: raw gradients)."""
+    "loss" normalisation; 0: raw gradients).
 
-    options = {"normalize": (0.0, "1: each task's gradient divided by its loss before the min-norm (0: raw)")}
+    `upper_bound` 1 (MGDA-UB): a from the gradients with respect to the shared representation Z
+    (the output of the module `SHARED_REPRESENTATIONS` names: Shared-Bottom's bottom, the expert
+    bank's experts and gate logits of MMoE and OMoE) instead of the shared parameters, and then
+    one backward pass of Σ_k a_k loss_k: no per-task gradient over the parameters at all. Z's
+    gradient is per row, so the ranks' Gram matrices add up to the global batch's. One run at a
+    time: not in population training."""
+
+    options = {
+        "normalize": (0.0, "1: each task's gradient divided by its loss before the min-norm (0: raw)"),
+        "upper_bound": (0.0, "1: gradients on the shared representation (MGDA-UB; shared-bottom, mmoe, omoe)"),
+    }
+
+    def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None, **options: float) -> None:
+        super().__init__(num_tasks, task_weights, **options)
+        self.representation: Any = None
+
+    def prepare(
+        self,
+        model: nn.Module,
+        parameters: Mapping[str, torch.Tensor],
+        tables: Sequence[torch.Tensor] = (),
+        replicas: int | None = None,
+    ) -> list[torch.Tensor]:
+        own = super().prepare(model, parameters, tables, replicas)
+        if self.option["upper_bound"]:
+            name = getattr(model, "shared_representation", None) or SHARED_REPRESENTATIONS.get(
+                str(getattr(model, "name", ""))
+            )
+            if name is None:
+                raise MmoeError(
+                    f"weighting option upper_bound: model {getattr(model, 'name', type(model).__name__)} exposes no "
+                    f"shared representation; expected one of {', '.join(SHARED_REPRESENTATIONS)} (or upper_bound=0)"
+                )
+            if replicas is not None:
+                raise MmoeError("weighting option upper_bound: not in population training; expected one run at a time")
+            model.get_submodule(name).register_forward_hook(self._keep_representation)
+        return own
+
+    def _keep_representation(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self.representation = output
+
+    def backward(
+        self,
+        task_losses: torch.Tensor,
+        labelled: torch.Tensor,
+        parameters: Sequence[torch.Tensor],
+        extra: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if not self.option["upper_bound"]:
+            return super().backward(task_losses, labelled, parameters, extra)
+        outputs = self.representation if isinstance(self.representation, (tuple, list)) else (self.representation,)
+        representation = [z for z in outputs if isinstance(z, torch.Tensor) and z.requires_grad]
+        gram = sum_over_ranks_(_gram(task_gradients(task_losses, representation)))[0]  # [K, K]
+        losses = sum_over_ranks_(task_losses.detach().clone())
+        tasks = labelled.nonzero().squeeze(-1)
+        weights = torch.zeros_like(losses)
+        if len(tasks):
+            scale = 1.0 / losses[tasks].clamp(min=EPS) if self.option["normalize"] else torch.ones_like(losses[tasks])
+            chosen = gram[tasks][:, tasks] * (scale.unsqueeze(0) * scale.unsqueeze(1)).double()
+            weights[tasks] = min_norm_weights(chosen.unsqueeze(0))[0].to(losses.dtype) * scale
+        loss = (weights * task_losses).sum(-1)
+        total = loss + extra if extra is not None else loss
+        total.backward()
+        if world_size() > 1:
+            self._sum_dense_gradients(everything=True)
+        self.representation = None
+        return total.detach()
 
     def solve(
         self, grads: torch.Tensor, losses: torch.Tensor, replicas: torch.Tensor, tasks: torch.Tensor
