@@ -210,8 +210,6 @@ def _train_stack(
     task_lists = [d.tasks for d in datasets]
     loss_fn = MultiTaskLoss.stacked(task_lists)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights, config.weighting_options)
-    if not weighting.in_population:
-        raise MmoeError(f"weighting {config.weighting!r} cannot train stacked replicas; expected one run at a time")
     parameters = list(params.values())
     # The embedding tables of a row-sparse optimiser: (stacked table, its CategoryEmbeddings, its index).
     tables = (

@@ -83,8 +83,6 @@ class LossWeighting:
     options: ClassVar[dict[str, tuple[float, str]]] = {}
     #: Whether `backward` sums every gradient over the ranks itself (no DDP around the model).
     sums_over_ranks: ClassVar[bool] = False
-    #: Whether population training (stacked replicas) can use the method.
-    in_population: ClassVar[bool] = True
 
     def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None, **options: float) -> None:
         self.num_tasks = num_tasks
