@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,7 @@ def test_task_weights_select_fixed_and_the_name_says_the_same() -> None:
     ("options", "fragment"),
     [
         ({"weighting": "fixed"}, "weighting 'fixed' needs task_weights"),
-        ({"weighting": "gradnorm"}, "weighting 'gradnorm' is unknown; expected one of: ew, fixed"),
+        ({"weighting": "nonsense"}, "weighting 'nonsense' is unknown; expected one of: ew, fixed, uw"),
         ({"weighting": "fixed", "task_weights": (1.0, -1.0)}, "task_weights must be non-negative"),
     ],
 )
@@ -204,3 +206,103 @@ def test_population_with_fixed_weights_equals_each_run_alone() -> None:
         )
         for name, weight in alone.model.state_dict().items():
             torch.testing.assert_close(state[name], weight, rtol=1e-4, atol=1e-5)
+
+
+# -- methods' options, the CLI and the estimator ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"weighting": "dwa", "weighting_options": {"alpha": 1.5}}, "'alpha' is not an option of weighting 'dwa'"),
+        ({"weighting": "pcgrad", "weighting_options": {"c": 0.5}}, "expected one of: none (it takes no option)"),
+        ({"weighting": "cagrad", "weighting_options": {"c": math.inf}}, "c must be a finite number, got inf"),
+        ({"weighting": "cagrad", "weighting_options": {"c": "big"}}, "c must be a finite number, got 'big'"),
+    ],
+)
+def test_a_method_option_it_does_not_take_is_a_one_line_error(options: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(MmoeError, match=re.escape(fragment)) as error:
+        TrainConfig(**options)
+    assert "\n" not in str(error.value)
+
+
+def test_method_options_are_kept_only_when_given() -> None:
+    plain = TrainConfig(weighting="gradnorm")
+    assert plain.weighting_options is None and "weighting_options" not in plain.to_dict()
+    tuned = TrainConfig(weighting="gradnorm", weighting_options={"alpha": 1})
+    assert tuned.to_dict()["weighting_options"] == {"alpha": 1.0}
+    assert TrainConfig(**tuned.to_dict()) == tuned
+    assert options_identity("mmoe", {}, tuned)["training"]["weighting_options"] == {"alpha": 1.0}
+    assert TrainConfig(weighting="gradnorm", weighting_options={}).weighting_options is None
+
+
+def test_an_option_changes_the_training() -> None:
+    base = {"epochs": 2, "batch_size": 64, "weighting": "cagrad"}
+    default = fit(toy_data(), "mmoe", TrainConfig(**base))
+    wider = fit(toy_data(), "mmoe", TrainConfig(**base, weighting_options={"c": 0.0}))
+    assert default.history[-1]["train_loss"] != wider.history[-1]["train_loss"]
+
+
+def test_mmoe_weightings_lists_every_method_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from mmoe.cli import main
+
+    assert main(["weightings"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(WEIGHTINGS)
+    assert all(len(line.split()) > 3 for line in lines)
+    assert main(["weightings", "-v"]) == 0
+    assert "alpha=1.5: " in capsys.readouterr().out
+
+
+def test_the_cli_trains_with_a_weighting_and_its_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmoe.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "synthetic", "--rows", "600", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--weighting", "gradnorm", "--weighting-option", "alpha=0.5"]) == 0
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["weighting"] == "gradnorm" and training["weighting_options"] == {"alpha": 0.5}
+    capsys.readouterr()
+    assert main([*argv, "--weighting", "mgda", "--weighting-option", "alpha=2"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--weighting-option: 'alpha' is not an option of weighting 'mgda'" in error[0], error
+    with pytest.raises(SystemExit):
+        main([*argv, "--weighting", "mgda", "--weighting-option", "alpha"])
+
+
+def test_the_estimator_takes_a_weighting(tmp_path: Path) -> None:
+    from mmoe import MultiTaskEstimator
+
+    frame = toy_frame()
+    estimator = MultiTaskEstimator(
+        tasks={"clicked": "binary", "watch": "regression"},
+        weighting="uw",
+        epochs=2,
+        batch_size=64,
+        num_experts=3,
+    ).fit(frame)
+    assert estimator.training_.weighting == "uw" and estimator.get_params()["weighting"] == "uw"
+    estimator.save(tmp_path / "run")
+    loaded = MultiTaskEstimator.load(tmp_path / "run")
+    assert loaded.weighting == "uw" and loaded.weighting_options is None
+    tuned = MultiTaskEstimator(
+        tasks={"clicked": "binary", "watch": "regression"},
+        weighting="dwa",
+        weighting_options={"temperature": 4},
+        epochs=1,
+        num_experts=3,
+    ).fit(frame)
+    assert tuned.training_.weighting_options == {"temperature": 4.0}
+
+
+def toy_frame(rows: int = 300) -> Any:
+    import pandas as pd
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, 2, generator=generator)
+    return pd.DataFrame(
+        {
+            "a": x[:, 0].numpy(),
+            "b": x[:, 1].numpy(),
+            "clicked": (x[:, 0] > 0).int().numpy(),
+            "watch": (3 * x[:, 1] + 0.1 * torch.randn(rows, generator=generator)).numpy(),
+        }
+    )

@@ -38,6 +38,20 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,0.5, got {text!r}") from None
 
 
+class _NamedNumbers(argparse.Action):
+    """NAME=NUMBER, repeatable, collected into one {name: number} dict (None when never given)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, option: Any = None):
+        name, sep, number = str(value).partition("=")
+        try:
+            parsed = float(number) if sep and name else None
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            parser.error(f"{option} expects NAME=NUMBER, e.g. alpha=1.5; got {value!r}")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), name: parsed})
+
+
 def _pairs(values: Sequence[str] | None, option: str) -> dict[str, str]:
     pairs = {}
     for value in values or []:
@@ -372,6 +386,22 @@ def add_training_options(
         ),
     )
     group.add_argument("--task-weights", type=_floats, help="loss weight per task, e.g. 1,0.5 (default: all 1)")
+    from mmoe.train.weighting import WEIGHTINGS
+
+    group.add_argument(
+        "--weighting",
+        choices=list(WEIGHTINGS),
+        default=defaults.weighting,
+        metavar="NAME",
+        help="how the task losses make one update (see `mmoe weightings`); --task-weights alone means fixed",
+    )
+    group.add_argument(
+        "--weighting-option",
+        dest="weighting_options",
+        action=_NamedNumbers,
+        metavar="NAME=NUMBER",
+        help="an option of the --weighting method, e.g. alpha=1.5 (repeatable; `mmoe weightings -v` lists them)",
+    )
     group.add_argument(
         "--seed", type=int, default=defaults.seed, help=helps.get("--seed", "seed of initialisation and shuffling")
     )
@@ -422,6 +452,13 @@ def command_models(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {model_summary(name)}")
         if args.verbose:
             print(f"{'':<{width}}  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults_of(name).items()))
+    return 0
+
+
+def command_weightings(args: argparse.Namespace) -> int:
+    from mmoe.train.weighting import describe_weightings
+
+    print(describe_weightings(verbose=args.verbose))
     return 0
 
 
@@ -865,6 +902,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models", formatter_class=_formatter)
     models.add_argument("--verbose", "-v", action="store_true", help="also show each model's defaults")
     models.set_defaults(handler=command_models)
+
+    weightings = commands.add_parser(
+        "weightings", help="list the loss weightings (--weighting)", formatter_class=_formatter
+    )
+    weightings.add_argument("--verbose", "-v", action="store_true", help="also show each method's options")
+    weightings.set_defaults(handler=command_weightings)
 
     train = commands.add_parser(
         "train",

@@ -111,6 +111,9 @@ class MultiTaskEstimator(BaseEstimator):
         sparse_optimizer, entire_space: the training options (`mmoe.train.trainer.TrainConfig`;
         task_weights one per task; entire_space: train conditional tasks ESMM's way, None the
         model's default).
+    weighting, weighting_options: how the task losses make one update, a name of
+        `mmoe.train.weighting.WEIGHTINGS` ("ew", "uw", "pcgrad", ...; task_weights alone mean
+        "fixed"), and that method's options ({"alpha": 1.5}).
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
         main-task validation metric; `replicas_` holds every replica's metrics.
     validation_fraction, test_fraction, split_seed: the seeded split of a table into training,
@@ -157,6 +160,8 @@ class MultiTaskEstimator(BaseEstimator):
         threads: int | None = None,
         sparse_optimizer: str = _DEFAULTS.sparse_optimizer,
         entire_space: bool | None = _DEFAULTS.entire_space,
+        weighting: str = _DEFAULTS.weighting,
+        weighting_options: Mapping[str, float] | None = None,
         replicas: int = 1,
         validation_fraction: float = 0.1,
         test_fraction: float | None = 0.1,
@@ -190,6 +195,8 @@ class MultiTaskEstimator(BaseEstimator):
         self.threads = threads
         self.sparse_optimizer = sparse_optimizer
         self.entire_space = entire_space
+        self.weighting = weighting
+        self.weighting_options = weighting_options
         self.replicas = replicas
         self.validation_fraction = validation_fraction
         self.test_fraction = test_fraction
@@ -383,6 +390,8 @@ class MultiTaskEstimator(BaseEstimator):
         options = {name: getattr(self, name) for name in _training_parameters()}
         if options["task_weights"] is not None:
             options["task_weights"] = tuple(options["task_weights"])
+        if options["weighting_options"] is not None:
+            options["weighting_options"] = dict(options["weighting_options"])
         return TrainConfig(**options)
 
     def _epoch_callbacks(self, first_rank: bool) -> list[Callback]:

@@ -71,14 +71,21 @@ class DataParallel:
         backend = dist.get_backend() if self.grouped else "none"
         return f"{self.world_size} processes ({backend}, {self.device})"
 
-    def wrap(self, model: nn.Module, ignored: Sequence[str] = ()) -> nn.Module:
+    def wrap(self, model: nn.Module, ignored: Sequence[str] = (), ddp: bool = True) -> nn.Module:
         """The module the training loop calls: `model` itself in one process; otherwise `model`
         moved to this rank's device inside DistributedDataParallel, its gradients summed over the
         ranks rather than averaged (see the module docstring). ignored: names of parameters DDP
-        leaves alone (the row-sparse tables, summed by `sum_sparse_gradients`)."""
+        leaves alone (the row-sparse tables, summed by `sum_sparse_gradients`). ddp=False: the
+        model alone, with rank 0's weights, for a loss weighting that sums the gradients itself
+        (`LossWeighting.sums_over_ranks`: the per-task gradients are summed before combined)."""
         if not self.grouped:
             return model
         model.to(self.device)
+        if not ddp:
+            with torch.no_grad():
+                for tensor in [*model.parameters(), *model.buffers()]:
+                    dist.broadcast(tensor, src=0)
+            return model
         if ignored:
             nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(ignored))
         # static_graph: every step uses the same parameters, but not always all of them (the

@@ -219,7 +219,7 @@ def _train_stack(
     # Each replica's own data set has its own regression label statistics.
     task_lists = [d.tasks for d in datasets]
     loss_fn = MultiTaskLoss.stacked(task_lists, resolve_entire_space(config.entire_space, template, tasks))
-    weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
+    weighting = make_weighting(config.weighting, len(tasks), config.task_weights, config.weighting_options)
     parameters = list(params.values())
     # The embedding tables of a row-sparse optimiser: (stacked table, its CategoryEmbeddings, its index).
     tables = (
@@ -228,6 +228,7 @@ def _train_stack(
         else []
     )
     dense_parameters = [p for p in parameters if all(p is not table for table, _, _ in tables)]
+    dense_parameters += weighting.prepare(template, params, [table for table, _, _ in tables], num_replicas)
     optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
     table_optimizer = make_row_sparse_optimizer(
         config.sparse_optimizer, [table for table, _, _ in tables], config.learning_rate, config.weight_decay
@@ -300,6 +301,7 @@ def _train_stack(
             loss_sums += losses
             task_sums += task_losses.detach()
             batches += 1
+        weighting.end_epoch()
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
 

@@ -49,7 +49,7 @@ from mmoe.train.optim import (
     make_row_sparse_optimizer,
 )
 from mmoe.train.progress import EarlyStopping, HistoryEntry
-from mmoe.train.weighting import implied_weighting, make_weighting, resolve_weighting
+from mmoe.train.weighting import check_weighting_options, implied_weighting, make_weighting, resolve_weighting
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TrainConfig:
     ("ew": equal weights; "fixed": the constant `task_weights`). task_weights select "fixed": with
     weighting "ew" (the default) they turn it into "fixed" here, as `--task-weights` alone always
     did; "fixed" without task_weights, or task_weights with a method that takes none, is an error.
+    weighting_options: the method's own options ({"alpha": 1.5}; `mmoe weightings -v` lists them).
 
     sparse_optimizer: how the embedding tables of embedded categorical columns are trained, a name
     in `mmoe.train.optim.SPARSE_OPTIMIZERS`: "lazy-adam" (the default) or "row-adagrad" update
@@ -88,6 +89,7 @@ class TrainConfig:
     weighting: str = "ew"
     sparse_optimizer: str = DEFAULT_SPARSE_OPTIMIZER
     entire_space: bool | None = None
+    weighting_options: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -111,6 +113,7 @@ class TrainConfig:
             if any(w < 0 or not math.isfinite(w) for w in self.task_weights):
                 raise MmoeError(f"training option task_weights must be non-negative numbers, got {self.task_weights}")
         self.weighting = resolve_weighting(self.weighting, self.task_weights)
+        self.weighting_options = check_weighting_options(self.weighting, self.weighting_options)
         if self.sparse_optimizer not in SPARSE_OPTIMIZERS:
             raise MmoeError(
                 f"training option sparse_optimizer {self.sparse_optimizer!r} is unknown; expected one of: "
@@ -136,6 +139,8 @@ class TrainConfig:
             del data["sparse_optimizer"]
         if self.entire_space is None:  # the model's default, as before the option
             del data["entire_space"]
+        if self.weighting_options is None:
+            del data["weighting_options"]
         return data
 
 
@@ -248,14 +253,21 @@ def train(
     sparse_tables = row_sparse_tables(model) if SPARSE_OPTIMIZERS[config.sparse_optimizer] is not None else []
     tables = [table for _, table, _, _ in sparse_tables]
     use_sparse_gradients(model, bool(tables))
+    weighting = make_weighting(config.weighting, len(tasks), config.task_weights, config.weighting_options)
     # The loop calls the model's forward_with_aux (outputs and its batch-dependent loss term, see
     # MultiTaskModel) through a module, so that DDP's hooks run; its parameters are named "model.*".
-    network = parallel.wrap(TrainingForward(model, tasks), ignored=[f"model.{name}" for name, *_ in sparse_tables])
+    # A gradient-balancing weighting sums the ranks' gradients itself: no DDP around the model.
+    network = parallel.wrap(
+        TrainingForward(model, tasks),
+        ignored=[f"model.{name}" for name, *_ in sparse_tables],
+        ddp=not weighting.sums_over_ranks,
+    )
     device = next(model.parameters()).device
     loss_fn = MultiTaskLoss(tasks, resolve_entire_space(config.entire_space, model, tasks)).to(device)
-    weighting = make_weighting(config.weighting, len(tasks), config.task_weights)
     parameters = list(model.parameters())
-    dense_parameters = [p for p in parameters if all(p is not table for table in tables)]
+    dense_parameters: list[torch.Tensor] = [p for p in parameters if all(p is not table for table in tables)]
+    # The weighting's own trained tensors (UW's log-variances, GradNorm's weights) join Adam's.
+    dense_parameters += weighting.prepare(model, dict(model.named_parameters()), tables)
     optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
     table_optimizer = make_row_sparse_optimizer(
         config.sparse_optimizer, tables, config.learning_rate, config.weight_decay
@@ -321,6 +333,7 @@ def train(
                 loss_sum += loss.item()
                 task_loss_sum += task_losses.detach()
                 batches += 1
+            weighting.end_epoch()
             loss_sum, task_loss_sum = parallel.sum_over_ranks(loss_sum, task_loss_sum)
             epoch_seconds = time.perf_counter() - started
             train_seconds += epoch_seconds

@@ -15,33 +15,63 @@ of; the optimiser then steps on the gradients it left. The contract every method
   * `labelled` [..., K] (bool): whether task k has labelled rows in the (global) batch. A method
     whose terms do not vanish with the loss (a learned log-variance, a loss ratio) leaves such a
     task out of this batch, so that a batch without a task's labels does not move that task.
+  * `prepare(model, parameters, tables, replicas)` is called once, before the optimiser is built:
+    the model (unstacked; a meta-device template in a population), every trained tensor by name
+    (stacked [N, ...] in a population of `replicas`), and the embedding tables a row-sparse
+    optimiser trains. It returns the method's own trained tensors (UW's log-variances, GradNorm's
+    weights), which the loop's Adam trains with the model's weights (and saves in the
+    optimiser's state).
   * `backward(task_losses, labelled, parameters, extra)` backpropagates and returns the loss it
     backpropagated, detached ([...]: what the history reports as train_loss). The default is
     `combine(...)` (+ `extra`, the model's own penalty, never weighted) and one `backward()`.
-    Methods that need each task's gradient (GradNorm, PCGrad, MGDA, ...) override `backward`: they
-    may take `torch.autograd.grad(task_losses[..., k].sum(), parameters, retain_graph=True)` per
-    task and must leave the combined gradient in each parameter's `.grad` (which the loop zeroed
-    before the call). `parameters` are every trained tensor (stacked [N, ...] in a population,
-    where replica r's gradient is slice r). Under torch.distributed such a method must also sum its
-    per-task gradients over the ranks itself, as only `.backward()` goes through DDP's hooks.
+    Methods that need each task's gradient (`mmoe.train.weighting.balancing`) override it and
+    leave the combined gradient in each parameter's `.grad` (which the loop zeroed before).
+  * `end_epoch()`: the loop's call after each epoch's last step (DWA's loss ratios are per epoch).
+  * Under torch.distributed a method whose weights depend on the losses' values computes them
+    from the global batch's losses (`global_losses`: one all_reduce of K numbers per step), and
+    backpropagates Σ_k w_k · loss_k with those weights, so that the ranks' summed gradients are
+    one process's. A method with `sums_over_ranks` (the gradient methods) sums every gradient
+    over the ranks itself: the loop then does not wrap the model in DDP.
   * `state_dict()` / `load_state_dict()`: whatever the method learns over the steps, saved in the
     checkpoint as plain tensors, numbers and containers (it is read with weights_only=True), so
-    that a resumed run continues as the uninterrupted one.
+    that a resumed run continues as the uninterrupted one. `load_state_dict` copies into the
+    tensors `prepare` returned, which the optimiser holds.
 
-Choosing: `TrainConfig(weighting=NAME, task_weights=...)`; `WEIGHTINGS` lists the methods, and
-`make_weighting` builds one. A new method is a subclass here plus its entry in `WEIGHTINGS`; the
-training loops do not change.
+Options: each method declares its own (`options`: name -> (default, one-line help)), numbers all,
+given as `TrainConfig.weighting_options` ({"alpha": 1.5}; `--weighting-option alpha=1.5`).
+Choosing: `TrainConfig(weighting=NAME, task_weights=..., weighting_options=...)`; `WEIGHTINGS`
+lists the methods, and `make_weighting` builds one. A new method is a subclass plus its entry in
+`WEIGHTINGS`; the training loops do not change.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from mmoe.errors import MmoeError
+
+
+def world_size() -> int:
+    """The number of ranks training together (1 without a torch.distributed process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sum_over_ranks_(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over the ranks, in place (nothing in one process)."""
+    if world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def global_losses(task_losses: torch.Tensor) -> torch.Tensor:
+    """The global batch's task losses, detached [..., K]: each rank's loss is its share's, and the
+    shares sum to the global batch's loss (see the module docstring)."""
+    return sum_over_ranks_(task_losses.detach().clone())
 
 
 class LossWeighting:
@@ -49,13 +79,34 @@ class LossWeighting:
 
     #: Whether the method takes the per-task weights of `task_weights` (the rest refuse them).
     takes_task_weights: ClassVar[bool] = False
+    #: The method's options: name -> (default, one-line help).
+    options: ClassVar[dict[str, tuple[float, str]]] = {}
+    #: Whether `backward` sums every gradient over the ranks itself (no DDP around the model).
+    sums_over_ranks: ClassVar[bool] = False
 
-    def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None, **options: float) -> None:
         self.num_tasks = num_tasks
+        self.option = {name: float(default) for name, (default, _) in self.options.items()}
+        self.option.update({name: float(value) for name, value in options.items()})
+
+    def prepare(
+        self,
+        model: nn.Module,
+        parameters: Mapping[str, torch.Tensor],
+        tables: Sequence[torch.Tensor] = (),
+        replicas: int | None = None,
+    ) -> list[torch.Tensor]:
+        """Called once before the optimiser is built (see the module docstring); returns the
+        method's own trained tensors (none, by default)."""
+        return []
 
     def combine(self, task_losses: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
         """task_losses [..., K], labelled [..., K] -> the loss to backpropagate [...]."""
         raise NotImplementedError
+
+    def own_parameters(self) -> list[torch.Tensor]:
+        """The tensors `prepare` returned (their gradients are summed over the ranks here)."""
+        return []
 
     def backward(
         self,
@@ -70,7 +121,13 @@ class LossWeighting:
         if extra is not None:
             loss = loss + extra
         (loss if loss.dim() == 0 else loss.sum()).backward()
+        for tensor in self.own_parameters():  # outside DDP: summed here
+            if tensor.grad is not None:
+                sum_over_ranks_(tensor.grad)
         return loss.detach()
+
+    def end_epoch(self) -> None:
+        """The loop's call after each epoch's last step."""
 
     def state_dict(self) -> dict[str, Any]:
         """What the method has learned so far (nothing, for a fixed weighting)."""
@@ -93,8 +150,8 @@ class FixedWeighting(LossWeighting):
 
     takes_task_weights = True
 
-    def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None) -> None:
-        super().__init__(num_tasks)
+    def __init__(self, num_tasks: int, task_weights: Sequence[float] | None = None, **options: float) -> None:
+        super().__init__(num_tasks, task_weights, **options)
         if task_weights is None:
             raise MmoeError("loss weighting 'fixed' needs task_weights (one weight per task)")
         if len(task_weights) != num_tasks:
@@ -105,46 +162,3 @@ class FixedWeighting(LossWeighting):
         if self.weights.device != task_losses.device:
             self.weights = self.weights.to(task_losses.device)
         return (task_losses * self.weights).sum(-1)
-
-
-WEIGHTINGS: dict[str, type[LossWeighting]] = {"ew": EqualWeighting, "fixed": FixedWeighting}
-
-
-def describe_weightings() -> str:
-    """One line per method: "ew  every task weighs 1, ..." (the first line of its docstring)."""
-    return "\n".join(
-        f"{name:<8}{(cls.__doc__ or '').strip().splitlines()[0].split(': ', 1)[-1]}" for name, cls in WEIGHTINGS.items()
-    )
-
-
-def resolve_weighting(weighting: str, task_weights: Sequence[float] | None) -> str:
-    """The method a (weighting, task_weights) pair names, or MmoeError when it names none.
-
-    task_weights select "fixed": weighting "ew" (the default) with task_weights is "fixed", as
-    `--task-weights` alone always was. "fixed" needs task_weights; a method that does not take
-    per-task weights refuses them."""
-    if weighting not in WEIGHTINGS:
-        raise MmoeError(f"training option weighting {weighting!r} is unknown; expected one of: {', '.join(WEIGHTINGS)}")
-    if task_weights is not None:
-        if weighting == "ew":
-            return "fixed"
-        if not WEIGHTINGS[weighting].takes_task_weights:
-            raise MmoeError(
-                f"training option task_weights does not apply to weighting {weighting!r}; expected "
-                f"weighting 'fixed' (or 'ew', which task_weights turn into 'fixed')"
-            )
-    elif weighting == "fixed":
-        raise MmoeError("training option weighting 'fixed' needs task_weights (one non-negative weight per task)")
-    return weighting
-
-
-def implied_weighting(task_weights: Sequence[float] | None) -> str:
-    """The weighting a configuration without a `weighting` option (the releases before it) means."""
-    return "fixed" if task_weights is not None else "ew"
-
-
-def make_weighting(weighting: str, num_tasks: int, task_weights: Sequence[float] | None = None) -> LossWeighting:
-    """The `LossWeighting` named by `weighting` (see `resolve_weighting`) for `num_tasks` tasks."""
-    if task_weights is not None and any(w < 0 or not math.isfinite(w) for w in task_weights):
-        raise MmoeError(f"training option task_weights must be non-negative numbers, got {tuple(task_weights)}")
-    return WEIGHTINGS[resolve_weighting(weighting, task_weights)](num_tasks, task_weights)
