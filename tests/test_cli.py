@@ -330,6 +330,11 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
         "--specific-experts",
         "--shared-experts",
         "--levels",
+        # AITM and DSelect-k (mmoe/models/aitm.py, dselect.py)
+        "--calibrator-weight",
+        "--k",
+        "--gamma",
+        "--entropy-weight",
         # the LightGBM baseline's options (mmoe/baselines/lightgbm.py), declared the same way
         "--num-leaves",
         "--boosting-learning-rate",
@@ -346,7 +351,7 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
     # The help names every model that takes the flag, with its default.
     help_text = " ".join(train.format_help().split())
     help_text = help_text[help_text.index("model (options") : help_text.index(" training:")]
-    assert "number of experts (default 8: omoe, mmoe)" in help_text
+    assert "number of experts (default 8: omoe, mmoe, dselect-k)" in help_text
     assert "(default 128: shared-bottom)" in help_text and "(default 16,16,2: tensor-factorization)" in help_text
     assert "(default: None)" not in help_text
     # A flag reaches the model under its parameter name; unset ones keep the model's default.

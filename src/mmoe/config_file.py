@@ -35,9 +35,11 @@ TRAINING_KINDS = {
     "threads": int,
     "sparse_optimizer": str,  # written only when not the default (TrainConfig.to_dict)
     "entire_space": bool,  # written only when set (TrainConfig.to_dict)
+    "weighting": str,  # written only when task_weights do not already say it
+    "weighting_options": "options",  # written only when set
 }
 TRAINING_KEYS = tuple(TRAINING_KINDS)
-NULLABLE_TRAINING_KEYS = ("task_weights", "threads", "entire_space")  # flags whose default is None
+NULLABLE_TRAINING_KEYS = ("task_weights", "threads", "entire_space", "weighting_options")  # flags whose default is None
 # TrainConfig fields without a flag: a run's config.json lists them; only their defaults can be honoured.
 TRAINING_KEYS_WITHOUT_FLAG = ("eval_batch_size", "restore_best")
 
@@ -46,7 +48,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     """The document at `path` as {"model", "hyperparameters", "training", "dataset" (None when
     absent)}; MmoeError (naming the file and the key) when it is missing, not JSON, or holds a
     value of the wrong kind or a training option `mmoe train` does not have."""
-    from mmoe.models import MODELS, hyperparameter_options, model_hyperparameters
+    from mmoe.baselines import hyperparameter_options, hyperparameters_of, model_names
     from mmoe.train.trainer import TrainConfig
 
     path = Path(path)
@@ -62,15 +64,15 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MmoeError(f'--config {path}: expected a JSON object with a "model" key, got {type(document).__name__}')
     model = document.get("model")
-    if model not in MODELS:
-        raise MmoeError(f'--config {path}: "model" is {model!r}; expected one of: {", ".join(MODELS)}')
+    if model not in model_names():
+        raise MmoeError(f'--config {path}: "model" is {model!r}; expected one of: {", ".join(model_names())}')
     hyperparameters: dict[str, Any] = {}
     options = hyperparameter_options()
     for key, value in _object(document, "hyperparameters", path).items():
         if key not in options:
             raise MmoeError(
                 f"--config {path}: hyperparameter {key!r} = {value!r} is not one of model {model}'s; "
-                f"expected only {', '.join(model_hyperparameters(model))}"
+                f"expected only {', '.join(hyperparameters_of(model))}"
             )
         try:
             hyperparameters[key] = options[key].parse(value)
@@ -122,7 +124,11 @@ def _checked(value: Any, kind: Any, what: str, path: Path) -> Any:
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if kind == "numbers":
+    if kind == "options":
+        if isinstance(value, dict) and all(is_int(v) or isinstance(v, float) for v in value.values()):
+            return {str(name): float(v) for name, v in value.items()}
+        expected = 'an object of numbers, e.g. {"alpha": 1.5}'
+    elif kind == "numbers":
         if isinstance(value, list) and all(is_int(v) or isinstance(v, float) for v in value):
             return tuple(float(v) for v in value)
         expected = "a list of numbers, e.g. [1, 0.5]"

@@ -324,6 +324,10 @@ def best_complete(trials: list[FrozenTrial], direction: optuna.study.StudyDirect
     return pick(complete, key=_value)
 
 
+# Training options a run's config.json has only when they are set (TrainConfig.to_dict).
+OPTIONAL_TRAINING_KEYS = ("sparse_optimizer", "entire_space", "weighting", "weighting_options")
+
+
 def best_config(
     best: FrozenTrial, trials: list[FrozenTrial], options: TuneOptions, main_task: Task, shown_storage: str, name: str
 ) -> dict[str, Any]:
@@ -355,7 +359,7 @@ def best_config(
             "task_weights": training.task_weights,
             "seed": int(attrs["seed"]),
             # Only when not the default, as a run's config.json has it (TrainConfig.to_dict).
-            **{key: value for key, value in training.to_dict().items() if key in ("sparse_optimizer", "entire_space")},
+            **{key: value for key, value in training.to_dict().items() if key in OPTIONAL_TRAINING_KEYS},
         },
         "dataset": options.dataset,
         "tuned": {
