@@ -20,6 +20,9 @@ import torch
 
 from mmoe.spec import TASK_KINDS, InputSpec, Task
 
+# Rows gathered at a time when an epoch's shuffled batches are cut (see Split.shuffled_batches).
+GATHER_ROWS = 262_144
+
 if TYPE_CHECKING:
     from mmoe.data.encoders import TableEncoder
 
@@ -58,15 +61,19 @@ class Split:
         """One epoch: the rows in an order drawn from `generator`, as mini-batches of `batch_size`
         rows (the last may be smaller). The trainer reads any training source through this method
         (a streaming table has its own)."""
-        # One gather per epoch, then every batch is a contiguous slice (a view, no copy).
+        # One gather per chunk of batches, then every batch is a contiguous slice (a view, no
+        # copy): a gather per batch costs three small ops per step (≈ 10% of a census step), one
+        # per epoch a second copy of the whole table (775 MB at 11.4M click-log rows).
         order = torch.randperm(len(self), generator=generator).to(self.labels.device)
-        shuffled = self.subset(order)
-        for start in range(0, len(self), batch_size):
-            yield Split(
-                shuffled.numeric[start : start + batch_size],
-                shuffled.categorical[start : start + batch_size],
-                shuffled.labels[start : start + batch_size],
-            )
+        chunk = batch_size * max(1, GATHER_ROWS // batch_size)
+        for first in range(0, len(self), chunk):
+            shuffled = self.subset(order[first : first + chunk])
+            for start in range(0, len(shuffled), batch_size):
+                yield Split(
+                    shuffled.numeric[start : start + batch_size],
+                    shuffled.categorical[start : start + batch_size],
+                    shuffled.labels[start : start + batch_size],
+                )
 
 
 @dataclass
