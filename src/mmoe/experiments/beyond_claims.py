@@ -81,9 +81,7 @@ def claim_ple_keeps_advantage(result: dict[str, Any] | None, reason: str = "") -
         mmoe_gap = float(np.mean(runs[baseline] - runs["mmoe"]))
         details[baseline] = {"gap": estimate, "ci": [low, high], "mmoe_gap": mmoe_gap}
         verdicts.append(_interval_verdict(low, high))
-        parts.append(
-            f"p={low_p} {baseline} − PLE {estimate:+.4f} [{low:+.4f}, {high:+.4f}] (− MMoE {mmoe_gap:+.4f})"
-        )
+        parts.append(f"p={low_p} {baseline} − PLE {estimate:+.4f} [{low:+.4f}, {high:+.4f}] (− MMoE {mmoe_gap:+.4f})")
     ple_mmoe, low, high = stats.bootstrap_mean_ci(runs["ple"] - runs["mmoe"])
     details["ple_minus_mmoe"] = {"difference": ple_mmoe, "ci": [low, high]}
     parts.append(f"PLE − MMoE {ple_mmoe:+.4f} [{low:+.4f}, {high:+.4f}]")
@@ -164,7 +162,14 @@ def claim_entire_space(result: dict[str, Any] | None, reason: str = "") -> dict[
 
 
 def _entry(claim: str, verdict: str, test: str, figure: str, evidence: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"claim": claim, "verdict": verdict, "test": test, "figure": figure, "evidence": evidence, "details": details}
+    return {
+        "claim": claim,
+        "verdict": verdict,
+        "test": test,
+        "figure": figure,
+        "evidence": evidence,
+        "details": details,
+    }
 
 
 __all__ = [

@@ -160,9 +160,7 @@ def tune(ctx: StudyContext, label: str) -> dict[str, Any]:
         torch.set_num_threads(ctx.threads)
         data = clicklog_data(ctx, TUNE_RELATEDNESS, seed, training)
         optuna.logging.set_verbosity(logging.WARNING)
-        study = optuna.create_study(
-            direction="maximize", sampler=make_sampler("gp", ctx.seed, scale.selection_trials)
-        )
+        study = optuna.create_study(direction="maximize", sampler=make_sampler("gp", ctx.seed, scale.selection_trials))
         records: list[dict[str, Any]] = []
         base = train_config(ctx, training, 1e-3, seed)
 
@@ -215,7 +213,9 @@ def repeats(ctx: StudyContext, label: str, tuned: dict[str, Any], relatedness: f
                 data = clicklog_data(ctx, relatedness, seed, training)
                 config = train_config(ctx, training, tuned["learning_rate"], seed)
                 result = fit(data, model, config, **hp)
-                done.append({"seed": seed, "test": purchase_aucs(result, data.test, training), "bayes": bayes_aucs(data)})
+                done.append(
+                    {"seed": seed, "test": purchase_aucs(result, data.test, training), "bayes": bayes_aucs(data)}
+                )
             return done
 
         runs.extend(ctx.cache.get_or_compute("selection-runs", spec, compute))

@@ -64,8 +64,9 @@ def census_beyond(result: dict[str, Any]) -> list[str]:
             hp = ", ".join(f"{k}={v}" for k, v in tuned["hyperparameters"].items())
             name = f"**{model}**" if model in result.get("beyond_models", ()) else model
             lines.append(
-                f"| {name} | {m.get('source', '–')} | {s[main]['mean']:.4f} | {_half(s[main]['mean'], s[main]['ci_low'])} "
-                f"| {_f(s[main]['std'])} | {s['best'][main]:.4f} | {s[aux]['mean']:.4f} | "
+                f"| {name} | {m.get('source', '–')} | {s[main]['mean']:.4f} | "
+                f"{_half(s[main]['mean'], s[main]['ci_low'])} | {_f(s[main]['std'])} | "
+                f"{s['best'][main]:.4f} | {s[aux]['mean']:.4f} | "
                 f"{_half(s[aux]['mean'], s[aux]['ci_low'])} | {_f(published[1]) if published else '—'} | "
                 f"{hp}, lr={tuned['learning_rate']:.2g}, epochs={tuned['epochs']} |"
             )
@@ -97,9 +98,10 @@ def synthetic_beyond(result: dict[str, Any]) -> list[str]:
         for label, entry in models.items():
             mean, std, half = _final(entry["runs"])
             gap = np.array([r["final_loss"] for r in entry["runs"]]) - ple
+            shown = "–" if label == "ple" else f"{gap.mean():+.4f}"
             lines.append(
-                f"| {p} | {label} | {mean:.4f} | {_f(std)} | {_f(half)} | "
-                f"{'–' if label == 'ple' else f'{gap.mean():+.4f}'} | {entry['learning_rate']:g} | {len(entry['runs'])} |"
+                f"| {p} | {label} | {mean:.4f} | {_f(std)} | {_f(half)} | {shown} | "
+                f"{entry['learning_rate']:g} | {len(entry['runs'])} |"
             )
     return lines
 
