@@ -82,9 +82,12 @@ def _final(runs: list[dict[str, Any]]) -> tuple[float, float, float]:
 
 
 def synthetic_beyond(result: dict[str, Any]) -> list[str]:
-    c = result["parameters"]
+    c, g, t = result["parameters"], result["generator"], result["training"]
     lines = [
-        "The synthetic study's generator, training and learning-rate pilot (see its section), with PLE "
+        f"The synthetic study's generator (c = {g['scale']:g}, m = {g['sines']}, α ~ {g['alpha_scale']:g}·N(0, 1), "
+        f"noise std {g['noise']:g}, {g['rows']:,} rows per run), training (Adam, batch {t['batch_size']}, "
+        f"{t['epochs']} epochs) and learning rate per (model, p) from {t['learning_rate_grid']} by a pilot; "
+        f"{t['runs']} paired runs per (model, p). With PLE "
         f"(2 experts per task + 4 shared, 2 levels, experts of {c['ple_expert_units']} units: {c['ple']:,} "
         f"parameters, the width closest to MMoE's {c['mmoe']:,}) beside the three models of Figure 4. "
         "The paper has no PLE; no published figure matches this generator (ours differs from the paper's, "
