@@ -90,8 +90,8 @@ def synthetic_beyond(result: dict[str, Any]) -> list[str]:
         f"{t['runs']} paired runs per (model, p). With PLE "
         f"(2 experts per task + 4 shared, 2 levels, experts of {c['ple_expert_units']} units: {c['ple']:,} "
         f"parameters, the width closest to MMoE's {c['mmoe']:,}) beside the three models of Figure 4. "
-        "The paper has no PLE; no published figure matches this generator (ours differs from the paper's, "
-        "see the settings above): none is quoted.",
+        "The paper has no PLE, and no published figure matches this generator (smoother than the paper's, "
+        "whose labels these small networks cannot fit): none is quoted.",
         "",
         "| p | model | mean final loss | std | 95% CI half-width | gap to PLE (model − PLE) | lr | runs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
