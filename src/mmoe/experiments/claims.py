@@ -31,7 +31,15 @@ def evaluate_claims(studies: dict[str, Any]) -> list[dict[str, Any]]:
         _claim_census_best(census.get("result") if census.get("status") == "done" else None, census),
         _claim_sparse_gate(gates.get("result") if gates.get("status") == "done" else None, gates),
         _claim_sparse_help(gates.get("result") if gates.get("status") == "done" else None, gates),
+        *_beyond_claims(studies),
     ]
+
+
+def _beyond_claims(studies: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13's claims beyond the paper (`beyond_claims`; it imports this module's helpers)."""
+    from mmoe.experiments.beyond_claims import evaluate_beyond_claims
+
+    return evaluate_beyond_claims(studies)
 
 
 def _synthetic_runs(studies: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ CENSUS_MODELS = (
     "omoe",
     "mmoe",
 )
+# -- beyond the paper (issue 13): the models compared with MMoE today, beside the paper's seven --
+BEYOND_CENSUS_MODELS = ("ple", "cgc", "dselect-k")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,20 @@ class Scale:
     gates_epochs: int = 3
     gates_sparse_fraction: float = 0.1
     learning_rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    # -- beyond the paper (issue 13): census-beyond (the census_* sizes above, these models
+    # beside census_models), synthetic-beyond (the synthetic_* sizes), selection-bias (below;
+    # defaults are the standard size, tiny and quick replace them after SCALES) --
+    beyond_census_models: tuple[str, ...] = BEYOND_CENSUS_MODELS
+    selection_rows: int = 300_000  # impressions per generated log (train + test)
+    selection_users: int = 30_000
+    selection_items: int = 6_000
+    selection_relatedness: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    selection_repeats: int = 10
+    selection_trials: int = 10
+    selection_epochs: int = 4
+    selection_max_units: int = 256
+    selection_chunk: int = 5
+    # -- end of beyond the paper --
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +164,34 @@ SCALES: dict[str, Scale] = {
         gates_epochs=4,
     ),
 }
+
+
+# -- beyond the paper (issue 13): the selection-bias study's sizes at tiny and quick --
+SCALES["tiny"] = replace(
+    SCALES["tiny"],
+    selection_rows=3000,
+    selection_users=300,
+    selection_items=100,
+    selection_relatedness=(0.0, 1.0),
+    selection_repeats=2,
+    selection_trials=2,
+    selection_epochs=1,
+    selection_max_units=16,
+    selection_chunk=2,
+)
+SCALES["quick"] = replace(
+    SCALES["quick"],
+    selection_rows=60_000,
+    selection_users=6000,
+    selection_items=1500,
+    selection_relatedness=(0.0, 0.5, 1.0),
+    selection_repeats=4,
+    selection_trials=4,
+    selection_epochs=3,
+    selection_max_units=64,
+    selection_chunk=4,
+)
+# -- end of beyond the paper --
 
 
 def get_scale(name: str) -> Scale:

@@ -16,8 +16,12 @@ STUDIES = {
     "trainability": "mmoe.experiments.trainability",
     "census": "mmoe.experiments.census",
     "gates": "mmoe.experiments.gates",
+    # beyond the paper (issue 13)
+    "census-beyond": "mmoe.experiments.census_beyond",
+    "synthetic-beyond": "mmoe.experiments.synthetic_beyond",
+    "selection-bias": "mmoe.experiments.selection_bias",
 }
-NEEDS_CENSUS = ("census", "gates")  # skipped, with the reason, when the census files are not available
+NEEDS_CENSUS = ("census", "gates", "census-beyond")  # skipped, with the reason, when the census files are not available
 
 
 def load_study(name: str) -> ModuleType:

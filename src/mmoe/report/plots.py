@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmoe.experiments import paper
+from mmoe.report import beyond
 
 COLORS = {"shared-bottom": "tab:blue", "omoe": "tab:orange", "mmoe": "tab:green"}
 
@@ -158,6 +159,9 @@ FIGURES = {
     "trainability": ("fig5_trainability.png", trainability_figure),
     "census": ("census_auc.png", census_figure),
     "gates": ("fig6_gates.png", gates_figure),
+    # beyond the paper (issue 13): census-beyond draws as the census study
+    "census-beyond": ("census_beyond_auc.png", census_figure),
+    **beyond.FIGURES,
 }
 
 

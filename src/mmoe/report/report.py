@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmoe.experiments import paper
+from mmoe.report import beyond
 
 VERDICT_MARK = {
     "confirmed": "✅ confirmed",
@@ -289,4 +290,5 @@ RENDERERS = {
     "trainability": _trainability,
     "census": _census,
     "gates": _gates,
+    **beyond.RENDERERS,  # beyond the paper (issue 13)
 }
