@@ -16,6 +16,7 @@ STUDIES = {
     "trainability": "mmoe.experiments.trainability",
     "census": "mmoe.experiments.census",
     "gates": "mmoe.experiments.gates",
+    "weighting": "mmoe.experiments.weighting_study",  # issue 15: loss weighting vs equal weights
 }
 NEEDS_CENSUS = ("census", "gates")  # skipped, with the reason, when the census files are not available
 

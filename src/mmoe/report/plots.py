@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmoe.experiments import paper
+from mmoe.report import weighting_section
 
 COLORS = {"shared-bottom": "tab:blue", "omoe": "tab:orange", "mmoe": "tab:green"}
 
@@ -158,6 +159,7 @@ FIGURES = {
     "trainability": ("fig5_trainability.png", trainability_figure),
     "census": ("census_auc.png", census_figure),
     "gates": ("fig6_gates.png", gates_figure),
+    "weighting": (weighting_section.FIGURE_NAME, weighting_section.figure),  # issue 15: its own module
 }
 
 

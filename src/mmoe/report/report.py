@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmoe.experiments import paper
+from mmoe.report import weighting_section
 
 VERDICT_MARK = {
     "confirmed": "✅ confirmed",
@@ -289,4 +290,5 @@ RENDERERS = {
     "trainability": _trainability,
     "census": _census,
     "gates": _gates,
+    "weighting": weighting_section.render,  # issue 15: its own module
 }
