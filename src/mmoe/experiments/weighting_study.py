@@ -80,6 +80,10 @@ def run(ctx: StudyContext) -> dict[str, Any]:
     census_reason = census_unavailable_reason(ctx.data_dir)
     settings = [s for s in SETTINGS if not (s in CENSUS_SETTINGS and census_reason)]
     skipped = {s: f"census data not available: {census_reason}" for s in CENSUS_SETTINGS if census_reason}
+    # The synthetic cells' learning rates first, one pilot per (p, model), so that the workers of
+    # the next phase read them from the cache instead of training the same pilot side by side.
+    pilots = [(SYNTHETIC_SETTINGS[s], model) for s in settings if s in SYNTHETIC_SETTINGS for model in MODELS]
+    map_units(ctx, synthetic_learning_rate, pilots, desc=f"{NAME} pilots")
     units = [(setting, model, method) for setting in settings for model in MODELS for method in chosen]
     results = map_units(ctx, study_unit, units, desc=NAME, weights=[ctx.scale.weighting_runs] * len(units))
     cells: dict[str, dict[str, Any]] = {}
@@ -116,14 +120,20 @@ def _seeds(ctx: StudyContext) -> list[int]:
     return list(range(base, base + ctx.scale.weighting_runs))
 
 
+def synthetic_learning_rate(ctx: StudyContext, pilot: tuple[float, str]) -> float:
+    """The learning rate the synthetic studies' pilot chooses for (p, model) with equal weights
+    (cached, and shared with those studies: the same pilot gives the same cache entry)."""
+    p, model_label = pilot
+    models, _ = synthetic.comparison_models(ctx)
+    model, hp = models[model_label]
+    base = ctx.seed * 100_000 + synthetic_runs.PILOT_SEED_OFFSET
+    return float(synthetic_runs._choose_learning_rate(ctx, model, hp, p, base)["learning_rate"])
+
+
 def _synthetic_unit(ctx: StudyContext, p: float, model_label: str, method: str) -> dict[str, Any]:
     models, _ = synthetic.comparison_models(ctx)
     model, hp = models[model_label]
-    # The synthetic studies' pilot (cached, shared with them): the equal-weights learning rate.
-    pilot = synthetic_runs._choose_learning_rate(
-        ctx, model, hp, p, ctx.seed * 100_000 + synthetic_runs.PILOT_SEED_OFFSET
-    )
-    rate = pilot["learning_rate"]
+    rate = synthetic_learning_rate(ctx, (p, model_label))
     config = replace(synthetic_runs.train_config(ctx, rate), weighting=method)
     seeds = _seeds(ctx)
     spec = {

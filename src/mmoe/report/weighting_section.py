@@ -90,8 +90,9 @@ def render(result: dict[str, Any]) -> list[str]:
         "",
         "### Means per method",
         "",
-        "Mean score with its 95% t-interval half-width; seconds: mean training time per run; failed: runs "
-        "with a non-finite score.",
+        "Mean score with its 95% t-interval half-width; seconds: mean training-loop seconds per run (in "
+        "synthetic cells a run's replica reports its whole population's time); failed: runs with a "
+        "non-finite score.",
         "",
         "| method | " + " | ".join(keys) + " | seconds per run | failed |",
         "| --- | " + " | ".join("---" for _ in keys) + " | --- | --- |",
@@ -114,13 +115,16 @@ def render(result: dict[str, Any]) -> list[str]:
 
 
 def figure(result: dict[str, Any], path: Path) -> Path:
-    """One panel per (setting, model): each method's mean paired gain over ew with its interval."""
-    keys = [f"{setting}/{model}" for setting, models in result["cells"].items() for model in models]
+    """One row per setting, one column per model: each method's mean paired gain over ew with its
+    Bonferroni interval (green: better, red: worse)."""
+    cells = result["cells"]
+    models = list(dict.fromkeys(model for by_model in cells.values() for model in by_model)) or ["-"]
+    settings = list(cells) or ["-"]
     methods = list(result["comparisons"])
-    columns = max(1, min(4, len(keys)))
-    rows = -(-len(keys) // columns) if keys else 1
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 0.28 * len(methods) * rows + 1.2 * rows))
-    axes = np.atleast_1d(axes).ravel()
+    rows, columns = len(settings), len(models)
+    fig, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, (0.22 * len(methods) + 0.9) * rows), squeeze=False)
+    keys = [f"{setting}/{model}" for setting in settings for model in models]
+    axes = grid.ravel()
     for axis, key in zip(axes, keys):
         for i, method in enumerate(methods):
             c = result["comparisons"][method].get(key)
@@ -136,8 +140,10 @@ def figure(result: dict[str, Any], path: Path) -> Path:
         axis.invert_yaxis()
         axis.set_title(key, fontsize=9)
         axis.tick_params(axis="x", labelsize=7)
-    for axis in axes[len(keys) :]:
-        axis.set_visible(False)
+    for axis, key in zip(axes, keys):
+        setting, model = key.split("/", 1)
+        if model not in cells.get(setting, {}):  # a setting without this model: an empty panel
+            axis.set_visible(False)
     fig.suptitle("Gain over equal weights (paired; > 0 better; green/red: Bonferroni interval excludes 0)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
