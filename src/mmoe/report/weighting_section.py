@@ -146,7 +146,7 @@ def figure(result: dict[str, Any], path: Path) -> Path:
             axis.set_visible(False)
     fig.suptitle("Gain over equal weights (paired; > 0 better; green/red: Bonferroni interval excludes 0)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.5 / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
