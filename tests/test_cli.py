@@ -420,5 +420,5 @@ def test_bench_runs_a_benchmark_script_of_the_checkout(capfd: pytest.CaptureFixt
     assert "usage: clicklog.py" in capfd.readouterr().out
     assert main(["bench", "imagenet"]) == 2
     assert capfd.readouterr().err.strip() == (
-        "mmoe: error: unknown benchmark 'imagenet'; expected one of census, clicklog, streaming"
+        "mmoe: error: unknown benchmark 'imagenet'; expected one of census, clicklog, streaming, weighting"
     )

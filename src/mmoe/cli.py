@@ -604,6 +604,7 @@ BENCHMARKS = {
     "census": "bench.py",  # MMoE on census against torch-rechub and DeepCTR-Torch; population training
     "clicklog": "clicklog.py",  # the click-log benchmark: ids at scale, against the peers and LightGBM
     "streaming": "streaming.py",  # a table larger than memory, streamed against loaded whole
+    "weighting": "weighting.py",  # each loss-weighting method's per-step cost on census MMoE, against ew
 }
 
 
@@ -1031,13 +1032,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="run a benchmark of this source checkout (census, clicklog, streaming)",
+        help="run a benchmark of this source checkout (census, clicklog, streaming, weighting)",
         formatter_class=_formatter,
-        description="Runs benchmarks/bench.py (census), clicklog.py or streaming.py with this Python; they print "
-        "their tables and write JSON under benchmarks/results/. Peers: pip install -e '.[bench]'. Options after "
-        "the name go to the script (`mmoe bench clicklog --smoke`, `mmoe bench clicklog --help`).",
+        description="Runs benchmarks/bench.py (census), clicklog.py, streaming.py or weighting.py with this "
+        "Python; they print their tables and write JSON under benchmarks/results/. Peers: pip install -e "
+        "'.[bench]'. Options after the name go to the script (`mmoe bench clicklog --smoke`, "
+        "`mmoe bench clicklog --help`).",
     )
-    bench.add_argument("benchmark", help="census, clicklog or streaming")
+    bench.add_argument("benchmark", help="census, clicklog, streaming or weighting")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the script's own options")
     bench.set_defaults(handler=command_bench)
 

@@ -74,6 +74,16 @@ class Scale:
     selection_max_units: int = 256
     selection_chunk: int = 5
     # -- end of beyond the paper --
+    # --- weighting study (issue 15: every loss-weighting method against equal weights) ---
+    # Synthetic cells use the synthetic_* sizes above; census and clicklog cells these.
+    weighting_runs: int = 2  # paired seeds per (setting, model, method)
+    weighting_methods: tuple[str, ...] | None = None  # None: every method but "fixed"
+    weighting_census_train_rows: int | None = 4000  # None: all
+    weighting_census_eval_rows: int | None = 4000  # None: all
+    weighting_census_epochs: int = 1
+    weighting_clicklog_rows: int = 4000  # impressions per run's log (train + test)
+    weighting_clicklog_epochs: int = 1
+    # --- end weighting study ---
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +126,14 @@ SCALES: dict[str, Scale] = {
         census_chunk=2,
         gates_runs=2,
         gates_epochs=1,
+        # weighting study: three methods (one from the losses, one from the gradients), every setting
+        weighting_runs=2,
+        weighting_methods=("ew", "uw", "pcgrad"),
+        weighting_census_train_rows=2000,
+        weighting_census_eval_rows=2000,
+        weighting_census_epochs=1,
+        weighting_clicklog_rows=2000,
+        weighting_clicklog_epochs=1,
     ),
     # Every study at reduced size: a few minutes on 2 cores.
     "quick": Scale(
@@ -139,6 +157,13 @@ SCALES: dict[str, Scale] = {
         census_chunk=4,
         gates_runs=3,
         gates_epochs=2,
+        # weighting study
+        weighting_runs=4,
+        weighting_census_train_rows=20_000,
+        weighting_census_eval_rows=20_000,
+        weighting_census_epochs=3,
+        weighting_clicklog_rows=40_000,
+        weighting_clicklog_epochs=3,
     ),
     # The issue's standard size: 200 synthetic runs per pair (the paper's count), census at 20 repeats.
     "standard": Scale(
@@ -162,6 +187,13 @@ SCALES: dict[str, Scale] = {
         census_chunk=10,
         gates_runs=8,
         gates_epochs=4,
+        # weighting study
+        weighting_runs=20,
+        weighting_census_train_rows=None,
+        weighting_census_eval_rows=None,
+        weighting_census_epochs=10,
+        weighting_clicklog_rows=400_000,
+        weighting_clicklog_epochs=5,
     ),
 }
 

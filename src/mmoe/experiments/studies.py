@@ -20,6 +20,7 @@ STUDIES = {
     "census-beyond": "mmoe.experiments.census_beyond",
     "synthetic-beyond": "mmoe.experiments.synthetic_beyond",
     "selection-bias": "mmoe.experiments.selection_bias",
+    "weighting": "mmoe.experiments.weighting_study",  # issue 15: loss weighting vs equal weights
 }
 NEEDS_CENSUS = ("census", "gates", "census-beyond")  # skipped, with the reason, when the census files are not available
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmoe.experiments import paper
-from mmoe.report import beyond
+from mmoe.report import beyond, weighting_section
 
 COLORS = {"shared-bottom": "tab:blue", "omoe": "tab:orange", "mmoe": "tab:green"}
 
@@ -162,6 +162,7 @@ FIGURES = {
     # beyond the paper (issue 13): census-beyond draws as the census study
     "census-beyond": ("census_beyond_auc.png", census_figure),
     **beyond.FIGURES,
+    "weighting": (weighting_section.FIGURE_NAME, weighting_section.figure),  # issue 15: its own module
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmoe.experiments import paper
-from mmoe.report import beyond
+from mmoe.report import beyond, weighting_section
 
 VERDICT_MARK = {
     "confirmed": "✅ confirmed",
@@ -291,4 +291,5 @@ RENDERERS = {
     "census": _census,
     "gates": _gates,
     **beyond.RENDERERS,  # beyond the paper (issue 13)
+    "weighting": weighting_section.render,  # issue 15: its own module
 }
