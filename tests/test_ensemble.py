@@ -126,6 +126,8 @@ def test_an_ensemble_run_saves_loads_and_predicts_as_one(ensemble_run: dict[str,
         members.append(single.predict(rows).to_numpy(dtype=np.float64))
     np.testing.assert_allclose(predicted["clicked"], np.mean([m[:, 0] for m in members], 0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predicted["watch_time"], np.mean([m[:, 1] for m in members], 0), rtol=1e-5, atol=1e-4)
+    with pytest.raises(MmoeError, match="no gates of its own"):
+        estimator.gates(rows)
     # The saved metrics are the ensemble's, as `mmoe evaluate` finds them again.
     assert estimator.score(pd.read_csv(ensemble_run["train"]))["clicked"]["auc"] > 0.5
 

@@ -50,6 +50,7 @@ from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
 from mmoe.models import build_model, model_hyperparameters
+from mmoe.models.ensemble import EnsembleModel
 from mmoe.predict import evaluate_frame, evaluate_table, features_split, predict_frame
 from mmoe.runs import (
     CHECKPOINT_FILE,
@@ -615,6 +616,11 @@ class MultiTaskEstimator(BaseEstimator):
         level's task gates over all experts, zero on other tasks' own experts)."""
         run = self._fitted()
         network = run.network("gates")
+        if isinstance(network, EnsembleModel):  # N members, each with gates over its own experts
+            raise MmoeError(
+                f"an ensemble of {network.size} {network.name} models has no gates of its own; expected a run "
+                f"trained without --ensemble"
+            )
         gates_of = getattr(network, "gates", None)
         if gates_of is None:
             raise MmoeError(
