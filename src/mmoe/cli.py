@@ -377,6 +377,28 @@ def add_training_options(
         "--epochs", type=int, default=defaults.epochs, help=helps.get("--epochs", "maximum number of epochs")
     )
     group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay")
+    # -- the learning-rate schedule and weight decay's kind (mmoe.train.schedule)
+    from mmoe.train.schedule import LR_SCHEDULES, WEIGHT_DECAY_MODES
+
+    group.add_argument(
+        "--lr-schedule",
+        choices=list(LR_SCHEDULES),
+        default=defaults.lr_schedule,
+        help="the learning rate over the steps: constant, or cosine / linear decay to 0 at the last epoch's end "
+        f"(default {defaults.lr_schedule})",
+    )
+    group.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=defaults.warmup_epochs,
+        help="raise the learning rate linearly from 0 over this many epochs first (a fraction allowed; default 0)",
+    )
+    group.add_argument(
+        "--weight-decay-mode",
+        choices=list(WEIGHT_DECAY_MODES),
+        default=defaults.weight_decay_mode,
+        help="l2: Adam's weight decay, added to the gradient; decoupled: AdamW's (default l2)",
+    )
     group.add_argument(
         "--patience",
         type=int,
@@ -499,6 +521,7 @@ def command_train(args: argparse.Namespace) -> int:
             model=args.model,
             **training_options(args),
             replicas=args.replicas,
+            ensemble=args.ensemble,
             verbose=1,
             callbacks=[] if baseline else [progress, *_loggers(args)],
             **hyperparameters,
@@ -534,6 +557,9 @@ def _print_replicas(replicas: dict[str, Any], count: int, seed: int, out: Path) 
                 for name, v in metrics.items()
             )
         )
+    if replicas.get("ensemble"):
+        print(f"the run's model is the ensemble of all {count} replicas (the mean of their predictions)")
+        return
     kept = next(r["seed"] for r in replicas["replicas"] if r["kept"])
     print(
         f"the run's model is the replica with the best main-task validation metric (seed {kept}); "
@@ -926,6 +952,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="train this many seeds at once (seed, seed+1, ...); keeps the best, reports the spread",
+    )
+    train.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --replicas N: keep all N as one model that averages their predictions (probabilities)",
     )
     train.add_argument(
         "--resume",

@@ -37,6 +37,9 @@ TRAINING_KINDS = {
     "entire_space": bool,  # written only when set (TrainConfig.to_dict)
     "weighting": str,  # written only when task_weights do not already say it
     "weighting_options": "options",  # written only when set
+    "lr_schedule": str,  # these three written only when not the default (TrainConfig.to_dict)
+    "warmup_epochs": float,
+    "weight_decay_mode": str,
 }
 TRAINING_KEYS = tuple(TRAINING_KINDS)
 NULLABLE_TRAINING_KEYS = ("task_weights", "threads", "entire_space", "weighting_options")  # flags whose default is None

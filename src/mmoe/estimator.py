@@ -50,6 +50,7 @@ from mmoe.data.vocabulary import OPTION_FLAGS, VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.export import FORMATS, export_model
 from mmoe.models import build_model, model_hyperparameters
+from mmoe.models.ensemble import EnsembleModel
 from mmoe.predict import evaluate_frame, evaluate_table, features_split, predict_frame
 from mmoe.runs import (
     CHECKPOINT_FILE,
@@ -114,8 +115,13 @@ class MultiTaskEstimator(BaseEstimator):
     weighting, weighting_options: how the task losses make one update, a name of
         `mmoe.train.weighting.WEIGHTINGS` ("ew", "uw", "pcgrad", ...; task_weights alone mean
         "fixed"), and that method's options ({"alpha": 1.5}).
+    lr_schedule, warmup_epochs, weight_decay_mode: the learning rate over the steps ("constant",
+        "cosine", "linear", after warmup_epochs of linear warm-up) and the kind of weight decay
+        ("l2" or "decoupled", AdamW's): `mmoe.train.schedule`.
     replicas: train this many seeds at once (seed, seed + 1, ...) and keep the one with the best
         main-task validation metric; `replicas_` holds every replica's metrics.
+    ensemble: with replicas > 1, keep all of them as one model that averages their predictions
+        (`mmoe.models.ensemble.EnsembleModel`) instead of the best one.
     validation_fraction, test_fraction, split_seed: the seeded split of a table into training,
         validation (early stopping) and test rows; test_fraction None keeps no test rows.
         validation_fraction is ignored when `fit` is given validation rows.
@@ -162,7 +168,11 @@ class MultiTaskEstimator(BaseEstimator):
         entire_space: bool | None = _DEFAULTS.entire_space,
         weighting: str = _DEFAULTS.weighting,
         weighting_options: Mapping[str, float] | None = None,
+        lr_schedule: str = _DEFAULTS.lr_schedule,
+        warmup_epochs: float = _DEFAULTS.warmup_epochs,
+        weight_decay_mode: str = _DEFAULTS.weight_decay_mode,
         replicas: int = 1,
+        ensemble: bool = False,
         validation_fraction: float = 0.1,
         test_fraction: float | None = 0.1,
         split_seed: int = 0,
@@ -197,7 +207,11 @@ class MultiTaskEstimator(BaseEstimator):
         self.entire_space = entire_space
         self.weighting = weighting
         self.weighting_options = weighting_options
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.weight_decay_mode = weight_decay_mode
         self.replicas = replicas
+        self.ensemble = ensemble
         self.validation_fraction = validation_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
@@ -260,6 +274,13 @@ class MultiTaskEstimator(BaseEstimator):
             raise MmoeError(f"option replicas must be at least 1, got {replicas!r}")
         dataset = self._describe(X, validation)
         parallel = distributed.current()
+        if self.ensemble not in (False, True):
+            raise MmoeError(f"option ensemble must be True or False, got {self.ensemble!r}")
+        if self.ensemble and replicas < 2:
+            raise MmoeError(
+                f"ensemble=True averages the replicas of population training; expected replicas of 2 or more, "
+                f"got {replicas}"
+            )
         if replicas != 1:
             if dataset is not None and dataset.get("streaming"):
                 raise MmoeError(
@@ -305,10 +326,14 @@ class MultiTaskEstimator(BaseEstimator):
                 )
         build_model(self.model, data.input_spec, len(data.tasks), **hyperparameters)  # checked before training
         callbacks = self._epoch_callbacks(parallel.is_first)
-        replica_summary = None
+        replica_summary: dict[str, Any] | None = None
         if replicas > 1:
-            result, summary = fit_replicas(data, self.model, config, replicas, callbacks=callbacks, **hyperparameters)
+            result, summary = fit_replicas(
+                data, self.model, config, replicas, callbacks=callbacks, ensemble=bool(self.ensemble), **hyperparameters
+            )
             replica_summary = {"replicas": summary, "test_summary": summarize_replicas(summary)}
+            if self.ensemble:
+                replica_summary["ensemble"] = True
         else:
             if saved is not None and self.verbose and parallel.is_first:
                 _log(f"resuming from {checkpoint} after epoch {int(saved['epoch'])}")
@@ -334,7 +359,12 @@ class MultiTaskEstimator(BaseEstimator):
         for name in _training_parameters():
             if name not in ("seed", "threads") and getattr(self, name) != getattr(_DEFAULTS, name):
                 raise neural_only(self.model, f"option {name}")
-        for name, given in (("replicas", self.replicas != 1), ("resume", resume), ("callbacks", bool(self.callbacks))):
+        for name, given in (
+            ("replicas", self.replicas != 1),
+            ("ensemble", bool(self.ensemble)),
+            ("resume", resume),
+            ("callbacks", bool(self.callbacks)),
+        ):
             if given:
                 raise neural_only(self.model, f"option {name}")
         if distributed.current().grouped:
@@ -586,6 +616,11 @@ class MultiTaskEstimator(BaseEstimator):
         level's task gates over all experts, zero on other tasks' own experts)."""
         run = self._fitted()
         network = run.network("gates")
+        if isinstance(network, EnsembleModel):  # N members, each with gates over its own experts
+            raise MmoeError(
+                f"an ensemble of {network.size} {network.name} models has no gates of its own; expected a run "
+                f"trained without --ensemble"
+            )
         gates_of = getattr(network, "gates", None)
         if gates_of is None:
             raise MmoeError(
@@ -646,6 +681,8 @@ class MultiTaskEstimator(BaseEstimator):
             name: tuple(value) if isinstance(value, list) else value
             for name, value in config["hyperparameters"].items()
         }
+        if config.get("ensemble"):  # --replicas N --ensemble
+            options.update(replicas=int(config["ensemble"]), ensemble=True)
         estimator = cls(
             model=config["model"],
             tasks={task.name: task.spec()[len(task.name) + 1 :] for task in run.tasks},

@@ -118,6 +118,7 @@ class ServingModel(nn.Module):
     """
 
     mean: torch.Tensor
+    log_columns: torch.Tensor
     std: torch.Tensor
     offsets: torch.Tensor
     cardinalities: torch.Tensor
@@ -126,11 +127,23 @@ class ServingModel(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, model: MultiTaskModel, means: list[float], stds: list[float], tasks: list[Task]) -> None:
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        means: list[float],
+        stds: list[float],
+        tasks: list[Task],
+        numeric_transforms: list[str] | None = None,
+    ) -> None:
         super().__init__()
         spec = model.input_spec
         self.model = model
         self.has_numeric, self.has_categorical = spec.num_numeric > 0, spec.num_categorical > 0
+        # The encoder's "log" numeric transform, sign(x)·log(1 + |x|), on the columns that have it
+        # (`mmoe.data.encoders.NUMERIC_TRANSFORMS`); without one the graph is as before the option.
+        logged = [name == "log" for name in numeric_transforms or ()]
+        self.has_log_columns = any(logged)
+        self.register_buffer("log_columns", torch.tensor(logged if self.has_log_columns else [], dtype=torch.bool))
         # float64, as the encoder standardises in float64 before its cast to float32.
         self.register_buffer("mean", torch.tensor(means, dtype=torch.float64))
         self.register_buffer("std", torch.tensor(stds, dtype=torch.float64))
@@ -155,6 +168,8 @@ class ServingModel(nn.Module):
         if numeric is None:  # never read by the model (it has no numeric column); keeps its call uniform
             numeric = torch.zeros(batch, 0)
         else:
+            if self.has_log_columns:
+                numeric = torch.where(self.log_columns, torch.sign(numeric) * torch.log1p(torch.abs(numeric)), numeric)
             standardised = (numeric - self.mean) / self.std
             numeric = torch.where(torch.isnan(standardised), 0.0, standardised).float()
         if categorical is None:
@@ -208,7 +223,7 @@ def serving_model(run: Run, gather_sum: bool = False) -> nn.Module:
             for name, child in list(parent.named_children()):
                 if isinstance(child, SparseLinear):
                     setattr(parent, name, GatherSumLinear(child))
-    serving = ServingModel(model, encoder.means, encoder.stds, run.tasks)
+    serving = ServingModel(model, encoder.means, encoder.stds, run.tasks, encoder.numeric_transforms)
     served: nn.Module = serving
     if not serving.has_categorical:
         served = NumericOnly(serving)
@@ -459,8 +474,13 @@ def build_signature(run: Run, file: str | Path, format: str, opset: int | None =
                 "dtype": "float64",
                 "shape": ["batch", spec.num_numeric],
                 "columns": list(spec.numeric),
-                "meaning": "the numeric columns in the table's own units (standardised inside the model); "
-                "NaN for a missing value (the model uses the training mean)",
+                "meaning": "the numeric columns in the table's own units (standardised inside the model"
+                + (
+                    ", after sign(x)*log(1+|x|) on the columns whose encoder numeric_transforms is log"
+                    if any(name != "standard" for name in encoder.numeric_transforms)
+                    else ""
+                )
+                + "); NaN for a missing value (the model uses the training mean)",
             }
         )
     if spec.num_categorical:

@@ -4,7 +4,8 @@
 A run directory holds:
   config.json    how to get the data again, the model and its hyperparameters, the training
                  options, the tasks, the input spec, the package version
-  model.pt       the weights (with the model name and hyperparameters to rebuild it)
+  model.pt       the weights (with the model name and hyperparameters to rebuild it; an ensemble,
+                 `--replicas N --ensemble`, its N members' weights and "ensemble", as config.json)
   encoder.json   the fitted input encoders (numeric statistics, category vocabularies, labels)
   metrics.json   {split: {task: {metric: value}}} of the restored best model
   history.json   one entry per epoch
@@ -32,6 +33,7 @@ from mmoe.data.encoders import TableEncoder
 from mmoe.errors import MmoeError
 from mmoe.io import atomic_write, atomic_write_json
 from mmoe.models import MultiTaskModel, build_model
+from mmoe.models.ensemble import EnsembleModel
 from mmoe.train.fit import fit, fit_replicas, summarize_replicas
 from mmoe.train.metrics import Metrics, evaluate_predictions
 from mmoe.train.trainer import TrainConfig, TrainResult
@@ -86,7 +88,10 @@ def run_config(
             "data_info": data_info,
         }
     assert isinstance(model, MultiTaskModel) and isinstance(training, TrainConfig)
+    # An ensemble (--replicas N --ensemble) reads as its members' model, marked by its member count.
+    marked = {"ensemble": model.size} if isinstance(model, EnsembleModel) else {}
     return {
+        **marked,
         "dataset": dataset,
         "model": model.name,
         "hyperparameters": model.hyperparameters,
@@ -125,6 +130,8 @@ def write_run(
             "input_spec": model.input_spec.to_dict(),
             "state_dict": model.state_dict(),
         }
+        if isinstance(model, EnsembleModel):  # N members' weights ("members.{i}.…") and the tasks' kinds
+            weights["ensemble"] = {"members": model.size, "binary": model.binary.tolist()}
         atomic_write(directory / "model.pt", lambda temp: torch.save(weights, temp))
     if encoder is not None:
         encoder.save(directory / "encoder.json")
@@ -149,9 +156,14 @@ def load_model(path: str | Path) -> MultiTaskModel:
     path = Path(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_model(
-            saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"], **saved["hyperparameters"]
-        )
+        members = saved["ensemble"]["members"] if "ensemble" in saved else 1
+        networks = [
+            build_model(
+                saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"], **saved["hyperparameters"]
+            )
+            for _ in range(members)
+        ]
+        model = EnsembleModel(networks, saved["ensemble"]["binary"]) if "ensemble" in saved else networks[0]
         model.load_state_dict(saved["state_dict"])
     except MmoeError:
         raise
@@ -176,12 +188,14 @@ def _check_model_matches_config(directory: Path, model: MultiTaskModel, config: 
         "hyperparameters": to_jsonable(model.hyperparameters),
         "tasks": model.num_tasks,
         "input_spec": model.input_spec.to_dict(),
+        "ensemble": model.size if isinstance(model, EnsembleModel) else None,
     }
     expected = {
         "model": config.get("model"),
         "hyperparameters": to_jsonable(config.get("hyperparameters")),
         "tasks": len(config.get("tasks") or []),
         "input_spec": config.get("input_spec"),
+        "ensemble": config.get("ensemble"),
     }
     different = [key for key in written if to_jsonable(written[key]) != to_jsonable(expected[key])]
     if different:

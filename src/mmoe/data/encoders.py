@@ -2,6 +2,10 @@
 
 - Numeric columns are standardised with the training mean and standard deviation; a missing
   value becomes the training mean (0 after standardising); a constant column keeps std 1.
+  A column may first be transformed (`NUMERIC_TRANSFORMS`, the encoder's numeric_transform):
+  "log" is sign(x)·log(1 + |x|), for heavy-tailed columns such as capital gains, whose raw
+  standardised values put a few rows at 20–100 standard deviations and all others near 0; the
+  mean and std are then those of the transformed training values ("standard", the default, is x).
 - Categorical columns map each value seen in training to its own slot; slot 0 of every column is
   reserved for values never seen in training. A missing value is the category "<missing>", so it
   gets a slot of its own when training has missing values and slot 0 otherwise. Values rarer
@@ -52,6 +56,34 @@ from mmoe.data.values import (
 from mmoe.data.vocabulary import VocabularyOptions, check_parameter_memory
 from mmoe.errors import MmoeError
 from mmoe.spec import PADDING_CODE, MultiValue
+
+# Per numeric column, what is done to a value before it is standardised (see the module docstring).
+NUMERIC_TRANSFORMS = ("standard", "log")
+
+
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """sign(x)·log(1 + |x|) elementwise (NaN stays NaN): the "log" numeric transform."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def numeric_transforms(numeric: Sequence[str], option: str | Mapping[str, str] | None, source: str) -> list[str]:
+    """Per numeric column, its transform: `option` is one name of NUMERIC_TRANSFORMS for every
+    numeric column, or {column: name} (the others "standard"); None means "standard"."""
+    chosen = dict.fromkeys(numeric, option or "standard") if not isinstance(option, Mapping) else dict(option)
+    unknown = [column for column in chosen if column not in numeric]
+    if unknown:
+        raise MmoeError(
+            f"{source}: numeric_transform names {', '.join(map(repr, unknown))}, not numeric column(s); "
+            f"expected some of {', '.join(map(repr, numeric[:8]))}{', ...' if len(numeric) > 8 else ''}"
+        )
+    bad = {column: name for column, name in chosen.items() if name not in NUMERIC_TRANSFORMS}
+    if bad:
+        column, name = next(iter(bad.items()))
+        raise MmoeError(
+            f"{source}: numeric_transform {name!r} of column {column!r} is unknown; expected one of: "
+            f"{', '.join(NUMERIC_TRANSFORMS)}"
+        )
+    return [chosen.get(column, "standard") for column in numeric]
 
 
 def element_counts(texts: Sequence[str]) -> dict[str, int]:
@@ -174,6 +206,8 @@ class TableEncoder:
     regression labels are standardised (the synthetic study keeps its raw units).
     vocabulary: how the categorical columns' vocabularies are kept and how each enters the model
     (`mmoe.data.vocabulary`; default: every value seen in training, one-hot up to 100 slots).
+    numeric_transform: what is done to numeric values before standardising: a name of
+    NUMERIC_TRANSFORMS for every numeric column, or {column: name} (`numeric_transforms`).
 
     Fitted per categorical column: `vocabularies[j]` (its kept training texts, sorted; [] when
     hashed), `hash_sizes[j]` (its number of hash buckets, 0 when it keeps a vocabulary) and
@@ -189,8 +223,10 @@ class TableEncoder:
         standardize_numeric: bool = True,
         standardize_regression: bool = True,
         vocabulary: VocabularyOptions | None = None,
+        numeric_transform: str | Mapping[str, str] | None = None,
     ) -> None:
         self.numeric = list(numeric)
+        self.numeric_transforms = numeric_transforms(self.numeric, numeric_transform, "training data")
         self.categorical = list(categorical)
         self.tasks = list(tasks)
         self.positive = dict(positive or {})
@@ -229,7 +265,10 @@ class TableEncoder:
         self._check_columns(frame, source, labels=True)
         if len(frame) == 0:
             raise MmoeError(f"{source}: the table has no rows; expected at least one training row")
-        numeric = [Moments.of(to_numeric_column(frame[column], source, column)) for column in self.numeric]
+        numeric = [
+            Moments.of(self.transform_numeric_column(j, to_numeric_column(frame[column], source, column)))
+            for j, column in enumerate(self.numeric)
+        ]
         # Hashed columns need no counts (they keep no vocabulary and are never refused as unique).
         shared = {self.categorical[j] for j in self.shared_columns}
         categories = [
@@ -258,7 +297,9 @@ class TableEncoder:
         """Fits from statistics of the training rows rather than the rows themselves, so that a
         table read in batches (`mmoe.data.streaming`) ends with the encoder `fit` would give.
 
-        numeric: per numeric column, the moments of its present values. categories: per
+        numeric: per numeric column, the moments of its present values, transformed
+        (`transform_numeric_column`: a streamed table's batches are transformed before their
+        moments are merged, as the whole table's are). categories: per
         categorical column, {value as text ("<missing>" for a missing one): training rows holding
         it} (a multi-valued column: occurrences of each value; anything for a hashed column or
         one that shares another's vocabulary, which keep none). labels: per task,
@@ -393,11 +434,21 @@ class TableEncoder:
         numeric, categorical = self.model_inputs(self.raw_numeric(frame, source), self.category_codes(frame, source))
         return torch.from_numpy(numeric), torch.from_numpy(categorical)
 
+    def transform_numeric_column(self, j: int, values: np.ndarray) -> np.ndarray:
+        """Numeric column j's float64 values in the table's units -> the values its moments are of
+        (its numeric transform; the values themselves for "standard")."""
+        return signed_log1p(values) if self.numeric_transforms[j] == "log" else values
+
     def model_inputs(self, raw_numeric: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`raw_numeric` and `category_codes` values -> the model's inputs: numeric float32,
-        standardised with the training moments (a missing value becomes the mean: 0), and int64
-        category slots in the shared vocabulary (each column's codes moved by its offset).
-        Streaming encodes its record batches through here too, so both give the same float32 values."""
+        transformed (`numeric_transforms`) and standardised with the training moments (a missing
+        value becomes the mean: 0), and int64 category slots in the shared vocabulary (each
+        column's codes moved by its offset). Streaming encodes its record batches through here
+        too, so both give the same float32 values."""
+        logged = [j for j, name in enumerate(self.numeric_transforms) if name == "log"]
+        if logged:
+            raw_numeric = raw_numeric.copy()
+            raw_numeric[:, logged] = signed_log1p(raw_numeric[:, logged])
         numeric = np.nan_to_num(
             (raw_numeric - np.asarray(self.means, dtype=np.float64)) / np.asarray(self.stds, dtype=np.float64), nan=0.0
         ).astype(np.float32)
@@ -440,6 +491,11 @@ class TableEncoder:
             **({"hash_buckets": self.hash_sizes} if any(self.hash_sizes) else {}),
             **({"embedding_dims": self.embedding_dims} if any(self.embedding_dims) else {}),
             **(
+                {"numeric_transforms": self.numeric_transforms}
+                if any(name != "standard" for name in self.numeric_transforms)
+                else {}
+            ),
+            **(
                 {"multi_values": [m.to_dict() for m in self.multi_values], "multi_value_separator": self.separator}
                 if self.multi_values
                 else {}
@@ -455,6 +511,10 @@ class TableEncoder:
             data.get("positive"),
             data["standardize_numeric"],
             data["standardize_regression"],
+            # encoder.json files written before the option: every column "standard".
+            numeric_transform=dict(zip(data["numeric"], data["numeric_transforms"]))
+            if "numeric_transforms" in data
+            else None,
         )
         encoder.means, encoder.stds = list(data["means"]), list(data["stds"])
         encoder.vocabularies = [list(v) for v in data["vocabularies"]]
@@ -484,11 +544,14 @@ class TableEncoder:
 __all__ = [
     "FALSE_WORDS",
     "MISSING_CATEGORY",
+    "NUMERIC_TRANSFORMS",
     "TRUE_WORDS",
     "BinaryLabelCoder",
     "Moments",
     "TableEncoder",
     "element_counts",
     "multi_value_codes",
+    "numeric_transforms",
+    "signed_log1p",
     "to_numeric_column",
 ]

@@ -12,9 +12,11 @@ import torch
 
 from mmoe.data.dataset import MultiTaskData
 from mmoe.models import build_model
+from mmoe.models.ensemble import EnsembleModel
 from mmoe.train.callbacks import Callback
+from mmoe.train.metrics import main_score
 from mmoe.train.population import train_population
-from mmoe.train.trainer import TrainConfig, TrainResult, train
+from mmoe.train.trainer import TrainConfig, TrainResult, evaluate_data, train
 
 
 def fit(
@@ -58,12 +60,16 @@ def fit_replicas(
     replicas: int,
     on_epoch: Any = None,
     callbacks: Sequence[Callback] | Callback | None = None,
+    ensemble: bool = False,
     **hyperparameters: Any,
 ) -> tuple[TrainResult, list[dict[str, Any]]]:
     """Trains `replicas` copies at once (seeds config.seed, config.seed + 1, ...) with the population
     trainer. Returns the replica with the best main-task validation score as an ordinary
     TrainResult, and a summary of every replica (seed, best epoch, metrics).
 
+    ensemble: return instead all replicas as one `EnsembleModel` (the mean of their predictions),
+    with its own metrics and best_score (its main-task validation metric); its history, best
+    epoch and stopped_early are those of the best replica's, and every replica is "kept".
     callbacks: hear of each replica's epochs (replica = its index: seed config.seed + replica);
     on_epoch(epoch, still_training): a function called after each epoch of the population."""
     seeds = [config.seed + r for r in range(replicas)]
@@ -71,21 +77,27 @@ def fit_replicas(
     best = max(range(replicas), key=lambda r: population.replicas[r].best_score)
     replica = population.replicas[best]
     network = population.model(best, data, model, **hyperparameters)
+    metrics, best_score = replica.metrics, replica.best_score
+    if ensemble:
+        members = [population.model(r, data, model, **hyperparameters) for r in range(replicas)]
+        network = EnsembleModel(members, [task.kind == "binary" for task in data.tasks])
+        metrics = evaluate_data(network, data, config.eval_batch_size)
+        best_score = main_score(data.tasks[0], metrics["validation"][data.tasks[0].name])
     epochs_run = sum(len(r.history) for r in population.replicas)
     result = TrainResult(
         network,
         replica.history,
         replica.best_epoch,
-        replica.best_score,
+        best_score,
         population.train_seconds,
         epochs_run * len(data.train) / max(population.train_seconds, 1e-9),
-        replica.metrics,
+        metrics,
         replica.stopped_early,
     )
     summary = [
         {
             "seed": r.seed,
-            "kept": i == best,
+            "kept": ensemble or i == best,
             "best_epoch": r.best_epoch,
             "stopped_early": r.stopped_early,
             "metrics": r.metrics,

@@ -40,8 +40,9 @@ from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss, resolve_entire_space
 from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_stacked, main_score
-from mmoe.train.optim import SPARSE_OPTIMIZERS, make_adam, make_row_sparse_optimizer
+from mmoe.train.optim import SPARSE_OPTIMIZERS, make_row_sparse_optimizer
 from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
+from mmoe.train.schedule import LearningRateSchedule, make_dense_optimizer
 from mmoe.train.trainer import TrainConfig
 from mmoe.train.weighting import make_weighting
 
@@ -229,7 +230,9 @@ def _train_stack(
     )
     dense_parameters = [p for p in parameters if all(p is not table for table, _, _ in tables)]
     dense_parameters += weighting.prepare(template, params, [table for table, _, _ in tables], num_replicas)
-    optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
+    optimizer = make_dense_optimizer(
+        dense_parameters, config.learning_rate, config.weight_decay, config.weight_decay_mode
+    )
     table_optimizer = make_row_sparse_optimizer(
         config.sparse_optimizer, [table for table, _, _ in tables], config.learning_rate, config.weight_decay
     )
@@ -273,6 +276,11 @@ def _train_stack(
     final_params = {name: p.detach().clone() for name, p in params.items()}
     histories: list[list[dict[str, Any]]] = [[] for _ in range(num_replicas)]
     train_seconds = 0.0
+    # Every replica takes the same steps, so one schedule sets the rate of the whole stack.
+    schedule = LearningRateSchedule(
+        config.lr_schedule, config.learning_rate, config.warmup_epochs, config.epochs, -(-rows // config.batch_size)
+    )
+    step = 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         orders = torch.stack([torch.randperm(rows, generator=g) for g in shufflers])
@@ -295,6 +303,8 @@ def _train_stack(
                 table_optimizer.zero_grad(set_to_none=True)
             # Summed over the replicas, which share no weight: each gets its own loss's gradient.
             losses = weighting.backward(task_losses, labelled, parameters, penalties)
+            schedule.apply(step, [optimizer, table_optimizer])
+            step += 1
             optimizer.step()
             if table_optimizer is not None:
                 table_optimizer.step(rows=touched_rows(categorical))

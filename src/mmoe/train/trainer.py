@@ -45,10 +45,10 @@ from mmoe.train.optim import (
     DEFAULT_SPARSE_OPTIMIZER,
     SPARSE_OPTIMIZERS,
     RowSparseOptimizer,
-    make_adam,
     make_row_sparse_optimizer,
 )
 from mmoe.train.progress import EarlyStopping, HistoryEntry
+from mmoe.train.schedule import LR_SCHEDULES, WEIGHT_DECAY_MODES, LearningRateSchedule, make_dense_optimizer
 from mmoe.train.weighting import check_weighting_options, implied_weighting, make_weighting, resolve_weighting
 
 
@@ -74,6 +74,11 @@ class TrainConfig:
     over every row (`mmoe.train.loss.MultiTaskLoss`), instead of on the rows where its condition
     holds; None (the default) takes the model's default: on for esmm, off for the others.
     Without a conditional task it changes nothing (True is then an error).
+
+    lr_schedule, warmup_epochs: the learning rate over the steps (`mmoe.train.schedule`):
+    "constant" (the default), "cosine" or "linear" decay to 0 at the last of `epochs`' steps,
+    after a linear warm-up over the first warmup_epochs epochs (a fraction allowed; 0: none).
+    weight_decay_mode: "l2" (the default: Adam's, added to the gradient) or "decoupled" (AdamW).
     """
 
     learning_rate: float = 1e-3
@@ -90,6 +95,9 @@ class TrainConfig:
     sparse_optimizer: str = DEFAULT_SPARSE_OPTIMIZER
     entire_space: bool | None = None
     weighting_options: dict[str, float] | None = None
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    weight_decay_mode: str = "l2"
 
     def __post_init__(self) -> None:
         checks = [
@@ -104,6 +112,11 @@ class TrainConfig:
             ("patience", self.patience >= 0, "zero or more"),
             ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
             ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer"),
+            (
+                "warmup_epochs",
+                self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs),
+                "a finite number of epochs, zero or more",
+            ),
         ]
         for option, ok, expected in checks:
             if not ok:
@@ -119,6 +132,12 @@ class TrainConfig:
                 f"training option sparse_optimizer {self.sparse_optimizer!r} is unknown; expected one of: "
                 f"{', '.join(SPARSE_OPTIMIZERS)}"
             )
+        for option, value, allowed in (
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            ("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES),
+        ):
+            if value not in allowed:
+                raise MmoeError(f"training option {option} {value!r} is unknown; expected one of: {', '.join(allowed)}")
         if self.entire_space is not None and not isinstance(self.entire_space, bool):
             raise MmoeError(
                 f"training option entire_space must be True, False or None (the model's default), "
@@ -141,6 +160,9 @@ class TrainConfig:
             del data["entire_space"]
         if self.weighting_options is None:
             del data["weighting_options"]
+        for option in ("lr_schedule", "warmup_epochs", "weight_decay_mode"):  # only when set (mmoe.train.schedule)
+            if data[option] == TrainConfig.__dataclass_fields__[option].default:
+                del data[option]
         return data
 
 
@@ -268,13 +290,19 @@ def train(
     dense_parameters: list[torch.Tensor] = [p for p in parameters if all(p is not table for table in tables)]
     # The weighting's own trained tensors (UW's log-variances, GradNorm's weights) join Adam's.
     dense_parameters += weighting.prepare(model, dict(model.named_parameters()), tables)
-    optimizer = make_adam(dense_parameters, config.learning_rate, config.weight_decay)
+    optimizer = make_dense_optimizer(
+        dense_parameters, config.learning_rate, config.weight_decay, config.weight_decay_mode
+    )
     table_optimizer = make_row_sparse_optimizer(
         config.sparse_optimizer, tables, config.learning_rate, config.weight_decay
     )
     shuffle = torch.Generator().manual_seed(config.seed)
     train_split = data.train.to(device)  # a Split's tensors, or a streaming source's batches as they come
     rows = len(train_split)
+    # The rate of each step (`mmoe.train.schedule`); the default's constant rate is left alone.
+    schedule = LearningRateSchedule(
+        config.lr_schedule, config.learning_rate, config.warmup_epochs, config.epochs, -(-rows // config.batch_size)
+    )
     reporter = as_callbacks(callbacks, on_epoch) if parallel.is_first else as_callbacks()
 
     identity = run_identity(model, data, config, data_identity)
@@ -303,6 +331,7 @@ def train(
         stopping.load_state_dict(saved)
         train_seconds, first_epoch = saved["train_seconds"], saved["epoch"] + 1
     has_penalty = type(model).penalty is not MultiTaskModel.penalty  # else a zero: no op to add per step
+    step = schedule.first_step(first_epoch)
     with reporting_to(reporter):
         for epoch in range(first_epoch, config.epochs + 1):
             if stopping.stopped_early:  # the checkpoint is of a run that had already stopped early
@@ -326,6 +355,8 @@ def train(
                 if table_optimizer is not None:
                     table_optimizer.zero_grad(set_to_none=True)
                 loss = weighting.backward(task_losses, labelled, parameters, penalty)
+                schedule.apply(step, [optimizer, table_optimizer])
+                step += 1
                 optimizer.step()
                 if table_optimizer is not None:
                     parallel.sum_sparse_gradients(tables)
