@@ -324,8 +324,9 @@ def best_complete(trials: list[FrozenTrial], direction: optuna.study.StudyDirect
     return pick(complete, key=_value)
 
 
-# Training options a run's config.json has only when they are set (TrainConfig.to_dict).
-OPTIONAL_TRAINING_KEYS = ("sparse_optimizer", "entire_space", "weighting", "weighting_options")
+# Training options a run's config.json has only when they are set: those TrainConfig.to_dict
+# leaves out at their defaults (sparse_optimizer, entire_space, weighting, lr_schedule, ...).
+OPTIONAL_TRAINING_KEYS = tuple(name for name in TrainConfig.__dataclass_fields__ if name not in TrainConfig().to_dict())
 
 
 def best_config(

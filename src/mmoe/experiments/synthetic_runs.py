@@ -73,7 +73,7 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
         results[label] = {
             "model": model,
             "hyperparameters": to_jsonable(hp),
-            **_choose_learning_rate(ctx, model, hp, p, base + PILOT_SEED_OFFSET),
+            **choose_learning_rate(ctx, model, hp, p, base + PILOT_SEED_OFFSET),
         }
         results[label]["runs"] = []
     for start in range(0, scale.synthetic_runs, scale.synthetic_chunk):
@@ -95,7 +95,7 @@ def run_models(ctx: StudyContext, models: dict[str, tuple[str, dict[str, Any]]],
     return results
 
 
-def _choose_learning_rate(ctx: StudyContext, model: str, hp: dict[str, Any], p: float, base: int) -> dict[str, Any]:
+def choose_learning_rate(ctx: StudyContext, model: str, hp: dict[str, Any], p: float, base: int) -> dict[str, Any]:
     """The paper's grid, pilot_runs runs per rate, all in one population; the rate with the lowest
     mean validation MSE wins."""
     rates = list(ctx.scale.learning_rates)

@@ -127,7 +127,7 @@ def synthetic_learning_rate(ctx: StudyContext, pilot: tuple[float, str]) -> floa
     models, _ = synthetic.comparison_models(ctx)
     model, hp = models[model_label]
     base = ctx.seed * 100_000 + synthetic_runs.PILOT_SEED_OFFSET
-    return float(synthetic_runs._choose_learning_rate(ctx, model, hp, p, base)["learning_rate"])
+    return float(synthetic_runs.choose_learning_rate(ctx, model, hp, p, base)["learning_rate"])
 
 
 def _synthetic_unit(ctx: StudyContext, p: float, model_label: str, method: str) -> dict[str, Any]:
