@@ -1,5 +1,6 @@
-"""The paper's studies and those beyond it, one module each (`studies.STUDIES` lists them in running order); each returns
-its JSON-ready result. `mmoe reproduce` (`mmoe.report.reproduce`) runs them and writes the report.
+"""The paper's studies and those beyond it, one module each (`studies.STUDIES` lists them in
+running order); each returns its JSON-ready result. `mmoe reproduce` (`mmoe.report.reproduce`)
+runs them and writes the report.
 
 | --study | module | paper |
 | --- | --- | --- |
