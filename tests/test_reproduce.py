@@ -150,3 +150,13 @@ def test_equal_parameter_width_matches_mmoe() -> None:
     assert abs(count - target) / target < 0.011
     others = [parameter_count("shared-bottom", spec, 2, hidden_units=(w,)) for w in (width - 1, width + 1)]
     assert all(abs(count - target) <= abs(o - target) for o in others)
+
+
+def test_the_studies_beyond_the_paper_run_only_when_asked_for() -> None:
+    from mmoe.experiments.studies import BEYOND_PAPER, PAPER_STUDIES
+    from mmoe.report.reproduce import chosen_studies
+
+    assert chosen_studies(None, False) == list(PAPER_STUDIES)
+    assert "census" in PAPER_STUDIES and not set(BEYOND_PAPER) & set(PAPER_STUDIES)
+    assert chosen_studies(None, True) == list(PAPER_STUDIES) + list(BEYOND_PAPER)
+    assert chosen_studies(["weighting"], False) == ["weighting"]

@@ -19,7 +19,7 @@ from typing import Any
 from mmoe.errors import MmoeError
 from mmoe.experiments.context import StudyContext, quiet_warnings
 from mmoe.experiments.scale import get_scale
-from mmoe.experiments.studies import NEEDS_CENSUS, STUDIES, load_study
+from mmoe.experiments.studies import BEYOND_PAPER, NEEDS_CENSUS, PAPER_STUDIES, STUDIES, load_study
 from mmoe.io import atomic_write_json, atomic_write_text
 
 
@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=list(STUDIES),
         metavar="NAME",
-        help=f"run only this study (repeatable): {', '.join(STUDIES)} (default: all)",
+        help=f"run only this study (repeatable): {', '.join(STUDIES)} (default: the paper's six)",
+    )
+    parser.add_argument(
+        "--beyond",
+        action="store_true",
+        help=f"also the studies beyond the paper: {', '.join(BEYOND_PAPER)} (hours at standard size)",
     )
     parser.add_argument(
         "--repeats",
@@ -69,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def chosen_studies(named: list[str] | None, beyond: bool) -> list[str]:
+    """The studies `--study` names (default: the paper's), and with `--beyond` those beyond it."""
+    return list(named or PAPER_STUDIES) + (list(BEYOND_PAPER) if beyond else [])
+
+
 def command_reproduce(args: argparse.Namespace) -> int:
     """The handler of `mmoe reproduce`."""
     scale_name = "tiny" if args.tiny else "quick" if args.quick else "standard"
@@ -93,7 +103,7 @@ def command_reproduce(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     command = "mmoe reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else "mmoe reproduce"
-    results = reproduce(ctx, args.study or list(STUDIES), command=command)
+    results = reproduce(ctx, chosen_studies(args.study, args.beyond), command=command)
     verdicts = ", ".join(f"{c['verdict']}" for c in results["claims"])
     print(f"report: {ctx.out / 'report.md'} ({results['meta']['seconds']:.0f} s); claims: {verdicts}")
     return 0
