@@ -319,6 +319,7 @@ if parallel.is_first:
         ("uw", "mmoe", []),
         ("mgda", "mmoe", []),
         ("pcgrad", "l2-constrained", []),  # the penalty, on rank 0 only, reaches the shared weights
+        ("pcgrad", "dselect-k", []),  # its entropy term, per rank, reaches the shared weights
         ("mgda", "shared-bottom", ["upper_bound", "1"]),
     ],
 )

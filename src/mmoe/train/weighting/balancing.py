@@ -63,10 +63,12 @@ class GradientBalancing(LossWeighting):
         self.others = [p for p in parameters.values() if id(p) not in chosen]
         self.dense_others = [p for p in self.others if id(p) not in is_table]
         self.stacked, self.replicas = replicas is not None, replicas or 1
-        # The loops add a model's penalty on rank 0 only: its gradient on the shared parameters
-        # must be summed over the ranks too (every rank must send the same tensors).
+        # The loops add a model's penalty on rank 0 only, and its batch-dependent term (DSelect-k's
+        # entropy, AITM's calibrator) per rank: their gradient on the shared parameters must be
+        # summed over the ranks too (every rank must send the same tensors).
         penalty = getattr(type(model), "penalty", None)
-        self.penalised = penalty is not None and penalty is not MultiTaskModel.penalty
+        auxiliary = bool(getattr(model, "has_auxiliary_loss", False))
+        self.penalised = (penalty is not None and penalty is not MultiTaskModel.penalty) or auxiliary
         return []
 
     def solve(
@@ -88,7 +90,9 @@ class GradientBalancing(LossWeighting):
         grads = sum_over_ranks_(task_gradients(task_losses, self.shared))  # [n, K, P]
         losses = sum_over_ranks_(task_losses.detach().clone()).reshape(grads.shape[:2])
         update, weights = self._solve_labelled(grads, losses, labelled.reshape(grads.shape[:2]))
-        if extra is not None:  # the penalty: unweighted, on every parameter it reaches
+        # The penalty (and a model's batch-dependent term): unweighted, on every parameter it
+        # reaches; a constant (AITM's calibrator without a binary pair) reaches none.
+        if extra is not None and extra.requires_grad:
             torch.autograd.backward(extra.sum(), inputs=[*self.shared, *self.others], retain_graph=True)
         weights = weights.reshape(task_losses.shape)
         loss = (weights * task_losses).sum(-1)
