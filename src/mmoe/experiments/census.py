@@ -13,6 +13,7 @@ group's "baselines" (left out, with a note, when lightgbm is not installed)."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -112,20 +113,23 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
             # repeats: ≈ 4 min). Each run equals its population replica (tests/test_population.py).
             torch.set_num_threads(ctx.threads)
             results = [(seed, fit(data, model, replace(config, seed=seed), **hp)) for seed in seeds]  # noqa: B023
-            return [
-                {
-                    "seed": seed,
-                    "best_epoch": r.best_epoch,
-                    "validation": {
-                        t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()
-                    },
-                    "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()},
-                }
-                for seed, r in results
-            ]
+            return [_run_record(seed, r.metrics, best_epoch=r.best_epoch) for seed, r in results]
 
         runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
     return runs
+
+
+def _run_record(seed: int, metrics: Mapping[str, Any], **fitted: Any) -> dict[str, Any]:
+    """One cached repeat: its seed, what the fit chose (best_epoch or best_rounds), and the
+    validation and test AUC and log loss per task."""
+    return {
+        "seed": seed,
+        **fitted,
+        **{
+            split: {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in metrics[split].items()}
+            for split in ("validation", "test")
+        },
+    }
 
 
 def baseline_repeats(ctx: StudyContext, data: Any, group: int, model: str) -> list[dict[str, Any]]:
@@ -149,17 +153,7 @@ def baseline_repeats(ctx: StudyContext, data: Any, group: int, model: str) -> li
 
         def compute() -> list[dict[str, Any]]:
             results = [(seed, fit_baseline(data, model, seed=seed, threads=ctx.threads)) for seed in seeds]  # noqa: B023
-            return [
-                {
-                    "seed": seed,
-                    "best_rounds": r.best_rounds,
-                    "validation": {
-                        t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["validation"].items()
-                    },
-                    "test": {t: {"auc": m["auc"], "logloss": m["logloss"]} for t, m in r.metrics["test"].items()},
-                }
-                for seed, r in results
-            ]
+            return [_run_record(seed, r.metrics, best_rounds=r.best_rounds) for seed, r in results]
 
         runs.extend(ctx.cache.get_or_compute("census-baseline-runs", spec, compute))
     return runs

@@ -30,7 +30,7 @@ from mmoe.errors import MmoeError
 from mmoe.models.base import MultiTaskModel
 from mmoe.models.layers import row_sparse_tables
 from mmoe.train.gradients import assign_gradient, shared_parameter_names, task_gradients
-from mmoe.train.weighting.base import LossWeighting, sum_over_ranks_, world_size
+from mmoe.train.weighting.base import LossWeighting, state_device, sum_over_ranks_, world_size
 
 EPS = 1e-8
 
@@ -213,8 +213,7 @@ class GradNorm(GradientBalancing):
         replicas: int | None = None,
     ) -> list[torch.Tensor]:
         super().prepare(model, parameters, tables, replicas)
-        reference = next(iter(parameters.values()))
-        device = reference.device if reference.device.type != "meta" else torch.device("cpu")
+        device = state_device(parameters)
         self.task_weights = torch.ones(self.replicas, self.num_tasks, device=device, requires_grad=True)
         return [self.task_weights]
 

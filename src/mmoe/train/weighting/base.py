@@ -56,6 +56,13 @@ from torch import nn
 from mmoe.errors import MmoeError
 
 
+def state_device(parameters: Mapping[str, torch.Tensor]) -> torch.device:
+    """Where a weighting's own tensors live: the model's device, or the CPU when the parameters
+    are on the meta device (population training's vmapped template)."""
+    reference = next(iter(parameters.values()))
+    return reference.device if reference.device.type != "meta" else torch.device("cpu")
+
+
 def world_size() -> int:
     """The number of ranks training together (1 without a torch.distributed process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

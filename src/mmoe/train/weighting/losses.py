@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmoe.train.weighting.base import LossWeighting, global_losses, sum_over_ranks_, world_size
+from mmoe.train.weighting.base import LossWeighting, global_losses, state_device, sum_over_ranks_, world_size
 
 TINY = 1e-12
 
@@ -44,10 +44,8 @@ class UncertaintyWeighting(LossWeighting):
         tables: Sequence[torch.Tensor] = (),
         replicas: int | None = None,
     ) -> list[torch.Tensor]:
-        reference = next(iter(parameters.values()))
         shape = (replicas, self.num_tasks) if replicas is not None else (self.num_tasks,)
-        device = reference.device if reference.device.type != "meta" else torch.device("cpu")
-        self.log_variance = torch.zeros(shape, device=device, requires_grad=True)
+        self.log_variance = torch.zeros(shape, device=state_device(parameters), requires_grad=True)
         return [self.log_variance]
 
     def own_parameters(self) -> list[torch.Tensor]:
