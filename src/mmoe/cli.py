@@ -170,6 +170,16 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         metavar="SEP",
         help="the separator of a multi-valued column's values in a text cell (default '|')",
     )
+    from mmoe.spec import DEFAULT_NUMERIC_EMBEDDING, NUMERIC_EMBEDDINGS
+
+    parser.add_argument(
+        "--numeric-embedding",
+        choices=NUMERIC_EMBEDDINGS,
+        default=DEFAULT_NUMERIC_EMBEDDING,
+        help="how numeric columns enter the network: periodic (each as a learned vector of periodic "
+        "features, Gorishniy et al. 2022), none (as they are, the paper's input), or auto: periodic when "
+        "the data also has categorical columns (census, click logs), none when every input is numeric",
+    )
     table.add_argument("--validation-data", type=Path, help="a table to use as the validation split")
     table.add_argument("--test-data", type=Path, help="a table to use as the test split")
     table.add_argument("--validation-fraction", type=float, default=0.1, help="share of rows for validation")
@@ -233,15 +243,23 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
             f"--streaming reads a Parquet table given with --data; --dataset {args.dataset} is loaded "
             f"in memory, so leave --streaming out"
         )
+    # How the numeric columns enter the network, written out (a description without it reads as "none").
+    embedding = {"numeric_embedding": args.numeric_embedding} if hasattr(args, "numeric_embedding") else {}
     if args.dataset == "census":
         return {
             "kind": "census",
             "group": args.group,
             "data_dir": str(args.data_dir) if args.data_dir else None,
             "split_seed": args.split_seed,
+            **embedding,
         }
     if args.dataset == "synthetic":
-        return {"kind": "synthetic", "config": asdict(synthetic_config(args)), "split_seed": args.split_seed}
+        return {
+            "kind": "synthetic",
+            "config": asdict(synthetic_config(args)),
+            "split_seed": args.split_seed,
+            **embedding,
+        }
     if args.dataset == "clicklog":
         from mmoe.data.clicklog import ClickLogConfig
 
@@ -252,7 +270,13 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
             purchase_relatedness=args.purchase_relatedness,
             seed=args.data_seed,
         )
-        return {"kind": "clicklog", "config": asdict(config), "split_seed": args.split_seed, **_vocabulary_spec(args)}
+        return {
+            "kind": "clicklog",
+            "config": asdict(config),
+            "split_seed": args.split_seed,
+            **_vocabulary_spec(args),
+            **embedding,
+        }
     if not args.tasks:
         raise MmoeError("--data needs --tasks, e.g. --tasks clicked:binary,watch_time:regression")
     column_types = dict.fromkeys(_columns(args.categorical), "categorical")
@@ -272,6 +296,7 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
         # Only when set, so that the specs (and checkpoints) of in-memory runs stay as they were.
         **({"streaming": True} if getattr(args, "streaming", False) else {}),
         **_vocabulary_spec(args),
+        **embedding,
     }
 
 
@@ -711,8 +736,10 @@ def apply_config_file(args: argparse.Namespace) -> dict[str, Any] | None:
     if not changed:
         return dataset
     values = _dataset_flags(dataset, path)
-    # Only data sets that flags describe completely can be changed flag by flag.
-    if dataset_spec(argparse.Namespace(**{**vars(args), **values})) != dataset:
+    # Only data sets that flags describe completely can be changed flag by flag. A file written
+    # before --numeric-embedding has no such key: its numeric columns entered as they are.
+    values.setdefault("numeric_embedding", dataset.get("numeric_embedding", "none"))
+    if dataset_spec(argparse.Namespace(**{**vars(args), **values})) != {"numeric_embedding": "none", **dataset}:
         raise MmoeError(
             f"--config {path}: its data set cannot be changed by "
             f"{', '.join('--' + d.replace('_', '-') for d in sorted(changed))}; give the whole data set "

@@ -95,7 +95,7 @@ class GatherSumLinear(nn.Module):
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         layer = self.layer
         # Embedded columns: one Gather per table (CategoryEmbeddings is gathers already).
-        dense = numeric if layer.embeddings is None else torch.cat([numeric, layer.embeddings(categorical)], -1)
+        dense = layer.dense_input(numeric, categorical)
         if layer.one_hot_columns:
             codes = layer._one_hot_codes(categorical)
             out = F.embedding(codes, layer.category_weight).sum(1)  # ONNX Gather, ReduceSum

@@ -8,7 +8,7 @@ but its errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,79 @@ class MultiValue:
         return cls(str(data["column"]), int(data["max_values"]), str(data["pooling"]), data.get("shares"))
 
 
+NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
+# What `mmoe train` and the estimator use without the option: "auto" embeds the numeric columns of a
+# table that also has categorical columns (`PeriodicEmbedding.of`). The studies of the paper use
+# "none" (its input). The measurements behind it are in `mmoe.models.layers.PeriodicEmbeddings`.
+DEFAULT_NUMERIC_EMBEDDING = "auto"
+
+
+@dataclass(frozen=True)
+class PeriodicEmbedding:
+    """How numeric columns enter the model when they are embedded: each column x_j (standardised)
+    becomes ReLU(W_j [cos(2π c_j x_j); sin(2π c_j x_j)] + b_j), a vector of `dim` values, with
+    `frequencies` learned frequencies c_j initialised ~ N(0, sigma²) (PLR, Gorishniy et al., "On
+    Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022; `mmoe.models.layers
+    .PeriodicEmbeddings`). The defaults are the measured ones (see `mmoe.models.layers`)."""
+
+    frequencies: int = 16
+    dim: int = 8
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("frequencies", "dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MmoeError(f"periodic numeric embedding: {name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not self.sigma > 0:
+            raise MmoeError(f"periodic numeric embedding: sigma must be a positive number, got {self.sigma!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "periodic", "frequencies": self.frequencies, "dim": self.dim, "sigma": self.sigma}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeriodicEmbedding:
+        return cls(int(data["frequencies"]), int(data["dim"]), float(data["sigma"]))
+
+    @classmethod
+    def of(
+        cls,
+        option: str | Mapping[str, Any] | PeriodicEmbedding | None,
+        input_spec: InputSpec | None = None,
+        source: str = "option numeric_embedding",
+    ) -> PeriodicEmbedding | None:
+        """An option's value as an embedding: "periodic" (the defaults), "none" or None (the numeric
+        columns enter as they are, the paper's input), a PeriodicEmbedding or its `to_dict`, or
+        "auto": "periodic" for a table with numeric and categorical columns (`input_spec`), else
+        "none". Why "auto": on census and the click-log generator, tables of mixed columns, the
+        periodic embedding lifted every task's AUC (census income .9462 -> .9515, education .8908
+        -> .8957, click .7361 -> .7386, purchase .6486 -> .6580); on the paper's synthetic data,
+        100 Gaussian columns whose labels depend on two linear projections of them, it cut MMoE's
+        test R² from .97 to .2, a column's value being what its vector loses."""
+        if option is None or isinstance(option, PeriodicEmbedding):
+            return option
+        if isinstance(option, Mapping):
+            try:
+                return cls.from_dict(dict(option))
+            except (KeyError, TypeError, ValueError):
+                raise MmoeError(
+                    f"{source}: {dict(option)!r} is not a periodic embedding; expected "
+                    f"{{'kind': 'periodic', 'frequencies': K, 'dim': D, 'sigma': S}}"
+                ) from None
+        if option == "auto":  # without an input spec: None (the option is being checked)
+            mixed = input_spec is not None and input_spec.num_numeric > 0 and input_spec.num_categorical > 0
+            return cls() if mixed else None
+        if option == "periodic":
+            return cls()
+        if option == "none":
+            return None
+        raise MmoeError(f"{source}: {option!r} is not one of {', '.join(NUMERIC_EMBEDDINGS)}")
+
+    def describe(self) -> str | dict[str, Any]:
+        """The option's value that gives this embedding: "periodic" for the defaults, else `to_dict`."""
+        return "periodic" if self == PeriodicEmbedding() else self.to_dict()
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """The model's input columns.
@@ -185,6 +258,9 @@ class InputSpec:
         layer (the paper's input x = [numeric; one-hot categories]), e > 0 = a learned embedding of
         dimension e, concatenated with the numeric columns (the recommender input for columns with
         many values). () = every column one-hot (specs written before embeddings existed).
+
+    numeric_embedding: how the numeric columns enter the model: None = as they are (the paper's
+        input), a `PeriodicEmbedding` = each as a learned vector of its dim values.
 
     multi_values: the multi-valued columns among `categorical` (`MultiValue`; () = none, as in
         specs written before them). Such a column is always embedded; it takes max_values
@@ -203,6 +279,7 @@ class InputSpec:
     cardinalities: tuple[int, ...] = ()
     embedding_dims: tuple[int, ...] = ()
     multi_values: tuple[MultiValue, ...] = ()
+    numeric_embedding: PeriodicEmbedding | None = None
 
     def __post_init__(self) -> None:
         if len(self.categorical) != len(self.cardinalities):
@@ -236,6 +313,11 @@ class InputSpec:
     @property
     def num_numeric(self) -> int:
         return len(self.numeric)
+
+    @property
+    def numeric_width(self) -> int:
+        """The numeric columns' part of the dense input: one value per column, or dim when embedded."""
+        return self.num_numeric * (self.numeric_embedding.dim if self.numeric_embedding else 1)
 
     @property
     def num_categorical(self) -> int:
@@ -334,7 +416,7 @@ class InputSpec:
     def one_hot_dim(self) -> int:
         """Width d of the dense input the paper's formulas use: numeric columns plus one-hot slots
         (plus the embeddings' dimensions where columns are embedded)."""
-        return self.num_numeric + self.vocabulary_size + self.embedding_width
+        return self.numeric_width + self.vocabulary_size + self.embedding_width
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -346,6 +428,8 @@ class InputSpec:
             data["embedding_dims"] = list(self.embedding_dims)
         if self.multi_values:  # absent when no column is multi-valued, as written before them
             data["multi_values"] = [multi.to_dict() for multi in self.multi_values]
+        if self.numeric_embedding is not None:  # absent for the paper's input, as written before it
+            data["numeric_embedding"] = self.numeric_embedding.to_dict()
         return data
 
     @classmethod
@@ -357,16 +441,20 @@ class InputSpec:
             tuple(int(c) for c in data["cardinalities"]),
             dims if any(dims) else (),
             tuple(MultiValue.from_dict(m) for m in data.get("multi_values") or ()),
+            PeriodicEmbedding.from_dict(data["numeric_embedding"]) if data.get("numeric_embedding") else None,
         )
 
 
 __all__ = [
+    "DEFAULT_NUMERIC_EMBEDDING",
     "JOINT_SEPARATOR",
     "PADDING_CODE",
     "POOLINGS",
     "TASK_KINDS",
+    "NUMERIC_EMBEDDINGS",
     "InputSpec",
     "MultiValue",
+    "PeriodicEmbedding",
     "Task",
     "condition_chains",
     "joint_name",

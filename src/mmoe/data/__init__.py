@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task
+from mmoe.data.dataset import InputSpec, MultiTaskData, Split, Task, with_numeric_embedding
 from mmoe.errors import MmoeError
 
 DATASET_KINDS = ("census", "synthetic", "clicklog", "table")
@@ -16,9 +16,14 @@ def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
     {"kind": "synthetic", "config": {...SyntheticConfig}, "split_seed"} |
     {"kind": "clicklog", "config": {...ClickLogConfig}, "split_seed", ...vocabulary options} |
     {"kind": "table", "path", "tasks", ...load_table's keyword arguments} (with "streaming": true,
-    the table is read in batches by `mmoe.data.streaming.load_streaming_table`)."""
-    options = {key: value for key, value in spec.items() if key != "kind"}
-    kind = spec.get("kind")
+    the table is read in batches by `mmoe.data.streaming.load_streaming_table`).
+    Any kind may have "numeric_embedding": "periodic" (`with_numeric_embedding`; absent: "none")."""
+    options = {key: value for key, value in spec.items() if key not in ("kind", "numeric_embedding")}
+    data = _load(spec.get("kind"), options)
+    return with_numeric_embedding(data, spec.get("numeric_embedding"))
+
+
+def _load(kind: Any, options: dict[str, Any]) -> MultiTaskData:
     if kind == "census":
         from mmoe.data.census import load_census
 
@@ -42,4 +47,4 @@ def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
     raise MmoeError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
 
 
-__all__ = ["DATASET_KINDS", "InputSpec", "MultiTaskData", "Split", "Task", "load_dataset"]
+__all__ = ["DATASET_KINDS", "InputSpec", "MultiTaskData", "Split", "Task", "load_dataset", "with_numeric_embedding"]

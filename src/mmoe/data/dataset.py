@@ -13,12 +13,12 @@ is the same function at a fraction of the cost.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from mmoe.spec import TASK_KINDS, InputSpec, Task
+from mmoe.spec import TASK_KINDS, InputSpec, PeriodicEmbedding, Task
 
 # Rows gathered at a time when an epoch's shuffled batches are cut (see Split.shuffled_batches).
 GATHER_ROWS = 262_144
@@ -26,7 +26,7 @@ GATHER_ROWS = 262_144
 if TYPE_CHECKING:
     from mmoe.data.encoders import TableEncoder
 
-__all__ = ["TASK_KINDS", "InputSpec", "MultiTaskData", "RowSource", "Split", "Task"]
+__all__ = ["TASK_KINDS", "InputSpec", "MultiTaskData", "RowSource", "Split", "Task", "with_numeric_embedding"]
 
 
 @dataclass
@@ -99,6 +99,17 @@ class MultiTaskData:
         """{split: rows} that training ends by measuring the model on: a `Split` in memory, or a
         `RowSource` read batch by batch (a streamed table's training rows, a sample of them)."""
         return self.splits()
+
+
+def with_numeric_embedding(
+    data: MultiTaskData, option: str | Mapping[str, Any] | PeriodicEmbedding | None
+) -> MultiTaskData:
+    """`data` with its numeric columns entering the model as `option` says (`PeriodicEmbedding.of`:
+    "auto", "periodic", "none" or None). The rows are the same; only the input spec changes."""
+    embedding = PeriodicEmbedding.of(option, data.input_spec)
+    if embedding == data.input_spec.numeric_embedding:
+        return data
+    return replace(data, input_spec=replace(data.input_spec, numeric_embedding=embedding))
 
 
 class RowSource(Protocol):

