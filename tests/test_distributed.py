@@ -170,10 +170,11 @@ def test_shares_sum_to_the_global_batch_loss_and_gradient(world_size: int) -> No
 # -- 2 ranks vs 1 process, through torchrun and through --distributed ------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp: Path) -> tuple[Path, Path, Path]:
-    """One process trains three epochs. Two ranks train two epochs under torchrun, then resume to
-    three with `mmoe train --distributed 2`. The data: a table of 2,489 rows (1,991 to train)
-    whose regression task misses 30% of its labels, in batches of 199: every step's shares are
-    uneven (99 and 100 rows), and each epoch's last batch is one row, so rank 0's share is empty.
+    """One process (this one, through `mmoe.cli.main`) trains three epochs. Two ranks train two
+    epochs under torchrun, then resume to three with `mmoe train --distributed 2`. The data: a
+    table of 2,489 rows (1,991 to train) whose regression task misses 30% of its labels, in batches
+    of 199: every step's shares are uneven (99 and 100 rows), and each epoch's last batch is one
+    row, so rank 0's share is empty.
     The model is L2-Constrained, the one with a penalty, which must count once per step."""
     rng = np.random.default_rng(0)
     rows = 2489
@@ -214,7 +215,11 @@ def runs(tmp: Path) -> tuple[Path, Path, Path]:
     one, two, writes = tmp / "one", tmp / "two", tmp / "writes"
     writes.mkdir()
     watch = {"WATCHED_DIR": str(two), "WRITES_LOG_DIR": str(writes)}
-    run_mmoe([*argv, "--epochs", "3", "--out", str(one)], 1, tmp)
+    threads = torch.get_num_threads()
+    try:  # the one process is this one (no start-up to pay); its --threads 1 is undone afterwards
+        assert main([*argv, "--epochs", "3", "--out", str(one), "--threads", "1", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     run_mmoe([*argv, "--epochs", "2", "--out", str(two)], 2, tmp, env=watch)
     assert len(json.loads((two / "history.json").read_text())) == 2
     run_mmoe([*argv, "--epochs", "3", "--out", str(two), "--resume"], 2, tmp, torchrun=False, env=watch)
