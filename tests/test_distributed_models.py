@@ -1,7 +1,8 @@
-"""Two ranks, interrupted and resumed, train what one process trains uninterrupted: for every
-model with a term of its own (PLE's gates, AITM's calibrator, DSelect-k's entropy, ESMM's
-conditional task), every loss weighting that combines the ranks' gradients itself, and the
-row-sparse optimisers of embedded columns, through the Python API.
+"""Two ranks, interrupted and resumed, train what one process trains uninterrupted, through the
+Python API: the models with a structure or loss term of their own (PLE's levels of gates, AITM's
+calibrator, DSelect-k's entropy, ESMM's conditional task), the loss weightings that are no fixed
+weighted sum of the task losses (gls, uw) or that combine per-task gradients (mgda, its upper
+bound, pcgrad), and the row-sparse optimisers of an embedded column.
 
 One torchrun launch trains every case in turn (a process start-up costs seconds, a case's training
 a fraction of one): each case `epochs − 1` epochs with a checkpoint, then resumed to `epochs`.
@@ -119,8 +120,9 @@ TABLE = {"patience": 0, "batch_size": 199, "learning_rate": 0.01}
 EMBEDDED = {"batch_size": 97, "patience": 0, "learning_rate": 1e-2}
 
 CASES: dict[str, Case] = {
-    # Loss weightings whose ranks must agree on more than a sum of gradients: their own weights
-    # (gls, uw) and the per-task gradients they combine (mgda, pcgrad; mgda on the representation).
+    # Loss weightings that are no fixed weighted sum of the ranks' losses: a function of the global
+    # batch's task losses (gls), learnt weights (uw), per-task gradients combined (mgda, pcgrad; mgda
+    # on the shared representation).
     "gls-mmoe": Case(missing_labels_data, "mmoe", 2, {**WEIGHTED, "weighting": "gls"}),
     "uw-mmoe": Case(missing_labels_data, "mmoe", 2, {**WEIGHTED, "weighting": "uw"}),
     "mgda-mmoe": Case(missing_labels_data, "mmoe", 2, {**WEIGHTED, "weighting": "mgda"}),
@@ -221,7 +223,7 @@ class Ranks:
     def outcome(self, name: str) -> dict[str, Any]:
         """Case `name`'s outcome on rank 0, once the launch has ended (and succeeded)."""
         if self.outcomes is None:
-            code = self.process.wait(timeout=600)
+            code = self.process.wait(timeout=300)
             self.log.close()
             assert code == 0, f"{self.command}\n{(self.out / 'ranks.log').read_text()[-6000:]}"
             self.outcomes = torch.load(self.out / "ranks.pt", weights_only=False)
