@@ -9,9 +9,7 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 import torch
 
@@ -24,9 +22,9 @@ from mmoe.runs import fit
 from mmoe.spec import InputSpec, Task
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig, load_checkpoint
+from tests.test_distributed_models import SEQUENCE_TASKS, sequence_frame
 
 MIXED = InputSpec(("a", "b", "c"), ("colour", "size"), (4, 6))
-SEQUENCE_TASKS = "clicked:binary,bought:binary,watch:regression"  # the columns of `sequence_table`
 BINARY3 = [Task("shown", "binary"), Task("clicked", "binary"), Task("bought", "binary")]
 
 
@@ -287,39 +285,12 @@ def test_listed_and_trained_from_the_cli(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def sequence_table(directory: Path, rows: int = 2489) -> Path:
-    """A table of a click, a purchase that only follows it and a watch time missing on 30% of the
-    rows. With 2,489 rows (1,991 to train) and batches of 199, every step's two shares are uneven
-    (99 and 100 rows) and each epoch's last batch is one row, so rank 0's share is empty."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(rows, 3))
-    colour = rng.choice(["red", "green", "blue", "grey"], rows)
-    signal = x[:, 0] - x[:, 1] + (colour == "blue")
-    clicked = signal + 0.5 * rng.normal(size=rows) > 0
-    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "colour": colour})
-    frame["clicked"] = clicked.astype(int)
-    frame["bought"] = (clicked & (x[:, 2] + 0.5 * rng.normal(size=rows) > 0.3)).astype(int)
-    frame["watch"] = 3 * signal + 10 + 0.3 * rng.normal(size=rows)
-    frame.loc[rng.random(rows) < 0.3, "watch"] = np.nan
+    """`sequence_frame(rows)` (a click, a purchase that only follows it, a watch time missing on
+    30% of the rows) as a CSV file in `directory`."""
     path = directory / "sequence.csv"
-    frame.to_csv(path, index=False)
+    sequence_frame(rows).to_csv(path, index=False)
     return path
 
 
-@pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="this torch has no torch.distributed with the gloo backend",
-)
-def test_two_ranks_and_a_resume_train_what_one_process_trains(tmp_path: Path) -> None:
-    """The calibrator is a per-row mean over the global batch: uneven shares and an empty one add
-    up to one process's."""
-    from tests.test_distributed import assert_same_run, run_mmoe
-
-    argv = ["train", "--data", str(sequence_table(tmp_path)), "--tasks", SEQUENCE_TASKS]
-    argv += ["--model", "aitm", "--hidden-units", "16", "--calibrator-weight", "2"]
-    argv += ["--patience", "0", "--batch-size", "199", "--learning-rate", "0.01"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_mmoe([*argv, "--epochs", "3", "--out", str(one)], 1, tmp_path)
-    run_mmoe([*argv, "--epochs", "2", "--out", str(two)], 2, tmp_path)
-    run_mmoe([*argv, "--epochs", "3", "--out", str(two), "--resume"], 2, tmp_path, torchrun=False)
-    assert len(json.loads((two / "history.json").read_text())) == 3
-    assert_same_run(one, two)
+# Two ranks, interrupted and resumed, train what one process trains (the calibrator, a per-row mean
+# over the global batch, with uneven and empty shares): tests/test_distributed_models.py.

@@ -170,10 +170,11 @@ def test_shares_sum_to_the_global_batch_loss_and_gradient(world_size: int) -> No
 # -- 2 ranks vs 1 process, through torchrun and through --distributed ------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp: Path) -> tuple[Path, Path, Path]:
-    """One process trains three epochs. Two ranks train two epochs under torchrun, then resume to
-    three with `mmoe train --distributed 2`. The data: a table of 2,489 rows (1,991 to train)
-    whose regression task misses 30% of its labels, in batches of 199: every step's shares are
-    uneven (99 and 100 rows), and each epoch's last batch is one row, so rank 0's share is empty.
+    """One process (this one, through `mmoe.cli.main`) trains three epochs. Two ranks train two
+    epochs under torchrun, then resume to three with `mmoe train --distributed 2`. The data: a
+    table of 2,489 rows (1,991 to train) whose regression task misses 30% of its labels, in batches
+    of 199: every step's shares are uneven (99 and 100 rows), and each epoch's last batch is one
+    row, so rank 0's share is empty.
     The model is L2-Constrained, the one with a penalty, which must count once per step."""
     rng = np.random.default_rng(0)
     rows = 2489
@@ -214,7 +215,11 @@ def runs(tmp: Path) -> tuple[Path, Path, Path]:
     one, two, writes = tmp / "one", tmp / "two", tmp / "writes"
     writes.mkdir()
     watch = {"WATCHED_DIR": str(two), "WRITES_LOG_DIR": str(writes)}
-    run_mmoe([*argv, "--epochs", "3", "--out", str(one)], 1, tmp)
+    threads = torch.get_num_threads()
+    try:  # the one process is this one (no start-up to pay); its --threads 1 is undone afterwards
+        assert main([*argv, "--epochs", "3", "--out", str(one), "--threads", "1", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     run_mmoe([*argv, "--epochs", "2", "--out", str(two)], 2, tmp, env=watch)
     assert len(json.loads((two / "history.json").read_text())) == 2
     run_mmoe([*argv, "--epochs", "3", "--out", str(two), "--resume"], 2, tmp, torchrun=False, env=watch)
@@ -254,64 +259,5 @@ def test_refused_before_any_process_starts(
     assert not (tmp / "refused").exists()
 
 
-# -- embedded columns: sparse gradients summed over the ranks -----------------------------------------
-EMBEDDED_SCRIPT = """
-import sys
-import torch
-from mmoe.runs import fit
-from mmoe.train import distributed
-from mmoe.train.trainer import TrainConfig
-from tests.test_embeddings import embedded_data
-
-out, sparse_optimizer, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "resume"
-parallel = distributed.setup()
-data = embedded_data(rows=900, users=300)
-options = dict(batch_size=97, patience=0, learning_rate=1e-2, sparse_optimizer=sparse_optimizer, threads=1)
-checkpoint = out + ".checkpoint"
-if resume:  # one epoch, then resumed to two
-    fit(data, "mmoe", TrainConfig(epochs=1, **options), checkpoint_path=checkpoint, num_experts=3)
-    result = fit(data, "mmoe", TrainConfig(epochs=2, **options), resume_from=checkpoint, num_experts=3)
-else:
-    result = fit(data, "mmoe", TrainConfig(epochs=2, **options), num_experts=3)
-if parallel.is_first:
-    torch.save({"state": result.model.state_dict(), "history": result.history}, out)
-"""
-
-
-@pytest.mark.parametrize("sparse_optimizer", ["lazy-adam", "row-adagrad"])
-def test_two_ranks_with_an_embedded_column_train_what_one_process_trains(tmp: Path, sparse_optimizer: str) -> None:
-    """The tables' sparse gradients are gathered and summed over the ranks (outside DDP): two
-    ranks, interrupted after one epoch and resumed, end where one process ends. Batches of 97
-    rows of 630: uneven shares, and a last batch of 48."""
-    script = tmp / "embedded.py"
-    script.write_text(EMBEDDED_SCRIPT)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC.parent), str(SRC)]),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    one, two = tmp / f"one-{sparse_optimizer}.pt", tmp / f"two-{sparse_optimizer}.pt"
-    for command in (
-        [sys.executable, str(script), str(one), sparse_optimizer, "straight"],
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(script),
-            str(two),
-            sparse_optimizer,
-            "resume",
-        ],
-    ):
-        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    expected, got = torch.load(one, weights_only=False), torch.load(two, weights_only=False)
-    assert [h["train_loss"] for h in got["history"]] == pytest.approx(
-        [h["train_loss"] for h in expected["history"]], rel=RELATIVE
-    )
-    for key, tensor in expected["state"].items():
-        torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=WEIGHTS, msg=key)
+# Embedded columns (sparse gradients summed over the ranks outside DDP), every model with a term of
+# its own and the loss weightings that combine the ranks' gradients: tests/test_distributed_models.py.

@@ -364,22 +364,5 @@ def test_listed_and_trained_from_the_cli_and_the_estimator(
         np.testing.assert_allclose(gates[task].sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="this torch has no torch.distributed with the gloo backend",
-)
-def test_two_ranks_and_a_resume_train_what_one_process_trains(tmp_path: Path) -> None:
-    """The entropy term is a per-row mean over the global batch: uneven shares and an empty one
-    (see tests.test_aitm.sequence_table) add up to one process's."""
-    from tests.test_aitm import SEQUENCE_TASKS, sequence_table
-    from tests.test_distributed import assert_same_run, run_mmoe
-
-    argv = ["train", "--data", str(sequence_table(tmp_path)), "--tasks", SEQUENCE_TASKS]
-    argv += ["--model", "dselect-k", "--num-experts", "5", "--k", "2", "--expert-units", "8", "--entropy-weight", "0.2"]
-    argv += ["--patience", "0", "--batch-size", "199", "--learning-rate", "0.01"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_mmoe([*argv, "--epochs", "3", "--out", str(one)], 1, tmp_path)
-    run_mmoe([*argv, "--epochs", "2", "--out", str(two)], 2, tmp_path)
-    run_mmoe([*argv, "--epochs", "3", "--out", str(two), "--resume"], 2, tmp_path, torchrun=False)
-    assert len(json.loads((two / "history.json").read_text())) == 3
-    assert_same_run(one, two)
+# Two ranks, interrupted and resumed, train what one process trains (the entropy term, a per-row
+# mean over the global batch, with uneven and empty shares): tests/test_distributed_models.py.

@@ -22,7 +22,6 @@ from mmoe.runs import fit
 from mmoe.spec import InputSpec, Task
 from mmoe.train.trainer import TrainConfig
 from tests.test_conditional import SPEC, TASKS, tensor_data
-from tests.test_distributed import assert_same_run, run_mmoe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -145,22 +144,5 @@ def test_esmm_trains_from_the_cli_and_tunes(click_log: dict[str, Path], capsys: 
     assert json.loads((again / "config.json").read_text())["training"]["entire_space"] is True
 
 
-def test_two_ranks_train_what_one_process_trains(tmp_path: Path) -> None:
-    """As tests/test_distributed.py, with a conditional task trained entire-space: each task's mean
-    divides by the global batch's count of its (joint) labels, uneven shares, a one-row last batch."""
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text("")
-    rng = np.random.default_rng(0)
-    rows = 1493
-    x = rng.normal(size=(rows, 3))
-    click = rng.random(rows) < 1 / (1 + np.exp(-2 * x[:, 0]))
-    purchase = np.where(click, (rng.random(rows) < 1 / (1 + np.exp(-2 * x[:, 1]))).astype(float), np.nan)
-    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "click": click.astype(int), "purchase": purchase})
-    frame.to_csv(tmp_path / "table.csv", index=False)
-    argv = ["train", "--data", str(tmp_path / "table.csv"), "--tasks", SPEC, "--model", "esmm", "--tower-units", "8"]
-    argv += ["--patience", "0", "--batch-size", "199", "--learning-rate", "0.01", "--epochs", "2"]
-    run_mmoe([*argv, "--out", str(tmp_path / "one")], 1, tmp_path)
-    run_mmoe([*argv, "--out", str(tmp_path / "two")], 2, tmp_path, torchrun=False)
-    assert_same_run(tmp_path / "one", tmp_path / "two")
-    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert list(metrics["test"]) == ["click", "purchase", "click&purchase"]
+# Two ranks, interrupted and resumed, train what one process trains (a conditional task trained
+# entire-space): tests/test_distributed_models.py.

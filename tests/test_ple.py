@@ -378,28 +378,4 @@ def test_the_estimator_trains_cgc_and_returns_its_gates(one_torch_thread: None) 
     assert estimator.predict(frame).shape[0] == 300
 
 
-@pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="this torch has no torch.distributed with the gloo backend",
-)
-def test_two_ranks_and_a_resume_train_what_one_process_trains(tmp_path: Path) -> None:
-    """`--distributed 2` for 2 epochs, then `--resume` to 3, ends where one process's 3 epochs end."""
-    from tests.test_distributed import assert_same_run, run_mmoe
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(601, 2))
-    colour = rng.choice(["red", "green", "blue"], 601)
-    signal = x[:, 0] - x[:, 1] + (colour == "blue")
-    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "colour": colour})
-    frame["clicked"] = (signal + 0.5 * rng.normal(size=601) > 0).astype(int)
-    frame["watch"] = 3 * signal + 0.3 * rng.normal(size=601)
-    frame.to_csv(tmp_path / "table.csv", index=False)
-    argv = ["train", "--data", str(tmp_path / "table.csv"), "--tasks", "clicked:binary,watch:regression"]
-    argv += ["--model", "ple", "--specific-experts", "1", "--shared-experts", "2", "--levels", "2"]
-    argv += ["--expert-units", "8", "--patience", "0", "--batch-size", "99", "--learning-rate", "0.01"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_mmoe([*argv, "--epochs", "3", "--out", str(one)], 1, tmp_path)
-    run_mmoe([*argv, "--epochs", "2", "--out", str(two)], 2, tmp_path, torchrun=False)
-    run_mmoe([*argv, "--epochs", "3", "--out", str(two), "--resume"], 2, tmp_path, torchrun=False)
-    assert len(json.loads((two / "history.json").read_text())) == 3
-    assert_same_run(one, two)
+# Two ranks, interrupted and resumed, train what one process trains: tests/test_distributed_models.py.

@@ -4,7 +4,9 @@ cache, and the statistics behind the verdicts are right on known inputs."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +20,21 @@ from mmoe.report.reproduce import reproduce
 SYNTHETIC_STUDIES = ["correlation", "shared-bottom", "synthetic", "trainability"]
 
 
-def _context(out: Path, data_dir: Path | None = None, workers: int = 1) -> StudyContext:
-    return StudyContext(out=out, scale=get_scale("tiny"), data_dir=data_dir, workers=workers, show_progress=False)
+def _context(out: Path, data_dir: Path | None = None, workers: int = 1, **sizes: Any) -> StudyContext:
+    scale = replace(get_scale("tiny"), **sizes)
+    return StudyContext(out=out, scale=scale, data_dir=data_dir, workers=workers, show_progress=False)
+
+
+# The census studies at tiny size with fewer rows and one tuning trial: the same code paths (two
+# repeats, the spread needs them). In this process, not in workers: each worker process would load
+# and encode both census groups again, and the groups loaded here serve the other census tests
+# (`census_data.load_group` keeps them); the workers are tested on the synthetic studies.
+CENSUS_SIZES: dict[str, Any] = {
+    "census_trials": 1,
+    "census_tune_rows": 1000,
+    "census_train_rows": 2000,
+    "census_eval_rows": 2000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +108,8 @@ def test_census_and_gates_are_skipped_with_the_reason_without_data(tmp_path: Pat
 
 def test_census_and_gates_studies_at_tiny_size(census_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    results = reproduce(_context(out, census_dir, workers=2), ["census", "gates"])
+    context = _context(out, census_dir, **CENSUS_SIZES)
+    results = reproduce(context, ["census", "gates"])
     assert results["studies"]["census"]["status"] == "done", results["studies"]["census"].get("reason")
     assert results["studies"]["gates"]["status"] == "done", results["studies"]["gates"].get("reason")
     report = (out / "report.md").read_text()
@@ -102,7 +118,7 @@ def test_census_and_gates_studies_at_tiny_size(census_dir: Path, tmp_path: Path)
     tuned = json.loads((out / "tuned" / "1-mmoe.json").read_text())
     assert {"hyperparameters", "learning_rate", "epochs", "trials"} <= set(tuned)
     group = results["studies"]["census"]["result"]["groups"]["1"]["models"]["mmoe"]
-    assert len(group["runs"]) == get_scale("tiny").census_repeats
+    assert len(group["runs"]) == context.scale.census_repeats
 
 
 def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture) -> None:

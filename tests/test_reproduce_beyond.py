@@ -17,6 +17,7 @@ from mmoe.experiments.claims import evaluate_claims
 from mmoe.experiments.context import StudyContext
 from mmoe.experiments.scale import get_scale
 from mmoe.report.reproduce import reproduce
+from tests.test_reproduce import CENSUS_SIZES
 
 BEYOND = ["synthetic-beyond", "selection-bias"]
 
@@ -105,17 +106,20 @@ def test_census_beyond_is_skipped_with_the_reason_without_data(tmp_path: Path) -
 
 def test_census_beyond_reuses_the_census_studys_rows(census_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    sizes = {"census_groups": (1,), "census_models": ("mmoe",)}
-    census = reproduce(_context(out, census_dir, workers=2, **sizes), ["census"])
+    # One group, MMoE alone in the census study, and tests.test_reproduce's smaller census sizes, in
+    # this process (whose loaded census groups the other census tests share).
+    sizes = {"census_groups": (1,), "census_models": ("mmoe",), **CENSUS_SIZES}
+    census = reproduce(_context(out, census_dir, **sizes), ["census"])
     assert census["studies"]["census"]["status"] == "done", census["studies"]["census"].get("reason")
-    results = reproduce(_context(out, census_dir, workers=2, **sizes), ["census-beyond"])
+    context = _context(out, census_dir, **sizes)
+    results = reproduce(context, ["census-beyond"])
     study = results["studies"]["census-beyond"]
     assert study["status"] == "done", study.get("reason")
     models = study["result"]["groups"]["1"]["models"]
     assert list(models) == ["mmoe", "ple", "cgc", "dselect-k"]
     assert [models[m]["source"] for m in models] == ["cache", "trained", "trained", "trained"]
     assert models["mmoe"]["runs"] == census["studies"]["census"]["result"]["groups"]["1"]["models"]["mmoe"]["runs"]
-    assert len(models["ple"]["runs"]) == get_scale("tiny").census_repeats
+    assert len(models["ple"]["runs"]) == context.scale.census_repeats
     assert (out / "tuned" / "1-dselect-k.json").is_file() and (out / "census_beyond_auc.png").is_file()
     report = (out / "report.md").read_text()
     assert "### Group 1" in report and "| **ple** | trained |" in report

@@ -4,6 +4,7 @@ report section, reruns from the cache, and its verdict rule says what it must on
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,10 +96,16 @@ def test_rerun_reads_the_cache_and_trains_nothing(
             )
 
 
-def test_census_cells_at_tiny_size(census_dir: Path, tmp_path: Path) -> None:
-    results = reproduce(_context(tmp_path / "report", census_dir), ["weighting"])
+def test_census_cells_at_tiny_size(weighting_report: tuple[Path, dict], census_dir: Path, tmp_path: Path) -> None:
+    out, first = weighting_report
+    # The study's cache without census: its synthetic and click-log cells are read back, the census cells train.
+    shutil.copytree(out / "cache", tmp_path / "report" / "cache")
+    context = _context(tmp_path / "report", census_dir)
+    results = reproduce(context, ["weighting"])
     result = results["studies"]["weighting"]["result"]
-    assert not result["skipped"]
+    assert not result["skipped"] and context.cache.hits > 0 and context.cache.misses > 0
+    for setting, models in first["studies"]["weighting"]["result"]["cells"].items():
+        assert result["cells"][setting] == models, setting
     census = result["cells"]["census-1"]["shared-bottom"]["methods"]["pcgrad"]["runs"]
     assert len(census) == TINY.weighting_runs and all(0.0 < r["score"] < 1.0 for r in census)
     assert "census-2/mmoe" in result["comparisons"]["uw"]

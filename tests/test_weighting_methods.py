@@ -4,15 +4,11 @@ method with every model, determinism, resumption, missing labels, population and
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from mmoe.errors import MmoeError
 from mmoe.models import MODELS, build_model
@@ -289,63 +285,9 @@ def test_a_population_replica_trains_as_its_run_alone(weighting: str) -> None:
             torch.testing.assert_close(state[name], weight, rtol=1e-3, atol=1e-4)
 
 
-RANKS_SCRIPT = """
-import sys
-import torch
-from mmoe.runs import fit
-from mmoe.train import distributed
-from mmoe.train.trainer import TrainConfig
-from tests.conftest import toy_data
-
-out, weighting, model, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-parallel = distributed.setup()
-data = toy_data(rows=700, missing_second=0.3)
-options = dict(batch_size=97, patience=0, learning_rate=1e-2, weighting=weighting, threads=1, seed=3)
-if extra:
-    options["weighting_options"] = {extra[0]: float(extra[1])}
-checkpoint = out + ".checkpoint"
-fit(data, model, TrainConfig(epochs=1, **options), checkpoint_path=checkpoint)
-result = fit(data, model, TrainConfig(epochs=2, **options), resume_from=checkpoint)
-if parallel.is_first:
-    torch.save({"state": result.model.state_dict(), "history": result.history}, out)
-"""
-
-
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="no torch.distributed with gloo")
-@pytest.mark.parametrize(
-    ("weighting", "model", "option"),
-    [
-        ("gls", "mmoe", []),
-        ("uw", "mmoe", []),
-        ("mgda", "mmoe", []),
-        ("pcgrad", "l2-constrained", []),  # the penalty, on rank 0 only, reaches the shared weights
-        ("pcgrad", "dselect-k", []),  # its entropy term, per rank, reaches the shared weights
-        ("mgda", "shared-bottom", ["upper_bound", "1"]),
-    ],
-)
-def test_two_ranks_train_what_one_process_trains(tmp_path: Path, weighting: str, model: str, option: list) -> None:
-    """Batches of 97 rows of 490 (uneven shares, a last batch of 5), 30% of the second task's labels
-    missing, interrupted after one epoch and resumed: two ranks end where one process ends."""
-    script = tmp_path / "ranks.py"
-    script.write_text(RANKS_SCRIPT)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC.parent), str(SRC)]),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    ranks = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    arguments = [weighting, model, *option]
-    for command in ([sys.executable, str(script), str(one), *arguments], [*ranks, str(script), str(two), *arguments]):
-        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    expected, got = torch.load(one, weights_only=False), torch.load(two, weights_only=False)
-    assert [h["train_loss"] for h in got["history"]] == pytest.approx(
-        [h["train_loss"] for h in expected["history"]], rel=1e-5
-    )
-    for key, tensor in expected["state"].items():
-        torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=1e-4, msg=key)
+# Two ranks train what one process trains with gls, uw, mgda (and its upper bound) and pcgrad (with
+# L2-Constrained's penalty and DSelect-k's entropy term): tests/test_distributed_models.py, whose
+# one torchrun launch trains those cases beside the models'.
 
 
 # -- the benchmark -----------------------------------------------------------------------------------------
