@@ -2,7 +2,8 @@
 Python API: the models with a structure or loss term of their own (PLE's levels of gates, AITM's
 calibrator, DSelect-k's entropy, ESMM's conditional task), the loss weightings that are no fixed
 weighted sum of the task losses (gls, uw) or that combine per-task gradients (mgda, its upper
-bound, pcgrad), and the row-sparse optimisers of an embedded column.
+bound, pcgrad), numeric columns as learned vectors, and the row-sparse optimisers of an embedded
+column.
 
 One torchrun launch trains every case in turn (a process start-up costs seconds, a case's training
 a fraction of one): each case `epochs − 1` epochs with a checkpoint, then resumed to `epochs`.
@@ -27,7 +28,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from mmoe.data.dataset import MultiTaskData
+from mmoe.data.dataset import MultiTaskData, with_numeric_embedding
 from mmoe.data.tabular import table_data
 from mmoe.runs import fit
 from mmoe.train.trainer import TrainConfig, TrainResult
@@ -97,6 +98,11 @@ def missing_labels_data() -> MultiTaskData:
     return toy_data(rows=700, missing_second=0.3)
 
 
+def periodic_data() -> MultiTaskData:
+    """`sequence_data` with its numeric columns embedded (`PeriodicEmbeddings` in the first layer)."""
+    return with_numeric_embedding(sequence_data(), "periodic")
+
+
 def embedded_column_data() -> MultiTaskData:
     """An embedded user column of 300 ids, 900 rows (630 to train): batches of 97, uneven shares,
     a last batch of 48."""
@@ -152,6 +158,8 @@ CASES: dict[str, Case] = {
         sequence_data, "dselect-k", 3, TABLE, {"num_experts": 5, "k": 2, "expert_units": (8,), "entropy_weight": 0.2}
     ),
     "esmm": Case(conditional_data, "esmm", 2, TABLE, {"tower_units": (8,)}),
+    # Numeric columns as learned vectors: their parameters are dense, reduced by DDP as the rest.
+    "periodic-mmoe": Case(periodic_data, "mmoe", 3, TABLE, {"num_experts": 3}),
     # Embedded columns: the tables' sparse gradients are gathered and summed over the ranks (outside DDP).
     "lazy-adam": Case(
         embedded_column_data, "mmoe", 2, {**EMBEDDED, "sparse_optimizer": "lazy-adam"}, {"num_experts": 3}
