@@ -21,6 +21,7 @@ import mmoe.tune_workers
 from mmoe.cli import build_parser, main
 from mmoe.data.dataset import Task
 from mmoe.models import MODELS
+from mmoe.train.trainer import TrainConfig
 from mmoe.tune import EpochPruning, best_complete, make_pruner, suggest
 from mmoe.tune_workers import claim_slot, run_worker
 
@@ -419,3 +420,26 @@ def test_each_models_search_space_draws_what_the_papers_limits_drew(model: str, 
             assert hyperparameters["num_experts"] * hyperparameters["expert_units"][0] <= max_units
         else:
             assert hyperparameters["hidden_units"][0] <= max(8, max_units)
+
+
+def test_the_gp_sampler_trains_every_trial_to_its_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna's GPSampler ignores pruned trials, so pruning under it would propose a pruned point
+    again and again: `run_tune` gives it no pruner, and TPE the median pruner."""
+    tune = mmoe.tune
+
+    chosen: list[bool] = []
+    real = tune.make_pruner
+    monkeypatch.setattr(tune, "make_pruner", lambda prune: chosen.append(prune) or real(prune))
+    for sampler in ("gp", "tpe"):
+        options = tune.TuneOptions(
+            model="shared-bottom",
+            trials=1,
+            dataset={"kind": "synthetic", "config": {"rows": 300, "dim": 4}, "split_seed": 0},
+            training=TrainConfig(epochs=1, batch_size=64),
+            out=tmp_path / sampler,
+            sampler=sampler,
+            sampler_seed=0,
+            quiet=True,
+        )
+        tune.run_tune(options)
+    assert chosen == [False, True]

@@ -879,8 +879,9 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--no-prune",
         action="store_true",
-        help="train every trial to its end; otherwise a trial whose validation metric at an epoch is "
-        "below the median of earlier trials at that epoch stops there (after 5 trials)",
+        help="train every trial to its end; otherwise, with --sampler tpe, a trial whose validation metric "
+        "at an epoch is below the median of earlier trials at that epoch stops there (after 5 trials). The gp "
+        "sampler never prunes: it ignores pruned trials and would propose the same point again",
     )
     search.add_argument(
         "--max-units",

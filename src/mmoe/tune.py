@@ -8,8 +8,8 @@ uses, `mmoe.train.metrics.main_score`: AUC for a binary main task, −MSE for a 
 over the learning rate, the model's sizes (each model's `search_space`, beside the model; at most
 `max_units` hidden units per layer, for the MoE models experts × units per expert ≤ `max_units`,
 the paper's cap being 2048), and the training steps, taken as the epoch with the best validation
-metric. Every epoch's validation metric is reported to the trial, so that a pruner (MedianPruner by
-default) can stop hopeless trials early.
+metric. Every epoch's validation metric is reported to the trial, so that a pruner (MedianPruner,
+with the TPE sampler: `PRUNING_SAMPLERS`) can stop hopeless trials early.
 """
 
 from __future__ import annotations
@@ -104,6 +104,12 @@ def _unknown_sampler(name: str) -> MmoeError:
         f"--sampler {name!r}: unknown sampler; expected one of: gp (Gaussian process, the paper's "
         f"choice), tpe (tree-structured Parzen estimator)"
     )
+
+
+# The samplers that learn from pruned trials. Optuna's GPSampler ignores them, so after a pruned
+# trial it proposes the same point again: 7 of 12 trials of a census MMoE study (December 2026) were
+# one point, pruned seven times. With it, every trial trains to its end.
+PRUNING_SAMPLERS = ("tpe",)
 
 
 def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
@@ -217,7 +223,7 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         name,
         study_identity(options),
         make_sampler(options.sampler, options.sampler_seed, options.trials),
-        make_pruner(options.prune),
+        make_pruner(options.prune and options.sampler in PRUNING_SAMPLERS),
         shown,
     )
     data = load_dataset(options.dataset)
