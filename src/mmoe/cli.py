@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mmoe.errors import MmoeError
+from mmoe.spec import DEFAULT_NUMERIC_EMBEDDING, NUMERIC_EMBEDDINGS
 
 
 def _units(text: str) -> tuple[int, ...]:
@@ -170,8 +171,6 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         metavar="SEP",
         help="the separator of a multi-valued column's values in a text cell (default '|')",
     )
-    from mmoe.spec import DEFAULT_NUMERIC_EMBEDDING, NUMERIC_EMBEDDINGS
-
     parser.add_argument(
         "--numeric-embedding",
         choices=NUMERIC_EMBEDDINGS,

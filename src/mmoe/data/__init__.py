@@ -17,7 +17,8 @@ def load_dataset(spec: dict[str, Any]) -> MultiTaskData:
     {"kind": "clicklog", "config": {...ClickLogConfig}, "split_seed", ...vocabulary options} |
     {"kind": "table", "path", "tasks", ...load_table's keyword arguments} (with "streaming": true,
     the table is read in batches by `mmoe.data.streaming.load_streaming_table`).
-    Any kind may have "numeric_embedding": "periodic" (`with_numeric_embedding`; absent: "none")."""
+    Any kind may have "numeric_embedding": "auto", "periodic" or "none" (`with_numeric_embedding`;
+    absent: "none", as descriptions written before the option were trained)."""
     options = {key: value for key, value in spec.items() if key not in ("kind", "numeric_embedding")}
     data = _load(spec.get("kind"), options)
     return with_numeric_embedding(data, spec.get("numeric_embedding"))
