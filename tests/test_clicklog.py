@@ -175,6 +175,12 @@ def test_clicklog_data_set_trains_and_evaluates_from_the_cli(tmp_path: Path, cap
     assert config["dataset"]["kind"] == "clicklog" and config["dataset"]["config"]["rows"] == 6000
     data = load_dataset(config["dataset"])
     assert len(data.test) == 1200 and data.task_names == ["click", "purchase"]
+    # purchase follows click: the run scores the entire-space click ∧ purchase too; a description
+    # written before that (no "conditional") loads the two plain tasks it was trained on.
+    assert config["dataset"]["conditional"] is True and data.tasks[1].given == "click"
+    assert "click&purchase" in json.loads((run / "metrics.json").read_text())["test"]
+    old = {key: value for key, value in config["dataset"].items() if key != "conditional"}
+    assert load_dataset(old).tasks[1].given is None
     assert set(data.info["bayes_auc"]) == {"click", "purchase", "click_and_purchase"}
     clicked = data.test.labels[:, 0] == 1
     assert torch.isnan(data.test.labels[~clicked, 1]).all() and not torch.isnan(data.test.labels[clicked, 1]).any()

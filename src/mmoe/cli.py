@@ -273,6 +273,7 @@ def dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
             "kind": "clicklog",
             "config": asdict(config),
             "split_seed": args.split_seed,
+            "conditional": True,  # purchase follows click (`load_clicklog`)
             **_vocabulary_spec(args),
             **embedding,
         }

@@ -374,11 +374,19 @@ def generate_clicklog(
 
 
 def load_clicklog(
-    config: ClickLogConfig, validation_fraction: float = 0.1, split_seed: int = 0, **vocabulary: Any
+    config: ClickLogConfig,
+    validation_fraction: float = 0.1,
+    split_seed: int = 0,
+    conditional: bool = False,
+    **vocabulary: Any,
 ) -> MultiTaskData:
     """The generated log as a `MultiTaskData` (tasks click, purchase; purchase labelled only where
     clicked): the log's test part is the test split, `validation_fraction` of its training part
     (seeded by split_seed) the validation split. The ids are categories whatever their format.
+    conditional: declare purchase as following click (`Task.given`: "purchase:binary:given=click",
+    what `--dataset clicklog` writes), so that mmoe also predicts and scores the entire-space
+    click ∧ purchase and `--entire-space` / ESMM train on it; False (descriptions written before
+    it): two plain binary tasks, purchase missing where not clicked.
     vocabulary: `VocabularyOptions.of`'s keywords (embedding_dim, embed, one_hot, min_frequency,
     max_categories, hash_buckets). info["bayes_auc"]: each task's Bayes-optimal test AUC."""
     from mmoe.data.tabular import table_data
@@ -389,7 +397,7 @@ def load_clicklog(
     data = table_data(
         train,
         source,
-        "click:binary,purchase:binary",
+        "click:binary,purchase:binary" + (":given=click" if conditional else ""),
         column_types=dict.fromkeys(ID_COLUMNS, "categorical"),
         validation_fraction=validation_fraction,
         split_seed=split_seed,
