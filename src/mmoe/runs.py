@@ -157,11 +157,9 @@ def load_model(path: str | Path) -> MultiTaskModel:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         members = saved["ensemble"]["members"] if "ensemble" in saved else 1
+        spec = InputSpec.from_dict(saved["input_spec"])
         networks = [
-            build_model(
-                saved["model"], InputSpec.from_dict(saved["input_spec"]), saved["num_tasks"], **saved["hyperparameters"]
-            )
-            for _ in range(members)
+            build_model(saved["model"], spec, saved["num_tasks"], **saved["hyperparameters"]) for _ in range(members)
         ]
         model = EnsembleModel(networks, saved["ensemble"]["binary"]) if "ensemble" in saved else networks[0]
         model.load_state_dict(saved["state_dict"])

@@ -277,9 +277,7 @@ def _train_stack(
     histories: list[list[dict[str, Any]]] = [[] for _ in range(num_replicas)]
     train_seconds = 0.0
     # Every replica takes the same steps, so one schedule sets the rate of the whole stack.
-    schedule = LearningRateSchedule(
-        config.lr_schedule, config.learning_rate, config.warmup_epochs, config.epochs, -(-rows // config.batch_size)
-    )
+    schedule = LearningRateSchedule.for_training(config, rows)
     step = 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()

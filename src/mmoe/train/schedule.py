@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from mmoe.train.optim import make_adam
+
+if TYPE_CHECKING:
+    from mmoe.train.trainer import TrainConfig
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
@@ -68,6 +72,13 @@ class LearningRateSchedule:
         self.warmup_steps = round(warmup_epochs * self.steps_per_epoch)
         # The default (constant, no warm-up) leaves the optimisers' rate alone.
         self.active = schedule != "constant" or self.warmup_steps > 0
+
+    @classmethod
+    def for_training(cls, config: TrainConfig, rows: int) -> LearningRateSchedule:
+        """The schedule of `config` over an epoch of `rows` training rows (⌈rows / batch size⌉ steps)."""
+        return cls(
+            config.lr_schedule, config.learning_rate, config.warmup_epochs, config.epochs, -(-rows // config.batch_size)
+        )
 
     def rate(self, step: int) -> float:
         return self.base_rate * learning_rate_factor(step, self.total_steps, self.warmup_steps, self.schedule)

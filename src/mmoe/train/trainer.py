@@ -300,9 +300,7 @@ def train(
     train_split = data.train.to(device)  # a Split's tensors, or a streaming source's batches as they come
     rows = len(train_split)
     # The rate of each step (`mmoe.train.schedule`); the default's constant rate is left alone.
-    schedule = LearningRateSchedule(
-        config.lr_schedule, config.learning_rate, config.warmup_epochs, config.epochs, -(-rows // config.batch_size)
-    )
+    schedule = LearningRateSchedule.for_training(config, rows)
     reporter = as_callbacks(callbacks, on_epoch) if parallel.is_first else as_callbacks()
 
     identity = run_identity(model, data, config, data_identity)
