@@ -335,6 +335,8 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
         "--k",
         "--gamma",
         "--entropy-weight",
+        # PLE's and CGC's kind of gate (softmax or DSelect-k's, which reads --k, --gamma, --entropy-weight)
+        "--gate",
         # the LightGBM baseline's options (mmoe/baselines/lightgbm.py), declared the same way
         "--num-leaves",
         "--boosting-learning-rate",
@@ -348,6 +350,7 @@ def test_model_flags_come_from_the_models_declarations_with_their_names_types_an
     for flag in ("--expert-units", "--tower-units", "--hidden-units", "--ranks"):
         assert flags[flag].type("32,16") == (32, 16) and flags[flag].type("8") == (8,)
     assert list(flags["--stitch"].choices) == ["layer", "unit"]
+    assert list(flags["--gate"].choices) == ["softmax", "dselect-k"]
     # The help names every model that takes the flag, with its default.
     help_text = " ".join(train.format_help().split())
     help_text = help_text[help_text.index("model (options") : help_text.index(" training:")]

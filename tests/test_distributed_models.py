@@ -153,6 +153,14 @@ CASES: dict[str, Case] = {
         {"patience": 0, "batch_size": 99, "learning_rate": 0.01},
         {"specific_experts": 1, "shared_experts": 2, "levels": 2, "expert_units": (8,)},
     ),
+    # PLE with DSelect-k gates: its entropy term summed over levels and gates.
+    "ple-dselect-k": Case(
+        two_task_data,
+        "ple",
+        2,
+        {"patience": 0, "batch_size": 99, "learning_rate": 0.01},
+        {"specific_experts": 1, "shared_experts": 3, "gate": "dselect-k", "entropy_weight": 0.2, "expert_units": (8,)},
+    ),
     "aitm": Case(sequence_data, "aitm", 3, TABLE, {"hidden_units": (16,), "calibrator_weight": 2.0}),
     "dselect-k": Case(
         sequence_data, "dselect-k", 3, TABLE, {"num_experts": 5, "k": 2, "expert_units": (8,), "entropy_weight": 0.2}

@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,9 @@ def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str
     return code, captured.out, captured.err
 
 
-def train_run(directory: Path, data_path: Path, model: str, features: list[str] | None = None) -> Path:
+def train_run(
+    directory: Path, data_path: Path, model: str, features: list[str] | None = None, **hyperparameters: Any
+) -> Path:
     """One epoch through the Python API (the same files `mmoe train --out` writes)."""
     from mmoe.data.tabular import load_table
     from mmoe.runs import fit, save_run
@@ -90,7 +93,7 @@ def train_run(directory: Path, data_path: Path, model: str, features: list[str] 
     spec = {"kind": "table", "path": str(data_path), "tasks": TASKS, "features": features}
     data = load_table(data_path, TASKS, features=features)
     config = TrainConfig(epochs=1, batch_size=64, seed=0)
-    save_run(directory, spec, data, fit(data, model, config), config)
+    save_run(directory, spec, data, fit(data, model, config, **hyperparameters), config)
     return directory
 
 
@@ -113,6 +116,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
         paths[model] = train_run(root / model, train_path, model)
     paths["numeric-only"] = train_run(root / "numeric-only", train_path, "mmoe", ["age", "income"])
     paths["categorical-only"] = train_run(root / "categorical-only", train_path, "shared-bottom", ["device", "city"])
+    paths["ple-dselect-k"] = train_run(root / "ple-dselect-k", train_path, "ple", gate="dselect-k", shared_experts=3)
     yield paths
     torch.set_num_threads(threads)
 
@@ -172,6 +176,13 @@ def test_every_model_exports_and_predicts_as_mmoe_predict(
     vocabularies = signature["inputs"][1]["vocabularies"]
     assert vocabularies["device"] == ["phone", "tablet", "tv"] and "<missing>" in vocabularies["city"]
     assert signature["outputs"][0]["kinds"] == ["binary", "regression"]
+
+
+@pytest.mark.parametrize("format", FORMAT_PARAMS)
+def test_ple_with_dselect_k_gates_exports_and_predicts_as_mmoe_predict(
+    format: str, workspace: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert check_export_matches_predict(capsys, workspace, "ple-dselect-k", format, tmp_path)["model"] == "ple"
 
 
 @pytest.mark.parametrize("format", FORMAT_PARAMS)

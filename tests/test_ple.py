@@ -4,6 +4,7 @@ against a reference computed expert by expert, and against the models they reduc
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,43 @@ def inputs(rows: int = 9, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return numeric, categorical
 
 
+def gate_width(model: LayeredExtraction, choices: int) -> int:
+    """One gate's logits: one per expert (softmax), or k selectors' ⌈log₂ choices⌉ z logits and k
+    weights' (DSelect-k)."""
+    if model.hyperparameters["gate"] == "softmax":
+        return choices
+    k = model.hyperparameters["k"]
+    return k * max(1, math.ceil(math.log2(choices))) + k
+
+
+def gate_weights(model: LayeredExtraction, logits: torch.Tensor, choices: int) -> torch.Tensor:
+    """[B, choices]: a softmax of the logits, or DSelect-k's gate from its formulas, code by code
+    (a code c ≥ choices selects expert c − choices)."""
+    if model.hyperparameters["gate"] == "softmax":
+        return torch.softmax(logits, -1)
+    k, gamma = model.hyperparameters["k"], model.hyperparameters["gamma"]
+    bits = max(1, math.ceil(math.log2(choices)))
+    weights = torch.softmax(logits[:, k * bits :], -1)
+    gate = torch.zeros(len(logits), choices)
+    for i in range(k):
+        for code in range(2**bits):
+            chance = torch.ones(len(logits))
+            for j in range(bits):
+                t = logits[:, i * bits + j]
+                step = torch.where(
+                    t <= -gamma / 2, 0.0, torch.where(t >= gamma / 2, 1.0, -2 * t**3 / gamma**3 + 1.5 * t / gamma + 0.5)
+                )
+                chance = chance * (step if (code >> j) & 1 else 1 - step)
+            gate[:, code - choices if code >= choices else code] += weights[:, i] * chance
+    return gate
+
+
 def reference(model: LayeredExtraction, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
     """The model's function, one expert, gate and tower at a time, from the paper's formulas and the
     documented parameter layout (experts ordered [task 0's S, ..., task K−1's S, the H shared])."""
     K, S, H = model.num_tasks, model.specific_experts, model.shared_experts
     E = K * S + H
+    task_width, shared_width = gate_width(model, S + H), gate_width(model, E)
     choices = [[k * S + s for s in range(S)] + [K * S + h for h in range(H)] for k in range(K)]
     tasks_in: list[torch.Tensor] = []
     shared_in: torch.Tensor | None = None
@@ -55,10 +88,10 @@ def reference(model: LayeredExtraction, numeric: torch.Tensor, categorical: torc
                 experts.append(hidden)
             gates_at = E * units
             for k in range(K):
-                task_logits.append(first[:, gates_at + k * (S + H) : gates_at + (k + 1) * (S + H)])
-            if first.shape[1] > gates_at + K * (S + H):
-                shared_logits = first[:, gates_at + K * (S + H) :]
-                assert shared_logits.shape[1] == E
+                task_logits.append(first[:, gates_at + k * task_width : gates_at + (k + 1) * task_width])
+            if first.shape[1] > gates_at + K * task_width:
+                shared_logits = first[:, gates_at + K * task_width :]
+                assert shared_logits.shape[1] == shared_width
         else:
             for i in range(E):
                 hidden = tasks_in[i // S] if i < K * S else shared_in
@@ -69,12 +102,16 @@ def reference(model: LayeredExtraction, numeric: torch.Tensor, categorical: torc
                 task_logits.append(tasks_in[k] @ level.task_gate[k])
             if level.shared_gate is not None:
                 shared_logits = shared_in @ level.shared_gate
+        if level.task_head.bias is not None:  # DSelect-k gates have a bias, softmax gates none
+            task_logits = [logits + level.task_head.bias[k] for k, logits in enumerate(task_logits)]
+            if shared_logits is not None:
+                shared_logits = shared_logits + level.shared_head.bias
         tasks_in = []
         for k in range(K):
-            gate = torch.softmax(task_logits[k], -1)
+            gate = gate_weights(model, task_logits[k], S + H)
             tasks_in.append(sum(gate[:, [j]] * experts[i] for j, i in enumerate(choices[k])))
         if shared_logits is not None:
-            gate = torch.softmax(shared_logits, -1)
+            gate = gate_weights(model, shared_logits, E)
             shared_in = sum(gate[:, [i]] * experts[i] for i in range(E))
         else:
             shared_in = None
@@ -94,6 +131,10 @@ CONFIGS = [
     ("ple", {"specific_experts": 2, "shared_experts": 0, "levels": 2, "expert_units": (4,)}),
     ("cgc", {"specific_experts": 2, "shared_experts": 3, "expert_units": (6, 5), "tower_units": ()}),
     ("cgc", {"specific_experts": 1, "shared_experts": 0}),
+    # DSelect-k gates: 5, 3 and 1 experts to choose from (codes beyond them fold back), k of 1 to 3
+    ("ple", {"specific_experts": 2, "shared_experts": 3, "levels": 3, "gate": "dselect-k", "expert_units": (5, 4)}),
+    ("ple", {"specific_experts": 0, "shared_experts": 3, "levels": 2, "gate": "dselect-k", "k": 3, "gamma": 2.0}),
+    ("cgc", {"specific_experts": 1, "shared_experts": 0, "gate": "dselect-k", "k": 1}),
 ]
 
 
@@ -102,6 +143,10 @@ def test_batched_model_equals_the_expert_by_expert_reference(name: str, options:
     torch.manual_seed(0)
     model = build_model(name, MIXED, 3, **options)
     assert isinstance(model, LayeredExtraction)
+    if options.get("gate") == "dselect-k":  # logits of all sizes: smooth steps at 0, 1 and between
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_()
     numeric, categorical = inputs()
     out = model(numeric, categorical)
     assert out.shape == (9, 3)
@@ -235,9 +280,14 @@ def test_gates_sum_to_one_over_the_experts_they_may_choose_and_are_zero_elsewher
         assert (gates[:, k, others] == 0).all()
 
 
-def expected_parameters(spec: InputSpec, K: int, S: int, H: int, L: int, units: tuple, towers: tuple) -> int:
+def expected_parameters(
+    spec: InputSpec, K: int, S: int, H: int, L: int, units: tuple, towers: tuple, dselect_k: int | None = None
+) -> int:
     """The parameter count from the module docstring's layout."""
     E = K * S + H
+
+    def gate(choices: int) -> int:  # one gate's logits
+        return choices if dselect_k is None else dselect_k * max(1, math.ceil(math.log2(choices))) + dselect_k
 
     def mlp(groups: int, width: int, widths: tuple) -> int:
         total = 0
@@ -247,10 +297,13 @@ def expected_parameters(spec: InputSpec, K: int, S: int, H: int, L: int, units: 
         return total
 
     inputs = spec.num_numeric + spec.embedding_width + spec.vocabulary_size
-    first = E * units[0] + K * (S + H) + (E if H and L > 1 else 0)  # experts, task gates, shared gate
+    first = E * units[0] + K * gate(S + H) + (gate(E) if H and L > 1 else 0)  # experts, task gates, shared gate
     count = inputs * first + E * units[0] + mlp(E, units[0], units[1:])
     for level in range(1, L):
-        count += mlp(E, units[-1], units) + K * units[-1] * (S + H) + (units[-1] * E if H and level < L - 1 else 0)
+        count += mlp(E, units[-1], units) + K * units[-1] * gate(S + H)
+        count += units[-1] * gate(E) if H and level < L - 1 else 0
+    if dselect_k is not None:  # each DSelect-k gate's bias
+        count += L * K * gate(S + H) + (L - 1) * (gate(E) if H else 0)
     return count + mlp(K, units[-1], towers) + K * ((towers[-1] if towers else units[-1]) + 1)
 
 
@@ -259,7 +312,8 @@ def test_parameter_count(name: str, options: dict) -> None:
     model = build_model(name, MIXED, 3, **options)
     hp = model.hyperparameters
     S, H, L = hp["specific_experts"], hp["shared_experts"], hp.get("levels", 1)
-    count = expected_parameters(MIXED, 3, S, H, L, hp["expert_units"], hp["tower_units"])
+    dselect_k = hp["k"] if hp["gate"] == "dselect-k" else None
+    count = expected_parameters(MIXED, 3, S, H, L, hp["expert_units"], hp["tower_units"], dselect_k)
     assert model.num_parameters() == count
 
 
@@ -270,6 +324,10 @@ def test_defaults_are_mmoes_size_with_two_tasks() -> None:
         "levels": 2,
         "expert_units": (16,),
         "tower_units": (8,),
+        "gate": "softmax",
+        "k": 2,
+        "gamma": 1.0,
+        "entropy_weight": 0.01,
     }
     cgc, mmoe = build_model("cgc", MIXED, 2), build_model("mmoe", MIXED, 2)
     # 8 experts × 16 units; CGC's gates choose among 6 experts each instead of 8.
@@ -285,6 +343,10 @@ def test_defaults_are_mmoes_size_with_two_tasks() -> None:
         ("ple", {"levels": 0}, "levels must be a positive integer"),
         ("cgc", {"levels": 2}, "does not take levels"),
         ("ple", {"expert_units": (0,)}, "expert_units must be positive integers"),
+        ("cgc", {"gate": "top-1"}, "gate must be one of softmax, dselect-k, got 'top-1'"),
+        ("ple", {"gate": "dselect-k", "k": 0}, "k must be a positive integer"),
+        ("cgc", {"gamma": -1.0}, "gamma must be a positive number"),
+        ("ple", {"entropy_weight": float("nan")}, "entropy_weight must be a finite number, zero or more"),
     ],
 )
 def test_bad_options_are_one_line_errors(name: str, options: dict, fragment: str) -> None:
@@ -305,25 +367,72 @@ def test_search_space_keeps_a_levels_experts_within_the_cap(model_class: type, m
         build_model(model_class.name, MIXED, 2, **drawn)
 
 
-@pytest.mark.parametrize("model", ["ple", "cgc"])
-def test_each_replica_equals_its_run_alone(model: str, one_torch_thread: None) -> None:
+@pytest.mark.parametrize(
+    "model, hyperparameters", [("ple", {}), ("cgc", {}), ("ple", {"gate": "dselect-k", "entropy_weight": 0.2})]
+)
+def test_each_replica_equals_its_run_alone(model: str, hyperparameters: dict, one_torch_thread: None) -> None:
     """Population training (vmap over stacked weights) trains each replica as it trains alone."""
     seeds, rates = [3, 5], [1e-2, 3e-3]
     options = {"epochs": 3, "batch_size": 64, "patience": 2}
-    population = train_population(model, toy_data(), TrainConfig(**options), seeds=seeds, learning_rates=rates)
+    population = train_population(
+        model, toy_data(), TrainConfig(**options), seeds=seeds, learning_rates=rates, **hyperparameters
+    )
     for replica, state, seed, rate in zip(population.replicas, population.state_dicts, seeds, rates):
-        alone = fit(toy_data(), model, TrainConfig(**options, seed=seed, learning_rate=rate))
+        alone = fit(toy_data(), model, TrainConfig(**options, seed=seed, learning_rate=rate), **hyperparameters)
         assert replica.best_epoch == alone.best_epoch
         for name, weight in alone.model.state_dict().items():
             torch.testing.assert_close(state[name], weight, rtol=1e-4, atol=1e-5)
+
+
+def test_dselect_k_gates_settle_on_at_most_k_experts(one_torch_thread: None) -> None:
+    """Every gate of every level (task and shared) is DSelect-k's: at first each gives every expert
+    it may choose some weight; trained with its entropy term, each chooses at most k, exactly."""
+    data = toy_data(rows=1000)
+    options = {"specific_experts": 2, "shared_experts": 4, "levels": 2, "gate": "dselect-k", "k": 2}
+    rows = data.validation
+    fresh = build_model("ple", data.input_spec, 2, **options)
+    first = fresh.level_outputs(rows.numeric, rows.categorical)[0]
+    assert first.shared_gate is not None and ((first.shared_gate > 0).sum(-1) == 8).all()
+    assert ((first.task_gates > 0).sum(-1) == 6).all()
+    config = TrainConfig(epochs=12, patience=0, batch_size=64, learning_rate=1e-2, seed=0, restore_best=False)
+    result = fit(data, "ple", config, **options, entropy_weight=0.3)
+    with torch.no_grad():
+        levels = result.model.level_outputs(rows.numeric, rows.categorical)
+    for level in levels:
+        for gates in (level.task_gates, level.shared_gate):
+            if gates is not None:
+                assert ((gates > 0).sum(-1) <= 2).all()
+                torch.testing.assert_close(gates.sum(-1), torch.ones(gates.shape[:-1]))
+    assert result.metrics["test"]["clicked"]["auc"] > 0.95
+
+
+def test_the_entropy_term_covers_every_dselect_k_gate_and_softmax_gates_have_none() -> None:
+    numeric, categorical = inputs()
+    softmax = build_model("ple", MIXED, 2, levels=2)
+    assert not softmax.has_auxiliary_loss and softmax.forward_with_aux(numeric, categorical, [])[1] is None
+    # 4 shared experts, no specific ones: every gate chooses among 4 (2 bits, no folded codes). With
+    # all weights 0 every smooth step is 1/2, so each selector is uniform over 4 experts: entropy
+    # log 4. Selectors: k = 2 per gate; gates: 2 task gates per level + a shared gate at levels 1, 2.
+    model = build_model("ple", MIXED, 2, specific_experts=0, shared_experts=4, levels=3, gate="dselect-k", k=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    outputs, auxiliary = model.forward_with_aux(numeric, categorical, [])
+    torch.testing.assert_close(outputs, model(numeric, categorical))
+    selectors = 2 * (2 + 1 + 2 + 1 + 2)
+    assert model.has_auxiliary_loss
+    assert float(auxiliary.detach()) == pytest.approx(0.01 * len(numeric) * selectors * math.log(4), rel=1e-5)
+
+
+GATE = "gate=softmax, k=2, gamma=1.0, entropy_weight=0.01"
 
 
 def test_listed_and_trained_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture, one_torch_thread: None) -> None:
     assert main(["models", "-v"]) == 0
     listing = capsys.readouterr().out.splitlines()
     for name, defaults in (
-        ("ple", "specific_experts=2, shared_experts=4, levels=2, expert_units=(16,), tower_units=(8,)"),
-        ("cgc", "specific_experts=2, shared_experts=4, expert_units=(16,), tower_units=(8,)"),
+        ("ple", "specific_experts=2, shared_experts=4, levels=2, expert_units=(16,), tower_units=(8,), " + GATE),
+        ("cgc", "specific_experts=2, shared_experts=4, expert_units=(16,), tower_units=(8,), " + GATE),
     ):
         at = next(i for i, line in enumerate(listing) if line.startswith(f"{name} "))
         assert "Tang et al., 2020" in listing[at]
@@ -355,6 +464,10 @@ def test_listed_and_trained_from_the_cli(tmp_path: Path, capsys: pytest.CaptureF
         "levels": 3,
         "expert_units": (8, 4),
         "tower_units": (8,),
+        "gate": "softmax",
+        "k": 2,
+        "gamma": 1.0,
+        "entropy_weight": 0.01,
     }
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["clicked"]["auc"] > 0.7

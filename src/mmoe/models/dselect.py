@@ -70,6 +70,12 @@ def selector_entropy(selectors: torch.Tensor) -> torch.Tensor:
     return -(selectors * selectors.clamp(min=1e-12).log()).sum(-1)
 
 
+# The gate's options, declared once: DSelectK's, and PLE's / CGC's with gate="dselect-k".
+SelectorCount = Annotated[int, Help("the most experts a gate chooses (its single-expert selectors)")]
+SmoothStepWidth = Annotated[float, Help("width of the smooth step's cubic part, [-gamma/2, gamma/2]")]
+EntropyWeight = Annotated[float, Help("weight of the selectors' entropy regulariser (0: none)")]
+
+
 class Selection(NamedTuple):
     """A DSelect-k gate's output."""
 
@@ -103,6 +109,26 @@ class DSelectGate(nn.Module):
             cached = torch.tensor(table, dtype=torch.bool, device=device)
             self._bits_cache = cached
         return cached
+
+    @property
+    def packed_width(self) -> int:
+        """k·m + k: the width of one gate's logits packed as `from_packed` reads them."""
+        return self.k * self.bits + self.k
+
+    def from_packed(self, logits: torch.Tensor) -> Selection:
+        """forward on one gate's logits packed as [..., k·m + k]: the k selectors' z logits (k runs
+        of m), then the selectors' weights' k logits."""
+        z_logits, weight_logits = logits.split([self.k * self.bits, self.k], -1)
+        return self(z_logits.unflatten(-1, (self.k, self.bits)), weight_logits)
+
+    def init_packed_(self, columns: torch.Tensor) -> None:
+        """Draws in place, as the authors initialise a gate (see the module docstring), the weights
+        `columns` [..., gates·(k·m + k)] of a layer computing packed logits (a view of its parameter):
+        the z logits' U(±γ/100), the selector weights' U(±0.05)."""
+        packed = columns.unflatten(-1, (-1, self.packed_width))
+        with torch.no_grad():
+            packed[..., : self.k * self.bits].uniform_(-self.gamma / 100, self.gamma / 100)
+            packed[..., self.k * self.bits :].uniform_(-0.05, 0.05)
 
     def forward(self, z_logits: torch.Tensor, weight_logits: torch.Tensor) -> Selection:
         steps = smooth_step(z_logits, self.gamma).unsqueeze(-2)  # [..., k, 1, m]
@@ -140,9 +166,9 @@ class DSelectK(MultiTaskModel):
         num_experts: Annotated[int, Help("number of experts")] = 8,
         expert_units: Annotated[Units, Help("units per expert layer, e.g. 16 or 32,16")] = (16,),
         tower_units: TowerUnits = (8,),
-        k: Annotated[int, Help("the most experts a task's gate chooses (its single-expert selectors)")] = 2,
-        gamma: Annotated[float, Help("width of the smooth step's cubic part, [-gamma/2, gamma/2]")] = 1.0,
-        entropy_weight: Annotated[float, Help("weight of the selectors' entropy regulariser (0: none)")] = 0.01,
+        k: SelectorCount = 2,
+        gamma: SmoothStepWidth = 1.0,
+        entropy_weight: EntropyWeight = 0.01,
     ) -> None:
         num_experts = check_positive(self.name, "num_experts", num_experts)
         if num_experts < 2:
