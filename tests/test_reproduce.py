@@ -119,6 +119,15 @@ def test_census_and_gates_studies_at_tiny_size(census_dir: Path, tmp_path: Path)
     assert {"hyperparameters", "learning_rate", "epochs", "trials"} <= set(tuned)
     group = results["studies"]["census"]["result"]["groups"]["1"]["models"]["mmoe"]
     assert len(group["runs"]) == context.scale.census_repeats
+    # Beside the paper's configuration, MMoE at mmoe's defaults (periodic numeric vectors, early
+    # stopping), on the same seeds, in a table of its own.
+    defaults = results["studies"]["census"]["result"]["groups"]["2"]["defaults"]["mmoe"]
+    assert defaults["configuration"]["numeric_embedding"] == "periodic"
+    assert defaults["configuration"]["training"]["epochs"] == 20 and defaults["configuration"]["training"]["patience"]
+    assert [run["seed"] for run in defaults["runs"]] == [run["seed"] for run in group["runs"]]
+    assert 0.5 < defaults["summary"]["education"]["mean"] <= 1
+    assert "**Improved configuration**" in report
+    assert f"| mmoe (defaults) | {defaults['summary']['education']['mean']:.4f} |" in report
 
 
 def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture) -> None:

@@ -8,12 +8,16 @@ with the best main-task test AUC with its auxiliary AUC.
 
 Beside the paper's models, the baselines of `mmoe.baselines` (LightGBM, one booster per task, its
 default options, not tuned) on the same data: `census_repeats` fits with the repeats' seeds, in a
-group's "baselines" (left out, with a note, when lightgbm is not installed)."""
+group's "baselines" (left out, with a note, when lightgbm is not installed). And MMoE at mmoe's
+default configuration (`DEFAULTS_MODELS`: what `mmoe train --dataset census --group G` trains, the
+improved configuration of issue 14: numeric columns as periodic vectors, 20 epochs early-stopped
+on the validation AUC, the model's default sizes; not tuned), `census_repeats` runs with the
+repeats' seeds, in a group's "defaults". The paper's rows keep the paper's configuration."""
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,14 +25,22 @@ import numpy as np
 import torch
 
 from mmoe.baselines import BASELINES, fit_baseline, hyperparameters_of, is_baseline
+from mmoe.data import with_numeric_embedding
 from mmoe.experiments import stats, tuning
 from mmoe.experiments.census_data import load_group, subsample
 from mmoe.experiments.context import StudyContext, map_units
+from mmoe.io import to_jsonable
+from mmoe.models import model_hyperparameters
 from mmoe.runs import fit
 from mmoe.train.trainer import TrainConfig
 
 NAME = "census"
 TITLE = "UCI census-income: Tables 1 and 2"
+# Trained at mmoe's default configuration beside the paper's tuned rows (see the module docstring).
+DEFAULTS_MODELS = ("mmoe",)
+# A unit of the study: (group, model, kind); kind "tuned" (the paper's protocol), "baseline" or
+# "defaults", each kept under its own key of the group's result.
+KEYS = {"tuned": "models", "baseline": "baselines", "defaults": "defaults"}
 
 
 def run(ctx: StudyContext) -> dict[str, Any]:
@@ -41,14 +53,25 @@ def run(ctx: StudyContext) -> dict[str, Any]:
                 f"census: the {name} baseline row is left out: the package {BASELINES[name].package} is not "
                 f"installed (pip install 'mmoe[{BASELINES[name].package}]')"
             )
-    pairs = [(group, model) for group in scale.census_groups for model in (*scale.census_models, *baselines)]
-    # Every (group, model) is tuned and repeated on its own, so the pairs run side by side.
-    weights = [scale.census_repeats + (0 if is_baseline(model) else scale.census_trials) for _, model in pairs]
-    studied = map_units(ctx, study_model, pairs, desc=NAME, weights=weights)
-    for (group, model), (rows, tasks, model_result) in zip(pairs, studied):
+    units = [
+        (group, model, "baseline" if is_baseline(model) else "tuned")
+        for group in scale.census_groups
+        for model in (*scale.census_models, *baselines)
+    ]
+    units += [(group, model, "defaults") for group in scale.census_groups for model in DEFAULTS_MODELS]
+    # Every unit is tuned and repeated (or only repeated) on its own, so the units run side by side.
+    weights = [scale.census_repeats + (scale.census_trials if kind == "tuned" else 0) for _, _, kind in units]
+    studied = map_units(ctx, study_unit, units, desc=NAME, weights=weights)
+    for (group, model, kind), (rows, tasks, model_result) in zip(units, studied):
         group_result = results["groups"].setdefault(str(group), {"tasks": tasks, "rows": rows, "models": {}})
-        group_result.setdefault("baselines" if is_baseline(model) else "models", {})[model] = model_result
+        group_result.setdefault(KEYS[kind], {})[model] = model_result
     return results
+
+
+def study_unit(ctx: StudyContext, unit: tuple[int, str, str]) -> tuple[dict[str, int], list[str], dict[str, Any]]:
+    """One (group, model, kind): `study_model` for the tuned and baseline kinds, `study_defaults` for "defaults"."""
+    group, model, kind = unit
+    return study_defaults(ctx, (group, model)) if kind == "defaults" else study_model(ctx, (group, model))
 
 
 def study_model(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int], list[str], dict[str, Any]]:
@@ -83,22 +106,78 @@ def study_model(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int
     )
 
 
-def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any]) -> list[dict[str, Any]]:
-    """census_repeats runs of the tuned configuration, seeds seed·100000 + r, in cached chunks."""
+def study_defaults(ctx: StudyContext, pair: tuple[int, str]) -> tuple[dict[str, int], list[str], dict[str, Any]]:
+    """One (group, model) at mmoe's default configuration: census_repeats runs on the repeats' data
+    with the numeric columns as `mmoe train` gives them ("auto": periodic on census). Returns the
+    group's row counts, its task names and the model's result."""
+    group, model = pair
     scale = ctx.scale
+    data = subsample(load_group(group, ctx.data_dir), scale.census_train_rows, scale.census_eval_rows, seed=ctx.seed)
+    data = with_numeric_embedding(data, "auto")
+    embedding = data.input_spec.numeric_embedding
+    config = TrainConfig(threads=ctx.threads)
+    configuration = {
+        "numeric_embedding": "none" if embedding is None else embedding.describe(),
+        "hyperparameters": to_jsonable(model_hyperparameters(model)),
+        "training": config.to_dict() | {"threads": None, "seed": None},
+    }
+
+    def train(seed: int) -> dict[str, Any]:
+        result = fit(data, model, replace(config, seed=seed))
+        return _run_record(seed, result.metrics, best_epoch=result.best_epoch)
+
+    runs = _cached_repeats(ctx, "census-defaults-runs", {"group": group, "model": model, **configuration}, train)
+    rows = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
+    return (
+        rows,
+        data.task_names,
+        {"configuration": configuration, "runs": runs, "summary": summarize(runs, data.task_names)},
+    )
+
+
+def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[str, Any]) -> list[dict[str, Any]]:
+    """census_repeats runs of the tuned configuration (see `_cached_repeats`)."""
     hp = tuning.hyperparameters(tuned)
     config = TrainConfig(
         learning_rate=tuned["learning_rate"], epochs=int(tuned["epochs"]), patience=0, threads=ctx.threads
     )
+
+    # One run after another, not a population: census inputs go through embedding_bag, which has no
+    # vmap batching rule, so a census population was measured no faster (10 tuned repeats: ≈ 4 min).
+    # Each run equals its population replica (tests/test_population.py).
+    def train(seed: int) -> dict[str, Any]:
+        result = fit(data, model, replace(config, seed=seed), **hp)
+        return _run_record(seed, result.metrics, best_epoch=result.best_epoch)
+
+    training = config.to_dict() | {"threads": None}
+    spec = {"group": group, "model": model, "hyperparameters": tuned["hyperparameters"], "training": training}
+    return _cached_repeats(ctx, "census-runs", spec, train)
+
+
+def baseline_repeats(ctx: StudyContext, data: Any, group: int, model: str) -> list[dict[str, Any]]:
+    """census_repeats fits of a baseline with its default options (see `_cached_repeats`). LightGBM
+    samples no rows or columns at its defaults, so its repeats agree unless its seed reaches
+    something (binning samples of large data)."""
+
+    def train(seed: int) -> dict[str, Any]:
+        result = fit_baseline(data, model, seed=seed, threads=ctx.threads)
+        return _run_record(seed, result.metrics, best_rounds=result.best_rounds)
+
+    spec = {"group": group, "model": model, "hyperparameters": hyperparameters_of(model)}
+    return _cached_repeats(ctx, "census-baseline-runs", spec, train)
+
+
+def _cached_repeats(
+    ctx: StudyContext, kind: str, spec: dict[str, Any], train: Callable[[int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """[train(seed) for the census_repeats seeds seed·100000 + r], census_chunk seeds at a time, each
+    chunk cached under `kind` by `spec`, its seeds and the rows it was trained on."""
+    scale = ctx.scale
     base = ctx.seed * 100_000
     runs: list[dict[str, Any]] = []
     for start in range(0, scale.census_repeats, scale.census_chunk):
         seeds = list(range(base + start, base + min(start + scale.census_chunk, scale.census_repeats)))
-        spec = {
-            "group": group,
-            "model": model,
-            "hyperparameters": tuned["hyperparameters"],
-            "training": config.to_dict() | {"threads": None},
+        chunk = spec | {
             "seeds": seeds,
             "train_rows": scale.census_train_rows,
             "eval_rows": scale.census_eval_rows,
@@ -108,14 +187,10 @@ def repeats(ctx: StudyContext, data: Any, group: int, model: str, tuned: dict[st
         # get_or_compute calls compute (if at all) at once, inside this iteration: the loop's
         # variables it reads are this chunk's (B023 guards against closures called later).
         def compute() -> list[dict[str, Any]]:
-            # One run after another, not a population: census inputs go through embedding_bag, which
-            # has no vmap batching rule, so a census population was measured no faster (10 tuned
-            # repeats: ≈ 4 min). Each run equals its population replica (tests/test_population.py).
             torch.set_num_threads(ctx.threads)
-            results = [(seed, fit(data, model, replace(config, seed=seed), **hp)) for seed in seeds]  # noqa: B023
-            return [_run_record(seed, r.metrics, best_epoch=r.best_epoch) for seed, r in results]
+            return [train(seed) for seed in seeds]  # noqa: B023
 
-        runs.extend(ctx.cache.get_or_compute("census-runs", spec, compute))
+        runs.extend(ctx.cache.get_or_compute(kind, chunk, compute))
     return runs
 
 
@@ -130,33 +205,6 @@ def _run_record(seed: int, metrics: Mapping[str, Any], **fitted: Any) -> dict[st
             for split in ("validation", "test")
         },
     }
-
-
-def baseline_repeats(ctx: StudyContext, data: Any, group: int, model: str) -> list[dict[str, Any]]:
-    """census_repeats fits of a baseline with its default options, seeds seed·100000 + r (the
-    neural repeats' seeds), in cached chunks. LightGBM samples no rows or columns at its defaults,
-    so its repeats agree unless its seed reaches something (binning samples of large data)."""
-    scale = ctx.scale
-    base = ctx.seed * 100_000
-    runs: list[dict[str, Any]] = []
-    for start in range(0, scale.census_repeats, scale.census_chunk):
-        seeds = list(range(base + start, base + min(start + scale.census_chunk, scale.census_repeats)))
-        spec = {
-            "group": group,
-            "model": model,
-            "hyperparameters": hyperparameters_of(model),
-            "seeds": seeds,
-            "train_rows": scale.census_train_rows,
-            "eval_rows": scale.census_eval_rows,
-            "data_seed": ctx.seed,
-        }
-
-        def compute() -> list[dict[str, Any]]:
-            results = [(seed, fit_baseline(data, model, seed=seed, threads=ctx.threads)) for seed in seeds]  # noqa: B023
-            return [_run_record(seed, r.metrics, best_rounds=r.best_rounds) for seed, r in results]
-
-        runs.extend(ctx.cache.get_or_compute("census-baseline-runs", spec, compute))
-    return runs
 
 
 def summarize(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
