@@ -23,7 +23,13 @@ from mmoe.models import build_model
 from mmoe.runs import Run, fit
 from mmoe.spec import InputSpec, Task, condition_chains, joint_tasks, prediction_names
 from mmoe.train.distributed import DataParallel
-from mmoe.train.loss import MultiTaskLoss, conditional_labels, resolve_entire_space
+from mmoe.train.loss import (
+    MAX_IPW_WEIGHT,
+    MultiTaskLoss,
+    conditional_labels,
+    resolve_entire_space,
+    resolve_loss_options,
+)
 from mmoe.train.metrics import evaluate_predictions, evaluate_stacked, to_predictions
 from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
@@ -217,6 +223,36 @@ def test_the_entire_space_loss_by_hand() -> None:
     torch.testing.assert_close(MultiTaskLoss(plain, entire_space=True)(outputs, labels)[0], conditional)
 
 
+def test_escm2s_counterfactual_term_by_hand() -> None:
+    """ESCM²'s IPW term: on clicked rows, purchase's own BCE over the predicted click probability
+    (clipped at MAX_IPW_WEIGHT, no gradient), averaged over every row with the joint loss."""
+    o = [[0.5, -1.0], [-3.5, 0.3], [-1.5, 1.2], [2.0, 0.7]]  # row 2: P(click) = .029, weight clipped
+    labels = torch.tensor([[1, 1], [1, 0], [0, NAN], [0, NAN]])
+    outputs = torch.tensor(o, requires_grad=True)
+    sigma = [[1 / (1 + math.exp(-v)) for v in row] for row in o]
+    joint = [sigma[r][0] * sigma[r][1] for r in range(4)]
+    global_loss = (bce(joint[0], 1) + bce(joint[1], 0) + bce(joint[2], 0) + bce(joint[3], 0)) / 4
+    weights = [min(1 / sigma[0][0], MAX_IPW_WEIGHT), min(1 / sigma[1][0], MAX_IPW_WEIGHT)]
+    assert weights[1] == MAX_IPW_WEIGHT
+    counterfactual = (weights[0] * bce(sigma[0][1], 1) + weights[1] * bce(sigma[1][1], 0)) / 4
+    losses, _ = MultiTaskLoss(TASKS, entire_space=True, counterfactual_weight=0.5)(outputs, labels)
+    click = sum(bce(sigma[r][0], labels[r, 0].item()) for r in range(4)) / 4
+    assert losses.tolist() == pytest.approx([click, global_loss + 0.5 * counterfactual], rel=1e-6)
+    # The propensity carries no gradient: the term reaches the purchase output only, on clicked rows.
+    plain, _ = MultiTaskLoss(TASKS, entire_space=True)(outputs, labels)
+    (gradient,) = torch.autograd.grad(losses[1] - plain[1], outputs)
+    assert bool((gradient[:, 0] == 0).all()) and bool((gradient[2:, 1] == 0).all())
+    assert bool((gradient[:2, 1] != 0).all())
+    # Only with entire-space training: otherwise it is an error, not silently ignored.
+    spec = InputSpec(("a",), (), ())
+    with pytest.raises(MmoeError, match=r"counterfactual_weight \(0.5\) adds ESCM²'s term .* --entire-space"):
+        resolve_loss_options(None, 0.5, build_model("mmoe", spec, 2), TASKS)
+    assert resolve_loss_options(None, 0.5, build_model("esmm", spec, 2), TASKS) == (True, 0.5)
+    with pytest.raises(MmoeError, match="training option counterfactual_weight must be a finite number"):
+        TrainConfig(counterfactual_weight=-1.0)
+    assert "counterfactual_weight" not in TrainConfig().to_dict()
+
+
 def test_the_entire_space_loss_is_finite_at_extreme_logits() -> None:
     outputs = torch.tensor([[60.0, 60.0], [-200.0, 3.0], [40.0, -200.0], [30.0, 30.0]], requires_grad=True)
     labels = torch.tensor([[1, 0], [0, NAN], [1, 0], [1, 1]])
@@ -230,22 +266,24 @@ def test_the_entire_space_loss_is_finite_at_extreme_logits() -> None:
     )
 
 
-def test_the_stacked_loss_matches_each_replica() -> None:
+@pytest.mark.parametrize("counterfactual_weight", [0.0, 0.7])
+def test_the_stacked_loss_matches_each_replica(counterfactual_weight: float) -> None:
     outputs = torch.randn(3, 8, 2, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([[1, 1], [1, 0], [0, NAN], [0, 1], [1, NAN], [0, NAN], [1, 0], [0, NAN]]).expand(3, -1, -1)
-    stacked, _ = MultiTaskLoss.stacked([TASKS] * 3, entire_space=True)(outputs, labels)
+    options = {"entire_space": True, "counterfactual_weight": counterfactual_weight}
+    stacked, _ = MultiTaskLoss.stacked([TASKS] * 3, **options)(outputs, labels)
     for r in range(3):
-        torch.testing.assert_close(stacked[r], MultiTaskLoss(TASKS, entire_space=True)(outputs[r], labels[r])[0])
+        torch.testing.assert_close(stacked[r], MultiTaskLoss(TASKS, **options)(outputs[r], labels[r])[0])
 
 
-@pytest.mark.parametrize("entire_space", [False, True])
-def test_rank_shares_sum_to_the_global_batch_loss(entire_space: bool) -> None:
+@pytest.mark.parametrize("entire_space, counterfactual_weight", [(False, 0.0), (True, 0.0), (True, 0.5)])
+def test_rank_shares_sum_to_the_global_batch_loss(entire_space: bool, counterfactual_weight: float) -> None:
     """As tests/test_distributed.py: the ranks' losses and gradients sum to the global batch's, with
     purchase labels also on non-clicked rows (dropped, or 0 in the joint label), so that the counts
     each mean divides by differ from the raw labels' counts."""
     torch.manual_seed(0)
     model = build_model("mmoe", InputSpec(("a", "b"), ("colour",), (4,)), 2, num_experts=2, expert_units=4)
-    loss_fn, weighting = MultiTaskLoss(TASKS, entire_space), make_weighting("ew", 2, None)
+    loss_fn, weighting = MultiTaskLoss(TASKS, entire_space, counterfactual_weight), make_weighting("ew", 2, None)
     rows = 13
     click = torch.randint(0, 2, (rows,)).float()
     labels = torch.stack([click, torch.randint(0, 2, (rows,)).float()], 1)
@@ -303,11 +341,17 @@ def test_entire_space_changes_training_and_only_with_a_conditional_task() -> Non
 
 
 # -- every way of training -----------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["mmoe", "esmm"])
-def test_population_replicas_equal_their_runs_alone(model: str) -> None:
+@pytest.mark.parametrize("model, counterfactual_weight", [("mmoe", 0.0), ("esmm", 0.0), ("esmm", 0.5)])
+def test_population_replicas_equal_their_runs_alone(model: str, counterfactual_weight: float) -> None:
     data = tensor_data()
     seeds, rates = [3, 5], [1e-3, 1e-2]
-    options = {"epochs": 3, "batch_size": 64, "patience": 2, "entire_space": True}
+    options = {
+        "epochs": 3,
+        "batch_size": 64,
+        "patience": 2,
+        "entire_space": True,
+        "counterfactual_weight": counterfactual_weight,
+    }
     hyper = {"tower_units": (16, 8)} if model == "esmm" else {"num_experts": 2, "expert_units": (8,)}
     population = train_population(model, data, TrainConfig(**options), seeds=seeds, learning_rates=rates, **hyper)
     for replica, state, seed, rate in zip(population.replicas, population.state_dicts, seeds, rates):

@@ -166,6 +166,8 @@ CASES: dict[str, Case] = {
         sequence_data, "dselect-k", 3, TABLE, {"num_experts": 5, "k": 2, "expert_units": (8,), "entropy_weight": 0.2}
     ),
     "esmm": Case(conditional_data, "esmm", 2, TABLE, {"tower_units": (8,)}),
+    # ESCM²'s IPW term: per row over the clicked ones, divided by the global batch's joint-label count.
+    "escm2-ipw": Case(conditional_data, "esmm", 2, {**TABLE, "counterfactual_weight": 0.5}, {"tower_units": (8,)}),
     # Numeric columns as learned vectors: their parameters are dense, reduced by DDP as the rest.
     "periodic-mmoe": Case(periodic_data, "mmoe", 3, TABLE, {"num_experts": 3}),
     # Embedded columns: the tables' sparse gradients are gathered and summed over the ranks (outside DDP).

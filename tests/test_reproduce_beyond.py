@@ -136,6 +136,14 @@ def test_clicklog_arms_see_the_labels_of_their_training(tmp_path: Path) -> None:
     # The funnel's purchase: click ∧ purchase on every impression.
     expected = torch.nan_to_num(purchase, nan=0.0) * click
     assert torch.equal(funnel.train.labels[:, 1], expected) and torch.equal(funnel.train.labels[:, 0], click)
+    # Each arm's training: ESMM's loss for the entire-space arms, with ESCM²'s IPW term for escm2-ipw only.
+    options = {
+        label: (config.entire_space, config.counterfactual_weight)
+        for label, (_, training) in selection_bias.ARMS.items()
+        for config in [selection_bias.train_config(ctx, training, 1e-3, 0)]
+    }
+    assert options["escm2-ipw"] == (True, selection_bias.COUNTERFACTUAL_WEIGHT) and options["esmm"] == (True, 0.0)
+    assert options["mmoe"] == (False, 0.0) and options["aitm"] == (None, 0.0)
 
 
 # -- the verdicts on hand-made numbers ---------------------------------------------------------------

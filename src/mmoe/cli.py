@@ -467,6 +467,14 @@ def add_training_options(
         help="train conditional tasks (NAME:binary:given=OTHER) ESMM's way, on their joint event over every row "
         "(default: on for --model esmm, off for the others)",
     )
+    group.add_argument(
+        "--counterfactual-weight",
+        type=float,
+        default=defaults.counterfactual_weight,
+        metavar="WEIGHT",
+        help="with entire-space training, add ESCM²'s inverse-propensity weighted loss of each conditional task "
+        f"on the rows where its condition holds, with this weight (default {defaults.counterfactual_weight:g}: none)",
+    )
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -35,6 +35,7 @@ TRAINING_KINDS = {
     "threads": int,
     "sparse_optimizer": str,  # written only when not the default (TrainConfig.to_dict)
     "entire_space": bool,  # written only when set (TrainConfig.to_dict)
+    "counterfactual_weight": float,  # written only when not 0 (TrainConfig.to_dict)
     "weighting": str,  # written only when task_weights do not already say it
     "weighting_options": "options",  # written only when set
     "lr_schedule": str,  # these three written only when not the default (TrainConfig.to_dict)

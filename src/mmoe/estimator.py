@@ -117,6 +117,8 @@ class MultiTaskEstimator(BaseEstimator):
         sparse_optimizer, entire_space: the training options (`mmoe.train.trainer.TrainConfig`;
         task_weights one per task; entire_space: train conditional tasks ESMM's way, None the
         model's default).
+    counterfactual_weight: with entire-space training, the weight of ESCM²'s inverse-propensity
+        weighted term in each conditional task's loss (0: ESMM's loss alone; `mmoe.train.loss`).
     weighting, weighting_options: how the task losses make one update, a name of
         `mmoe.train.weighting.WEIGHTINGS` ("ew", "uw", "pcgrad", ...; task_weights alone mean
         "fixed"), and that method's options ({"alpha": 1.5}).
@@ -172,6 +174,7 @@ class MultiTaskEstimator(BaseEstimator):
         threads: int | None = None,
         sparse_optimizer: str = _DEFAULTS.sparse_optimizer,
         entire_space: bool | None = _DEFAULTS.entire_space,
+        counterfactual_weight: float = _DEFAULTS.counterfactual_weight,
         weighting: str = _DEFAULTS.weighting,
         weighting_options: Mapping[str, float] | None = None,
         lr_schedule: str = _DEFAULTS.lr_schedule,
@@ -212,6 +215,7 @@ class MultiTaskEstimator(BaseEstimator):
         self.threads = threads
         self.sparse_optimizer = sparse_optimizer
         self.entire_space = entire_space
+        self.counterfactual_weight = counterfactual_weight
         self.weighting = weighting
         self.weighting_options = weighting_options
         self.lr_schedule = lr_schedule

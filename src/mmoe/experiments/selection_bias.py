@@ -14,6 +14,9 @@ on the same test rows (a change of r changes how hard the task is; the regret do
 The arms (ARMS: label -> model, training):
     conditional   tasks click, purchase given click; purchase trained on clicked rows (naive CVR)
     entire-space  the same tasks trained ESMM's way: click ∧ purchase over every impression
+    entire-space+ipw  ESMM's way plus ESCM²'s counterfactual term (Wang et al., SIGIR 2022): purchase's
+                  own loss on clicked impressions weighted by 1 / P̂(click), with weight
+                  COUNTERFACTUAL_WEIGHT (`mmoe.train.loss.MultiTaskLoss`)
     funnel        AITM's own setting: tasks click, purchase over every impression, purchase's
                   label click ∧ purchase (0 where not clicked), so that its calibrator's
                   P(purchase) ≤ P(click) holds; its P(purchase | click) is σ(o_p) / σ(o_c)
@@ -59,6 +62,7 @@ ARMS: dict[str, tuple[str, str]] = {
     "aitm": ("aitm", "funnel"),
     "mmoe": ("mmoe", "conditional"),
     "mmoe-entire-space": ("mmoe", "entire-space"),
+    "escm2-ipw": ("esmm", "entire-space+ipw"),
     "ple": ("ple", "conditional"),
     "omoe": ("omoe", "conditional"),
 }
@@ -66,6 +70,8 @@ MEASURES = ("conditional", "joint")  # the purchase AUC over clicked impressions
 BATCH_SIZE = 512
 TUNE_SEED_OFFSET = 1_000_000  # the tuning log's seed: disjoint from the repeats' logs
 TUNE_RELATEDNESS = 0.5
+# ESCM²'s IPW term beside the joint loss, 1:1 (PaddleRec's ESCM² weighs them 0.5 and 0.5).
+COUNTERFACTUAL_WEIGHT = 1.0
 
 
 def generator_config(ctx: StudyContext, relatedness: float, seed: int) -> ClickLogConfig:
@@ -111,7 +117,8 @@ def train_config(ctx: StudyContext, training: str, learning_rate: float, seed: i
         restore_best=False,
         seed=seed,
         threads=ctx.threads,
-        entire_space=(training == "entire-space") if training != "funnel" else None,
+        entire_space=training.startswith("entire-space") if training != "funnel" else None,
+        counterfactual_weight=COUNTERFACTUAL_WEIGHT if training == "entire-space+ipw" else 0.0,
     )
 
 

@@ -1,5 +1,6 @@
 """The multi-task loss: per-task BCE-with-logits or MSE, masked where a label is missing, and the
-entire-space loss of conditional tasks (ESMM, Ma et al., SIGIR 2018)."""
+entire-space loss of conditional tasks (ESMM, Ma et al., SIGIR 2018), optionally with ESCM²'s
+inverse-propensity-weighted counterfactual term (Wang et al., SIGIR 2022)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from mmoe.spec import Task, condition_chains
 # A probability's log is clamped to at most log(1 - 1e-7) before log(1 - p) is taken: BCE on a
 # product probability that rounds to 1 stays finite (as torch's BCELoss clamps its logs).
 _MAX_LOG_PROBABILITY = math.log1p(-1e-7)
+# ESCM²'s inverse-propensity weights are clipped here (PaddleRec's ESCM² clips at 15 too): a row
+# whose condition was predicted at 1% would otherwise weigh 100 rows, and one such row can swing a
+# batch's loss.
+MAX_IPW_WEIGHT = 15.0
 
 
 def conditional_labels(tasks: Sequence[Task], labels: torch.Tensor, entire_space: bool = False) -> torch.Tensor:
@@ -70,9 +75,18 @@ class MultiTaskLoss:
     impressions): -[y log p + (1 - y) log(1 - p)], with log p = Σ_j log σ(o_j) and log(1 - p)
     from log p stably (see `log1mexp`). Still one loss per task, K of them: the condition's own
     task keeps its loss (click's BCE over all rows), so any weighting combines them as before.
+
+    counterfactual_weight λ > 0 (with `entire_space` only) adds ESCM²'s IPW term to each
+    conditional task's per-row loss: on the rows where its condition holds (click = 1),
+        λ · ℓ(o_k, y_k) · min(1 / P̂(condition | x), MAX_IPW_WEIGHT)
+    with ℓ the BCE of its own output P(purchase | click, x) against its own label and
+    P̂(condition | x) = Π_{j ∈ chain(k), j ≠ k} σ(o_j) without gradient (the propensity; 0 on the
+    other rows). Averaged over every row with the joint loss, it estimates the conditional loss
+    over all impressions, not over the clicked ones only (the selection ESMM's product leaves
+    unweighted).
     """
 
-    def __init__(self, tasks: Sequence[Task], entire_space: bool = False) -> None:
+    def __init__(self, tasks: Sequence[Task], entire_space: bool = False, counterfactual_weight: float = 0.0) -> None:
         self.is_binary = torch.tensor([task.kind == "binary" for task in tasks])
         self.label_mean = torch.tensor([task.label_mean for task in tasks], dtype=torch.float32)
         self.label_std = torch.tensor([task.label_std for task in tasks], dtype=torch.float32)
@@ -88,17 +102,24 @@ class MultiTaskLoss:
             if len(chain) > 1:
                 self.chain[k, list(chain)] = 1.0
         self.joint_columns = self.chain.any(1) if self.entire_space else torch.zeros(len(tasks), dtype=torch.bool)
+        self.counterfactual_weight = counterfactual_weight if self.entire_space else 0.0
+        # given[k]: the position of task k's condition (k itself for a task that follows none);
+        # condition_chain[k, j] = 1 where task j's event is part of task k's condition.
+        self.given = torch.tensor([chain[-2] if len(chain) > 1 else k for k, chain in enumerate(chains)])
+        self.condition_chain = self.chain.clone().fill_diagonal_(0.0)
 
     @classmethod
-    def stacked(cls, task_lists: Sequence[Sequence[Task]], entire_space: bool = False) -> MultiTaskLoss:
+    def stacked(
+        cls, task_lists: Sequence[Sequence[Task]], entire_space: bool = False, counterfactual_weight: float = 0.0
+    ) -> MultiTaskLoss:
         """One loss for N replicas with their own label statistics (outputs [N, B, K])."""
-        loss = cls(task_lists[0], entire_space)
+        loss = cls(task_lists[0], entire_space, counterfactual_weight)
         loss.label_mean = torch.tensor([[t.label_mean for t in tasks] for tasks in task_lists]).unsqueeze(1)
         loss.label_std = torch.tensor([[t.label_std for t in tasks] for tasks in task_lists]).unsqueeze(1)
         return loss
 
     def to(self, device: torch.device | str) -> MultiTaskLoss:
-        for name in ("is_binary", "label_mean", "label_std", "chain", "joint_columns"):
+        for name in ("is_binary", "label_mean", "label_std", "chain", "joint_columns", "given", "condition_chain"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
@@ -136,7 +157,10 @@ class MultiTaskLoss:
                 (outputs - targets).square(),
             )
         if self.entire_space:
-            per_element = torch.where(self.joint_columns, self._joint_bce(outputs, labels), per_element)
+            joint = self._joint_bce(outputs, labels)
+            if self.counterfactual_weight:
+                joint = joint + self.counterfactual_weight * self._counterfactual_bce(outputs, labels, per_element)
+            per_element = torch.where(self.joint_columns, joint, per_element)
         counts = present.sum(-2) if label_counts is None else label_counts
         return (per_element * present).sum(-2) / counts.clamp(min=1), counts > 0
 
@@ -148,6 +172,16 @@ class MultiTaskLoss:
         log_p = (log_sigmoid @ self.chain.T).clamp(max=_MAX_LOG_PROBABILITY)  # [..., B, K]
         y = torch.nan_to_num(labels)
         return -(y * log_p + (1 - y) * log1mexp(log_p))
+
+    def _counterfactual_bce(self, outputs: torch.Tensor, labels: torch.Tensor, own_bce: torch.Tensor) -> torch.Tensor:
+        """[..., B, K]: ESCM²'s IPW term per row (see the class docstring), before λ; meaningful in
+        the entire-space columns only. own_bce: each output's BCE against its column's label, which
+        on the rows where the condition holds is the task's own label (joint = condition ∧ own)."""
+        log_sigmoid = torch.where(self.is_binary, F.logsigmoid(outputs.detach()), 0.0)
+        log_propensity = log_sigmoid @ self.condition_chain.T  # [..., B, K]
+        weight = torch.exp(-log_propensity).clamp(max=MAX_IPW_WEIGHT)
+        condition_holds = labels.index_select(-1, self.given) == 1
+        return torch.where(condition_holds, own_bce * weight, 0.0)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -170,3 +204,19 @@ def resolve_entire_space(option: bool | None, model: nn.Module, tasks: Sequence[
         )
     wanted = bool(getattr(model, "entire_space_by_default", False)) if option is None else bool(option)
     return wanted and conditional
+
+
+def resolve_loss_options(
+    entire_space: bool | None, counterfactual_weight: float, model: nn.Module, tasks: Sequence[Task]
+) -> tuple[bool, float]:
+    """(entire_space, counterfactual_weight) as MultiTaskLoss takes them, from the training options
+    (`TrainConfig`): entire_space by `resolve_entire_space`; MmoeError when counterfactual_weight
+    asks for ESCM²'s term without entire-space training."""
+    entire = resolve_entire_space(entire_space, model, tasks)
+    if counterfactual_weight and not entire:
+        raise MmoeError(
+            f"training option counterfactual_weight ({counterfactual_weight:g}) adds ESCM²'s term to the "
+            f"entire-space loss of conditional tasks; train entire-space: --entire-space (or --model esmm) with a "
+            f"task given=another"
+        )
+    return entire, counterfactual_weight

@@ -38,7 +38,7 @@ from mmoe.models.base import TrainingForward
 from mmoe.models.layers import SparseLinear, row_sparse_tables
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
-from mmoe.train.loss import MultiTaskLoss, resolve_entire_space
+from mmoe.train.loss import MultiTaskLoss, resolve_loss_options
 from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_stacked, main_score
 from mmoe.train.optim import SPARSE_OPTIMIZERS, make_row_sparse_optimizer
 from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
@@ -219,7 +219,8 @@ def _train_stack(
 
     # Each replica's own data set has its own regression label statistics.
     task_lists = [d.tasks for d in datasets]
-    loss_fn = MultiTaskLoss.stacked(task_lists, resolve_entire_space(config.entire_space, template, tasks))
+    loss_options = resolve_loss_options(config.entire_space, config.counterfactual_weight, template, tasks)
+    loss_fn = MultiTaskLoss.stacked(task_lists, *loss_options)
     weighting = make_weighting(config.weighting, len(tasks), config.task_weights, config.weighting_options)
     parameters = list(params.values())
     # The embedding tables of a row-sparse optimiser: (stacked table, its CategoryEmbeddings, its index).

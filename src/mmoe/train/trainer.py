@@ -39,7 +39,7 @@ from mmoe.models.layers import row_sparse_tables, use_sparse_gradients
 from mmoe.train import distributed
 from mmoe.train.allocator import keep_freed_memory
 from mmoe.train.callbacks import Callback, as_callbacks, reporting_to
-from mmoe.train.loss import MultiTaskLoss, resolve_entire_space
+from mmoe.train.loss import MultiTaskLoss, resolve_loss_options
 from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_predictions, main_score, to_predictions
 from mmoe.train.optim import (
     DEFAULT_SPARSE_OPTIMIZER,
@@ -74,6 +74,9 @@ class TrainConfig:
     over every row (`mmoe.train.loss.MultiTaskLoss`), instead of on the rows where its condition
     holds; None (the default) takes the model's default: on for esmm, off for the others.
     Without a conditional task it changes nothing (True is then an error).
+    counterfactual_weight: with entire-space training, the weight λ of ESCM²'s inverse-propensity
+    weighted term added to each conditional task's loss (`MultiTaskLoss`; 0, the default: ESMM's
+    loss alone).
 
     lr_schedule, warmup_epochs: the learning rate over the steps (`mmoe.train.schedule`):
     "constant" (the default), "cosine" or "linear" decay to 0 at the last of `epochs`' steps,
@@ -98,6 +101,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     weight_decay_mode: str = "l2"
+    counterfactual_weight: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -112,6 +116,11 @@ class TrainConfig:
             ("patience", self.patience >= 0, "zero or more"),
             ("threads", self.threads is None or self.threads >= 1, "a positive integer"),
             ("eval_batch_size", self.eval_batch_size >= 1, "a positive integer"),
+            (
+                "counterfactual_weight",
+                self.counterfactual_weight >= 0 and math.isfinite(self.counterfactual_weight),
+                "a finite number, zero or more",
+            ),
             (
                 "warmup_epochs",
                 self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs),
@@ -160,7 +169,8 @@ class TrainConfig:
             del data["entire_space"]
         if self.weighting_options is None:
             del data["weighting_options"]
-        for option in ("lr_schedule", "warmup_epochs", "weight_decay_mode"):  # only when set (mmoe.train.schedule)
+        # Only when set (mmoe.train.schedule; ESCM²'s term).
+        for option in ("lr_schedule", "warmup_epochs", "weight_decay_mode", "counterfactual_weight"):
             if data[option] == TrainConfig.__dataclass_fields__[option].default:
                 del data[option]
         return data
@@ -285,7 +295,8 @@ def train(
         ddp=not weighting.sums_over_ranks,
     )
     device = next(model.parameters()).device
-    loss_fn = MultiTaskLoss(tasks, resolve_entire_space(config.entire_space, model, tasks)).to(device)
+    loss_options = resolve_loss_options(config.entire_space, config.counterfactual_weight, model, tasks)
+    loss_fn = MultiTaskLoss(tasks, *loss_options).to(device)
     parameters = list(model.parameters())
     dense_parameters: list[torch.Tensor] = [p for p in parameters if all(p is not table for table in tables)]
     # The weighting's own trained tensors (UW's log-variances, GradNorm's weights) join Adam's.
