@@ -42,6 +42,7 @@ def test_synthetic_beyond_and_selection_bias_write_results_figures_and_sections(
         assert saved["studies"][study]["status"] == "done", saved["studies"][study].get("reason")
     report = (out / "report.md").read_text()
     assert "## Beyond the paper: PLE beside MMoE" in report and "## Beyond the paper: selection bias" in report
+    assert "*entire-space+ipw* adds ESCM²'s inverse-propensity weighted loss" in report
     for png in ("synthetic_beyond.png", "selection_bias.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in report
     tiny = get_scale("tiny")

@@ -283,6 +283,7 @@ def run(ctx: StudyContext) -> dict[str, Any]:
             "trials": scale.selection_trials,
             "max_units": scale.selection_max_units,
             "tune_relatedness": TUNE_RELATEDNESS,
+            "counterfactual_weight": COUNTERFACTUAL_WEIGHT,
         },
         "arms": dict(zip(labels, studied)),
     }

@@ -111,6 +111,13 @@ def synthetic_beyond(result: dict[str, Any]) -> list[str]:
 
 def selection_bias(result: dict[str, Any]) -> list[str]:
     g, t = result["generator"], result["training"]
+    # Results written before the ESCM² arm have no counterfactual weight (and no such arm).
+    ipw = (
+        f"*entire-space+ipw* adds ESCM²'s inverse-propensity weighted loss of purchase on clicked rows "
+        f"(weight {t['counterfactual_weight']:g}); "
+        if "counterfactual_weight" in t
+        else ""
+    )
     lines = [
         f"Click log: {g['rows']:,} impressions ({g['users']:,} users, {g['items']:,} items, test share "
         f"{g['test_fraction']:.0%}), purchase relatedness r ∈ {result['relatedness']} (0: own drivers, 1: "
@@ -118,8 +125,8 @@ def selection_bias(result: dict[str, Any]) -> list[str]:
         f"seed (≤ {t['max_units']} units, objective: validation purchase AUC over clicked rows), then "
         f"{t['repeats']} paired runs per r, {t['epochs']} epochs of Adam, batch {t['batch_size']}. Arms: "
         "*conditional* trains purchase on clicked rows; *entire-space* on click ∧ purchase over every "
-        "impression (ESMM's loss); AITM in its own funnel setting (purchase labelled click ∧ purchase on every "
-        "impression, its P(purchase | click) = P(click ∧ purchase) / P(click)). Regret = the generator's "
+        f"impression (ESMM's loss); {ipw}AITM in its own funnel setting (purchase labelled click ∧ purchase on "
+        "every impression, its P(purchase | click) = P(click ∧ purchase) / P(click)). Regret = the generator's "
         "Bayes-optimal AUC − ours, on the same test rows. Mean ± 95% t-interval half-width.",
         "",
         NO_PUBLISHED,
