@@ -117,7 +117,7 @@ def train_config(ctx: StudyContext, training: str, learning_rate: float, seed: i
         restore_best=False,
         seed=seed,
         threads=ctx.threads,
-        entire_space=training.startswith("entire-space") if training != "funnel" else None,
+        entire_space=training in ("entire-space", "entire-space+ipw") if training != "funnel" else None,
         counterfactual_weight=COUNTERFACTUAL_WEIGHT if training == "entire-space+ipw" else 0.0,
     )
 

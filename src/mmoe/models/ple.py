@@ -17,10 +17,11 @@ DSelect-k's (Hazimeh et al., 2021; `mmoe.models.dselect`) over the same experts:
 the k selectors' z logits and weights' logits packed per gate (k·m + k of them, m = ⌈log₂ of
 its expert count⌉, in place of the softmax's one per expert) plus a bias; it chooses at most k
 experts once its selectors settle, and its selectors' entropy, weighted by entropy_weight,
-joins the training loss (`forward_with_aux`). The last level has no shared gate: nothing reads a_s^L. Without
-shared experts (H = 0) no level has one either, since no expert would read its output; each
-task is then a separate network (its own experts, gate and tower). CGC is PLE with L = 1, and
-CGC without specific experts (S = 0) is MMoE with H experts: same parameters, same function.
+joins the training loss (`forward_with_aux`). The last level has no shared gate: nothing reads
+a_s^L. Without shared experts (H = 0) no level has one either, since no expert would read its
+output; each task is then a separate network (its own experts, gate and tower). CGC is PLE with
+L = 1, and CGC without specific experts (S = 0) is MMoE with H experts: same parameters, same
+function.
 
 Batched as the MoE models are (never a Python loop over experts or tasks; one over levels):
 level 1's experts' first layer, its task gates and its shared gate all read x, so they are one
@@ -35,6 +36,7 @@ columns per gate instead of S+H with DSelect-k gates).
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
@@ -58,7 +60,7 @@ GateKind = Annotated[
     Literal["softmax", "dselect-k"],
     Help("every gate a softmax over its experts (the paper's) or DSelect-k's, choosing at most k of them"),
 ]
-GATES = ("softmax", "dselect-k")
+GATES: tuple[str, ...] = typing.get_args(typing.get_args(GateKind)[0])  # the Literal's choices
 
 
 class LevelOutput(NamedTuple):
@@ -120,7 +122,6 @@ class _Level(nn.Module):
         super().__init__()
         self.num_tasks, self.specific, self.shared = num_tasks, specific, shared
         self.num_experts = num_tasks * specific + shared
-        self.has_shared_gate = shared_gate
         self.task_head = GateHead(specific + shared, dselect, (num_tasks,))
         self.shared_head = GateHead(self.num_experts, dselect, ()) if shared_gate else None
 
@@ -198,7 +199,7 @@ class _InputLevel(_Level):
         parts = self.input_layer(numeric, categorical).split(self.widths, dim=-1)
         hidden = torch.relu(parts[0].unflatten(-1, (self.num_experts, self.first_units)) + self.expert_bias)
         task_logits = parts[1].unflatten(-1, (self.num_tasks, self.task_head.width))
-        return self.gate_and_mix(self.deeper(hidden), task_logits, parts[2] if self.has_shared_gate else None)
+        return self.gate_and_mix(self.deeper(hidden), task_logits, parts[2] if self.shared_head is not None else None)
 
 
 class _DeeperLevel(_Level):

@@ -157,27 +157,31 @@ class MultiTaskLoss:
                 (outputs - targets).square(),
             )
         if self.entire_space:
-            joint = self._joint_bce(outputs, labels)
+            # log σ(o) once for both terms; regression outputs are masked out (their chain entries are 0).
+            log_sigmoid = torch.where(self.is_binary, F.logsigmoid(outputs), 0.0)
+            joint = self._joint_bce(log_sigmoid, labels)
             if self.counterfactual_weight:
-                joint = joint + self.counterfactual_weight * self._counterfactual_bce(outputs, labels, per_element)
+                ipw = self._counterfactual_bce(log_sigmoid.detach(), labels, per_element)
+                joint = joint + self.counterfactual_weight * ipw
             per_element = torch.where(self.joint_columns, joint, per_element)
         counts = present.sum(-2) if label_counts is None else label_counts
         return (per_element * present).sum(-2) / counts.clamp(min=1), counts > 0
 
-    def _joint_bce(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _joint_bce(self, log_sigmoid: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """[..., B, K]: per row, the BCE of each task's joint probability against its (joint)
-        label; meaningful in the entire-space columns only. Regression outputs are masked out of
-        the sums (their chain entries are 0)."""
-        log_sigmoid = torch.where(self.is_binary, F.logsigmoid(outputs), 0.0)
+        label, from log σ(o) [..., B, K] (0 in regression columns); meaningful in the entire-space
+        columns only."""
         log_p = (log_sigmoid @ self.chain.T).clamp(max=_MAX_LOG_PROBABILITY)  # [..., B, K]
         y = torch.nan_to_num(labels)
         return -(y * log_p + (1 - y) * log1mexp(log_p))
 
-    def _counterfactual_bce(self, outputs: torch.Tensor, labels: torch.Tensor, own_bce: torch.Tensor) -> torch.Tensor:
+    def _counterfactual_bce(
+        self, log_sigmoid: torch.Tensor, labels: torch.Tensor, own_bce: torch.Tensor
+    ) -> torch.Tensor:
         """[..., B, K]: ESCM²'s IPW term per row (see the class docstring), before λ; meaningful in
-        the entire-space columns only. own_bce: each output's BCE against its column's label, which
-        on the rows where the condition holds is the task's own label (joint = condition ∧ own)."""
-        log_sigmoid = torch.where(self.is_binary, F.logsigmoid(outputs.detach()), 0.0)
+        the entire-space columns only. log_sigmoid: log σ(o), detached (the propensity carries no
+        gradient). own_bce: each output's BCE against its column's label, which on the rows where
+        the condition holds is the task's own label (joint = condition ∧ own)."""
         log_propensity = log_sigmoid @ self.condition_chain.T  # [..., B, K]
         weight = torch.exp(-log_propensity).clamp(max=MAX_IPW_WEIGHT)
         condition_holds = labels.index_select(-1, self.given) == 1
