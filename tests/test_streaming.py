@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from mmoe.cli import main
-from mmoe.data import Split, load_dataset, streaming
+from mmoe.data import Split, arrow_encoding, load_dataset, streaming
 from mmoe.data.encoders import TableEncoder
 from mmoe.data.shuffle import ShuffleBuffer
 from mmoe.data.split_rule import SplitRule
 from mmoe.data.streaming import load_streaming_table
 from mmoe.data.tabular import parse_task_spec, read_table
+from mmoe.data.values import category_counts, category_texts
 from mmoe.data.vocabulary import VocabularyOptions
 from mmoe.errors import MmoeError
 from mmoe.io import to_jsonable
@@ -221,6 +222,30 @@ def test_the_split_is_drawn_row_by_row_whatever_the_batches(tmp_path):
     rows, labelled = small.info["rows"], int((assign(frame, seed=4) >= 0).sum())
     assert sum(rows.values()) == labelled
     assert 0.07 < rows["validation"] / labelled < 0.13 and 0.07 < rows["test"] / labelled < 0.13
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([3, 7, None, 3, 11, 7, 7, 250, None, 3], type=pa.int64()),
+        pa.array([0.0, -0.0, float("nan"), 1.5, None, 0.0, 1.5, -0.0, 2.0, 2.0]),  # -0.0 is a value of its own
+        pa.array(["b", "a", None, "b", "", "c", "a", "a", "é", "b"]),
+    ],
+)
+def test_a_category_column_fed_in_small_batches_counts_and_codes_as_in_memory(values):
+    # The pandas dtype the in-memory path reads the whole column with (ints with a gap: floats).
+    column = arrow_encoding._CategoryColumn(values.type, values.to_pandas().dtype)
+    for start in range(0, len(values), 3):  # batches of 3: values seen again, new ones mid-stream
+        column.observe(values.slice(start, 3))
+    counts = category_counts(values.to_pandas())
+    assert column.fitted_counts() == counts
+    vocabulary = sorted(counts)[1:]  # the first text left out: it shares slot 0 with unseen values
+    column.freeze(vocabulary)
+    # Every value again, in one batch, then one never seen in training (it joins, with slot 0).
+    later = pa.concat_arrays([values, pa.array([values[0].as_py() * 5], type=values.type)])
+    texts = category_texts(later.to_pandas().astype(values.to_pandas().dtype))
+    assert column.encode(later).tolist() == [vocabulary.index(t) + 1 if t in vocabulary else 0 for t in texts]
+    assert column.missing_code > 0 and len(column.texts) == len(set(texts)) - 1  # <missing> is no value
 
 
 def test_shuffle_buffer_yields_every_row_once_in_full_batches():

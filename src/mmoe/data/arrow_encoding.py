@@ -42,19 +42,27 @@ class _CategoryColumn:
     """One categorical column: arrow values -> the text `TableEncoder` gives them -> slot.
 
     Each distinct value is turned into text once (with pandas, as the in-memory encoder does) and
-    remembered with the number of training rows holding it; later batches are looked up with
-    pyarrow's `index_in`, in C++. Frozen, each known text has its slot: 1 + its position in the
-    fitted vocabulary, 0 when it is not in it, or its hash bucket (`values.hash_buckets`).
+    remembered, under its key (`_keys`), with the number of training rows holding it. A batch is
+    reduced to its distinct values by pyarrow (`unique`, `index_in` over the batch's own values,
+    in C++), and only those are looked up in the dict of known values, so a batch costs the same
+    however large the vocabulary has grown. (Looking every batch up with `index_in` against all
+    known values rebuilt their hash table per batch: 6 µs a row once 1.7M values were known,
+    quadratic over a stream; `benchmarks/streaming.py --section vocabulary` measures both.)
+    Frozen, each known text has its slot: 1 + its position in the fitted vocabulary, 0 when it is
+    not in it, or its hash bucket (`values.hash_buckets`).
     """
 
     def __init__(self, kind: pa.DataType, dtype: Any) -> None:
         self.kind = kind
         self.dtype = dtype  # the pandas dtype the in-memory path sees (ParquetTable.category_dtype)
-        self.known = pa.array([], type=kind)
+        self.index: dict[Any, int] = {}  # each known value's key -> its position in `texts`
         self.texts: list[str] = []
-        self.in_training = np.zeros(0, dtype=np.int64)  # training rows per known value
+        # Training rows and (once frozen) slot per known value, in buffers that grow by doubling
+        # (`_grown`): only their first len(texts) entries mean anything.
+        self.in_training = np.zeros(0, dtype=np.int64)
         self.missing_in_training = 0  # training rows with a missing value
-        self.codes = np.zeros(1, dtype=np.int64)  # slot per known value, then one entry for missing
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.missing_code = 0  # the slot of a missing value
         self.vocabulary: dict[str, int] | None = None
         self.buckets = 0  # frozen to a hashed column: its number of buckets
 
@@ -65,10 +73,15 @@ class _CategoryColumn:
         assert self.vocabulary is not None
         return np.array([self.vocabulary.get(t, -1) + 1 for t in texts], dtype=np.int64)
 
-    def _lookup(self, values: pa.Array) -> np.ndarray:
-        """Index into `known` per value, -1 for a missing value or one not seen yet."""
-        found = pc.index_in(values, value_set=self.known) if len(self.known) else pa.nulls(len(values), pa.int32())
-        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    def _keys(self, distinct: pa.Array) -> list[Any]:
+        """A dict key per (present) value, equal exactly when pyarrow's hashing finds the values
+        equal: Python values, but a float by its bits (arrow keeps -0.0 and 0.0 apart, and so
+        do their texts)."""
+        distinct = distinct.cast(self.kind)
+        if pa.types.is_floating(distinct.type):
+            floats = distinct.to_numpy(zero_copy_only=False)
+            return floats.view(f"i{floats.itemsize}").tolist()
+        return distinct.to_pylist()
 
     def _texts(self, values: pa.Array) -> np.ndarray:
         """The values' texts as the in-memory encoder writes them (the table's pandas dtype)."""
@@ -77,26 +90,32 @@ class _CategoryColumn:
             series = series.astype(self.dtype)
         return category_texts(series)
 
-    def _learn(self, values: pa.Array, index: np.ndarray) -> np.ndarray:
-        """Remembers the values not known yet (index -1, not missing) and looks them up again."""
-        if not (index < 0).any():
-            return index
-        new = pc.unique(values.filter(pa.array(index < 0)))
-        new = new.filter(pa.array(~missing(new)))
-        if not len(new):
-            return index
-        texts = self._texts(new).tolist()
-        self.known = pa.concat_arrays([self.known, new.cast(self.kind)])
-        self.texts += texts
-        self.in_training = np.concatenate([self.in_training, np.zeros(len(texts), dtype=np.int64)])
-        if self.vocabulary is not None:
-            missing_slot = self.codes[-1:]
-            self.codes = np.concatenate([self.codes[:-1], self._slots(texts), missing_slot])
-        return self._lookup(values)
+    def _positions(self, values: pa.Array) -> np.ndarray:
+        """Position in `texts` per value, -1 for a missing one; values not known yet are
+        remembered first (their text, no training rows, and once frozen their slot)."""
+        distinct = pc.unique(values)
+        distinct = distinct.filter(pa.array(~missing(distinct)))
+        if not len(distinct):
+            return np.full(len(values), -1, dtype=np.int64)
+        keys = self._keys(distinct)
+        found = np.fromiter((self.index.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+        new = np.flatnonzero(found < 0)
+        if new.size:
+            known = len(self.texts)
+            found[new] = np.arange(known, known + new.size)
+            self.index.update(zip((keys[i] for i in new), found[new].tolist()))
+            texts = self._texts(distinct.take(pa.array(new))).tolist()
+            self.texts += texts
+            self.in_training = _grown(self.in_training, len(self.texts))
+            if self.vocabulary is not None:
+                self.codes = _grown(self.codes, len(self.texts))
+                self.codes[known : len(self.texts)] = self._slots(texts)
+        at = pc.fill_null(pc.index_in(values, value_set=distinct), -1).to_numpy(zero_copy_only=False)
+        return np.where(at >= 0, found[at], -1)
 
     def observe(self, values: pa.Array) -> None:
         """Training rows: their values join the vocabulary."""
-        index = self._learn(values, self._lookup(values))
+        index = self._positions(values)
         known = index[index >= 0]
         if known.size:
             # Per batch, not per known value: the cost stays with the batch as the vocabulary grows.
@@ -107,7 +126,7 @@ class _CategoryColumn:
     def fitted_counts(self) -> dict[str, int]:
         """{text: training rows holding it}, as `values.category_counts` gives for the training rows."""
         counts: dict[str, int] = {}
-        for text, rows in zip(self.texts, self.in_training.tolist()):
+        for text, rows in zip(self.texts, self.in_training[: len(self.texts)].tolist()):
             if rows:
                 counts[text] = counts.get(text, 0) + rows
         if self.missing_in_training:
@@ -119,15 +138,29 @@ class _CategoryColumn:
         it is not in it), or its hash bucket when `buckets` > 0."""
         self.vocabulary = {text: k for k, text in enumerate(vocabulary)}
         self.buckets = buckets
-        self.codes = self._slots([*self.texts, MISSING_CATEGORY])
+        self.codes = self._slots(self.texts)
+        self.missing_code = int(self._slots([MISSING_CATEGORY])[0])
 
     def encode(self, values: pa.Array) -> np.ndarray:
         if self.buckets:
             # Hashed: every row's text hashed directly, so that an unbounded stream of new values
             # is not remembered (memory stays bounded by the batch).
             return hash_buckets(self._texts(values), self.buckets)
-        index = self._learn(values, self._lookup(values))
-        return self.codes[index]  # index -1 (missing) picks the last entry: the missing value's slot
+        index = self._positions(values)
+        slots = np.full(len(index), self.missing_code, dtype=np.int64)
+        present = index >= 0
+        slots[present] = self.codes[index[present]]
+        return slots
+
+
+def _grown(buffer: np.ndarray, size: int) -> np.ndarray:
+    """`buffer` if it holds `size` entries, else a copy at least twice as long, zero-filled after
+    the old entries: amortised O(1) per entry added, as a list's append."""
+    if size <= len(buffer):
+        return buffer
+    grown = np.zeros(max(size, 2 * len(buffer)), dtype=buffer.dtype)
+    grown[: len(buffer)] = buffer
+    return grown
 
 
 class _MultiValueColumn:
