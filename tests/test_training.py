@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
 
 from mmoe.data.dataset import Task
-from mmoe.errors import MmoeError, TrainingDiverged
+from mmoe.errors import DeadTaskWarning, MmoeError, TrainingDiverged
 from mmoe.runs import fit
 from mmoe.train.loss import MultiTaskLoss
 from mmoe.train.metrics import main_score, task_metrics
+from mmoe.train.population import train_population
 from mmoe.train.trainer import TrainConfig
 from mmoe.train.weighting import make_weighting
 from tests.conftest import toy_data
@@ -135,3 +137,36 @@ def test_fused_adam_updates_equal_torchs_own_and_survive_a_state_reload() -> Non
         assert torch.equal(expected, actual)
     assert fast._state_lists is not None  # the direct path ran
     assert float(next(iter(fast.state.values()))["step"]) == 5
+
+
+def _dead_first_tower(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every model built from here on starts with task 0's tower silent on every row (its hidden
+    units' biases far below any input), as a too-large step leaves it: no gradient reaches them."""
+    from mmoe.models import layers
+
+    built = layers.Towers.__init__
+
+    def dead(self: layers.Towers, *args: object, **kwargs: object) -> None:
+        built(self, *args, **kwargs)
+        with torch.no_grad():
+            self.hidden[0].bias[0] = -1e4
+
+    monkeypatch.setattr(layers.Towers, "__init__", dead)
+
+
+def test_a_task_whose_outputs_die_is_warned_of_once_per_run_and_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(epochs=3, batch_size=64, patience=0)
+    with warnings.catch_warnings(record=True) as healthy:
+        warnings.simplefilter("always")
+        fit(toy_data(), "mmoe", config)
+    assert not [w for w in healthy if issubclass(w.category, DeadTaskWarning)]
+    _dead_first_tower(monkeypatch)
+    with pytest.warns(DeadTaskWarning) as caught:
+        result = fit(toy_data(), "mmoe", config)
+    dead = [str(w.message) for w in caught if issubclass(w.category, DeadTaskWarning)]
+    assert len(dead) == 1 and "task 'clicked'" in dead[0] and "after epoch 1" in dead[0] and "0.001" in dead[0]
+    assert result.metrics["test"]["clicked"]["auc"] == 0.5  # and watch_time, still learning, was not named
+    with pytest.warns(DeadTaskWarning) as caught:  # the population loop, per replica
+        train_population("mmoe", toy_data(), config, seeds=[0, 1], learning_rates=[1e-3, 1e-3])
+    dead = sorted(str(w.message) for w in caught if issubclass(w.category, DeadTaskWarning))
+    assert len(dead) == 2 and dead[0].startswith("replica 0: task 'clicked'") and dead[1].startswith("replica 1: ")

@@ -19,3 +19,10 @@ class MmoeError(ValueError):
 class TrainingDiverged(MmoeError):
     """The training loss became infinite or NaN (usually too high a learning rate). Its own type so
     that tuning can treat a diverged trial as hopeless rather than as a broken worker."""
+
+
+class DeadTaskWarning(UserWarning):
+    """A task's outputs became the same on every validation row: the units feeding its output
+    stopped firing on every row (ReLUs "died", usually after too large a step), so it gets no
+    gradient back and stays at its base rate (AUC .5) for the rest of training. Training goes on;
+    a lower learning rate, or another seed, usually avoids it."""

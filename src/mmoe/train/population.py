@@ -41,7 +41,7 @@ from mmoe.train.callbacks import Callback, Callbacks, as_callbacks, reporting_to
 from mmoe.train.loss import MultiTaskLoss, resolve_loss_options
 from mmoe.train.metrics import Metrics, SplitMetrics, evaluate_stacked, main_score
 from mmoe.train.optim import SPARSE_OPTIMIZERS, make_row_sparse_optimizer
-from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights
+from mmoe.train.progress import EarlyStopping, HistoryEntry, copy_weights, warn_dead_tasks
 from mmoe.train.schedule import LearningRateSchedule, make_dense_optimizer
 from mmoe.train.trainer import TrainConfig
 from mmoe.train.weighting import make_weighting
@@ -272,6 +272,7 @@ def _train_stack(
 
     best_params = {name: p.detach().clone() for name, p in params.items()}
     stopping = [EarlyStopping(config.patience, config.epochs, best_params, replica=r) for r in range(num_replicas)]
+    dead_tasks: list[set[str]] = [set() for _ in range(num_replicas)]  # tasks warned of, per replica
     # A stopped replica keeps being updated with the rest (cheaper than unstacking it), so its
     # weights at the moment it stopped are kept here.
     final_params = {name: p.detach().clone() for name, p in params.items()}
@@ -314,10 +315,12 @@ def _train_stack(
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
 
-        validation_metrics = _evaluate_stack(forward, params, task_lists, validation, shared, config.eval_batch_size)
+        outputs = _stack_outputs(forward, params, validation, shared, config.eval_batch_size)
+        validation_metrics = evaluate_stacked(task_lists, outputs, _stack_labels(validation, shared, num_replicas))
         for r in range(num_replicas):
             if stopping[r].stopped_early:
                 continue
+            warn_dead_tasks(tasks, outputs[r], epoch, config.learning_rate, dead_tasks[r], replica=indices[r])
             score = main_score(main_task, validation_metrics[r][main_task.name])
             improved = stopping[r].update(epoch, score, params)
             entry = HistoryEntry.of_epoch(
@@ -352,7 +355,6 @@ def _train_stack(
     return PopulationResult(replicas, train_seconds, state_dicts)
 
 
-@torch.no_grad()
 def _evaluate_stack(
     forward: Callable,
     params: dict[str, torch.Tensor],
@@ -361,7 +363,16 @@ def _evaluate_stack(
     shared: bool,
     chunk_rows: int,
 ) -> list[Metrics]:
-    """Per replica, {task: metrics} on its split; rows go through in chunks to bound memory."""
+    """Per replica, {task: metrics} on its split."""
+    outputs = _stack_outputs(forward, params, split, shared, chunk_rows)
+    return evaluate_stacked(task_lists, outputs, _stack_labels(split, shared, outputs.shape[0]))
+
+
+@torch.no_grad()
+def _stack_outputs(
+    forward: Callable, params: dict[str, torch.Tensor], split: Split, shared: bool, chunk_rows: int
+) -> torch.Tensor:
+    """Every replica's raw outputs on its split, [N, rows, K]; rows go through in chunks to bound memory."""
     num_replicas = next(iter(params.values())).shape[0]
     rows = split.labels.shape[-2]
     chunk_rows = max(1, chunk_rows // num_replicas)
@@ -374,6 +385,8 @@ def _evaluate_stack(
         else:
             numeric, categorical = split.numeric[:, part], split.categorical[:, part]
         outputs.append(forward(params, numeric, categorical))
-    stacked = torch.cat(outputs, 1)
-    labels = split.labels if not shared else split.labels.expand(num_replicas, -1, -1)
-    return evaluate_stacked(task_lists, stacked, labels)
+    return torch.cat(outputs, 1)
+
+
+def _stack_labels(split: Split, shared: bool, num_replicas: int) -> torch.Tensor:
+    return split.labels if not shared else split.labels.expand(num_replicas, -1, -1)

@@ -47,7 +47,7 @@ from mmoe.train.optim import (
     RowSparseOptimizer,
     make_row_sparse_optimizer,
 )
-from mmoe.train.progress import EarlyStopping, HistoryEntry
+from mmoe.train.progress import EarlyStopping, HistoryEntry, warn_dead_tasks
 from mmoe.train.schedule import LR_SCHEDULES, WEIGHT_DECAY_MODES, LearningRateSchedule, make_dense_optimizer
 from mmoe.train.weighting import check_weighting_options, implied_weighting, make_weighting, resolve_weighting
 
@@ -317,6 +317,7 @@ def train(
     identity = run_identity(model, data, config, data_identity)
     history: list[dict[str, Any]] = []
     stopping = EarlyStopping(config.patience, config.epochs, copy.deepcopy(model.state_dict()))
+    dead_tasks: set[str] = set() if parallel.is_first else {task.name for task in tasks}  # rank 0 warns
     train_seconds, first_epoch = 0.0, 1
     if resume_state is not None and resume_from is None:
         raise ValueError("resume_state is the checkpoint read from resume_from; pass resume_from too")
@@ -387,6 +388,7 @@ def train(
                     f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
                     f"(now {config.learning_rate})"
                 )
+            warn_dead_tasks(tasks, outputs, epoch, config.learning_rate, dead_tasks)
             validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
             score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
             # Decides early stopping before the checkpoint is written, so a resumed run knows it had stopped.
