@@ -45,9 +45,9 @@ class _CategoryColumn:
     remembered, under its key (`_keys`), with the number of training rows holding it. A batch is
     reduced to its distinct values by pyarrow (`unique`, `index_in` over the batch's own values,
     in C++), and only those are looked up in the dict of known values, so a batch costs the same
-    however large the vocabulary has grown. (Looking every batch up with `index_in` against all
-    known values rebuilt their hash table per batch: 6 µs a row once 1.7M values were known,
-    quadratic over a stream; `benchmarks/streaming.py --section vocabulary` measures both.)
+    however large the vocabulary has grown: about 2 µs a row. (Looking every batch up with
+    `index_in` against all known values rebuilt their hash table per batch: 21–31 µs a row once
+    3.4M values were known, quadratic over a stream; `benchmarks/vocabulary_pass.py` measures both.)
     Frozen, each known text has its slot: 1 + its position in the fitted vocabulary, 0 when it is
     not in it, or its hash bucket (`values.hash_buckets`).
     """

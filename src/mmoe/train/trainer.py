@@ -317,7 +317,7 @@ def train(
     identity = run_identity(model, data, config, data_identity)
     history: list[dict[str, Any]] = []
     stopping = EarlyStopping(config.patience, config.epochs, copy.deepcopy(model.state_dict()))
-    dead_tasks: set[str] = set() if parallel.is_first else {task.name for task in tasks}  # rank 0 warns
+    dead_tasks: set[str] = set()  # the tasks warned of (`warn_dead_tasks`)
     train_seconds, first_epoch = 0.0, 1
     if resume_state is not None and resume_from is None:
         raise ValueError("resume_state is the checkpoint read from resume_from; pass resume_from too")
@@ -388,7 +388,8 @@ def train(
                     f"{'' if outputs_finite else 'not '}finite); lower the learning rate "
                     f"(now {config.learning_rate})"
                 )
-            warn_dead_tasks(tasks, outputs, epoch, config.learning_rate, dead_tasks)
+            if parallel.is_first:
+                warn_dead_tasks(tasks, outputs, epoch, config.learning_rate, dead_tasks)
             validation = evaluate_predictions(tasks, to_predictions(tasks, outputs), data.validation.labels)
             score = parallel.same_on_all(main_score(main_task, validation[main_task.name]))
             # Decides early stopping before the checkpoint is written, so a resumed run knows it had stopped.
